@@ -1,0 +1,221 @@
+//! `torture`: parse the command line, run, print, exit. Errors become exit codes in one place.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use racepool::config::{Config, Mode};
+use racepool::error::Error;
+use racepool::latency::LatencyMode;
+use racepool::region::Layout;
+use racepool::report::{self, Verdict};
+use racepool::selftest::{self, WakeScope};
+use racepool::strategy::StrategyKind;
+use racepool::workload::Pick;
+
+/// Tortures concurrent update strategies on shared memory across forked worker processes and
+/// proves, with exact counts, whether any update was lost.
+#[derive(Parser)]
+#[command(name = "torture", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the torture test (the default when no subcommand is given).
+    Run(RunArgs),
+    /// Check the properties racepool relies on: shared memory and cross-process wakes.
+    Selftest {
+        #[command(subcommand)]
+        check: SelftestCheck,
+    },
+}
+
+#[derive(Subcommand)]
+enum SelftestCheck {
+    /// A forked child's write is seen through the shared map, not through map_anon.
+    SharedWrite {
+        #[arg(long, default_value_t = 100)]
+        rounds: u32,
+    },
+    /// A futex wake from the parent reaches a child sleeping on the region (or not).
+    Wake {
+        #[arg(long, value_enum)]
+        scope: WakeScope,
+        #[arg(long, default_value_t = 100)]
+        rounds: u32,
+        /// How long the child sleeps at most, in ms.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+    },
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// Worker processes (or threads with --mode threads).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    workers: usize,
+    /// Updates each worker makes.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    ops: u64,
+    /// Shared counters the updates are spread over.
+    #[arg(long, default_value_t = 1, value_name = "S")]
+    slots: usize,
+    /// Strategies to run, comma separated [default: all six, racy first].
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "NAME")]
+    strategy: Vec<StrategyKind>,
+    #[arg(long, value_enum, default_value = "processes")]
+    mode: Mode,
+    /// packed: 4-byte slots sharing cache lines; padded: one 128-byte line per slot.
+    #[arg(long, value_enum, default_value = "packed")]
+    layout: Layout,
+    /// Seed of every worker's slot choice (runs with the same seed pick the same slots).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How slots are chosen: uniform, or hot:P (P% of updates to slot 0).
+    #[arg(long, default_value = "uniform", value_name = "uniform|hot:P")]
+    pick: Pick,
+    /// Value every slot starts at (the poll that already had 50 votes).
+    #[arg(long, default_value_t = 0, value_name = "V")]
+    initial: u32,
+    /// racy only: spin iterations between its read and its write, to widen the race.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    race_window: u32,
+    /// Which updates are timed: all, sample:N (one in N) or off.
+    #[arg(long, default_value = "all", value_name = "all|sample:N|off")]
+    latency: LatencyMode,
+    /// Run each strategy R times and report how often updates were lost.
+    #[arg(long, default_value_t = 1, value_name = "R")]
+    repeat: u32,
+    /// For tests: hold each worker's first update right after its read until every worker has
+    /// read (a lock holder: until another worker queues on the lock). Scripts the lost update.
+    #[arg(long)]
+    hold_after_read: bool,
+    /// Seconds without any completed update before the run is declared stalled and stopped.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    stall_timeout: f64,
+    /// Print the summary as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl RunArgs {
+    fn config(&self) -> Result<Config, Error> {
+        if !(self.stall_timeout.is_finite() && self.stall_timeout > 0.0) {
+            return Err(Error::Usage(
+                "--stall-timeout must be a positive number of seconds".into(),
+            ));
+        }
+        Ok(Config {
+            strategies: if self.strategy.is_empty() {
+                StrategyKind::ALL.to_vec()
+            } else {
+                self.strategy.clone()
+            },
+            workers: self.workers,
+            ops: self.ops,
+            slots: self.slots,
+            mode: self.mode,
+            layout: self.layout,
+            seed: self.seed,
+            pick: self.pick,
+            initial: self.initial,
+            race_window: self.race_window,
+            latency: self.latency,
+            repeat: self.repeat,
+            hold_after_read: self.hold_after_read,
+            stall_timeout: Duration::from_secs_f64(self.stall_timeout),
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // One line naming the flag; clap's usage hints follow it in its own rendering.
+            let text = e.render().to_string();
+            eprintln!(
+                "torture: {}",
+                text.lines()
+                    .next()
+                    .unwrap_or("bad arguments")
+                    .trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
+    match execute(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("torture: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn execute(cli: Cli) -> Result<ExitCode, Error> {
+    match cli.command {
+        None => torture(&cli.run),
+        Some(Command::Run(args)) => torture(&args),
+        Some(Command::Selftest { check }) => {
+            let json = match check {
+                SelftestCheck::SharedWrite { rounds } => {
+                    serde_json::to_string(&selftest::shared_write(rounds)?)
+                }
+                SelftestCheck::Wake {
+                    scope,
+                    rounds,
+                    timeout_ms,
+                } => serde_json::to_string(&selftest::cross_process_wake(
+                    scope,
+                    rounds,
+                    Duration::from_millis(timeout_ms),
+                )?),
+            };
+            println!("{}", json.expect("reports serialise"));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn torture(args: &RunArgs) -> Result<ExitCode, Error> {
+    let config = args.config()?;
+    let summary = racepool::run::run(&config)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).expect("the summary serialises")
+        );
+    } else {
+        print!("{}", report::render_text(&summary));
+    }
+    for s in summary
+        .strategies
+        .iter()
+        .filter(|s| s.verdict == Verdict::Failed)
+    {
+        eprintln!(
+            "torture: {} promises exactness but lost {} update(s) (+{} unexpected) in {} of {} run(s)",
+            s.strategy.name(),
+            s.lost,
+            s.unexpected,
+            s.runs.iter().filter(|r| r.verdict == Verdict::Failed).count(),
+            s.runs.len()
+        );
+    }
+    Ok(if summary.all_exact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,157 @@
+//! Everything one torture run needs, validated once before any worker exists.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::latency::LatencyMode;
+use crate::region::{Layout, Region, MAX_REGION_BYTES};
+use crate::strategy::StrategyKind;
+use crate::workload::Pick;
+
+/// Processes sharing a memfd mapping, or threads sharing one address space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Processes,
+    Threads,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Config {
+    pub strategies: Vec<StrategyKind>,
+    pub workers: usize,
+    pub ops: u64,
+    pub slots: usize,
+    pub mode: Mode,
+    pub layout: Layout,
+    pub seed: u64,
+    pub pick: Pick,
+    pub initial: u32,
+    pub race_window: u32,
+    pub latency: LatencyMode,
+    pub repeat: u32,
+    pub hold_after_read: bool,
+    #[serde(skip)]
+    pub stall_timeout: Duration,
+}
+
+impl Config {
+    /// Checks every number against itself and this machine; the message names the flag.
+    pub fn validate(&self) -> Result<(), Error> {
+        let usage = |m: String| Err(Error::Usage(m));
+        if self.strategies.is_empty() {
+            return usage("--strategy: name at least one strategy".into());
+        }
+        if self.workers == 0 {
+            return usage("--workers must be at least 1".into());
+        }
+        if self.slots == 0 {
+            return usage("--slots must be at least 1".into());
+        }
+        if self.ops == 0 {
+            return usage("--ops must be at least 1".into());
+        }
+        if self.repeat == 0 {
+            return usage("--repeat must be at least 1".into());
+        }
+        if self.slots > u32::MAX as usize {
+            return usage(format!(
+                "--slots {} is more than a 32-bit slot index can address",
+                self.slots
+            ));
+        }
+        let limit = worker_limit(self.mode);
+        if self.workers > limit.0 {
+            return usage(format!(
+                "--workers {} is more than this machine can {} ({})",
+                self.workers,
+                if self.mode == Mode::Processes {
+                    "fork"
+                } else {
+                    "spawn"
+                },
+                limit.1
+            ));
+        }
+        let total = (self.workers as u128) * (self.ops as u128) + self.initial as u128;
+        if total > u32::MAX as u128 {
+            return usage(format!(
+                "--ops {} with {} workers and --initial {} could push a slot past 2^32-1",
+                self.ops, self.workers, self.initial
+            ));
+        }
+        let bytes =
+            Region::bytes_needed(self.slots, self.workers, self.layout).unwrap_or(usize::MAX);
+        let available = memory_available().unwrap_or(MAX_REGION_BYTES as u64);
+        if bytes > MAX_REGION_BYTES || bytes as u64 > available / 2 {
+            return usage(format!(
+                "--slots {} and --workers {} need {} MiB of shared memory; this machine can spare {} MiB",
+                self.slots,
+                self.workers,
+                bytes >> 20,
+                (available / 2).min(MAX_REGION_BYTES as u64) >> 20
+            ));
+        }
+        if self.hold_after_read {
+            if let Some(s) = self.strategies.iter().find(|s| !s.can_hold_after_read()) {
+                return usage(format!(
+                    "--hold-after-read applies to racy, cas and futex-lock, not {}",
+                    s.name()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The most workers we agree to start, and why that number.
+fn worker_limit(mode: Mode) -> (usize, String) {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+    };
+    let running = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref().is_ok_and(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
+            })
+            .count()
+        })
+        .unwrap_or(0);
+    let headroom = 256;
+    match mode {
+        Mode::Processes => {
+            let pid_max = read("/proc/sys/kernel/pid_max").unwrap_or(32768);
+            let nproc = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NPROC)
+                .map(|(soft, _)| soft as usize)
+                .unwrap_or(usize::MAX);
+            let limit = pid_max.min(nproc).saturating_sub(running + headroom);
+            (
+                limit,
+                format!("pid_max {pid_max}, RLIMIT_NPROC {nproc}, {running} processes running"),
+            )
+        }
+        Mode::Threads => {
+            let max = read("/proc/sys/kernel/threads-max").unwrap_or(10_000);
+            (
+                max.saturating_sub(running + headroom),
+                format!("threads-max {max}"),
+            )
+        }
+    }
+}
+
+fn memory_available() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

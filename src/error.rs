@@ -1,0 +1,30 @@
+//! The few ways a run can fail, each with its exit code.
+
+use std::fmt;
+
+/// Why `torture` stops early. `exit_code` is the one place errors become exit codes.
+#[derive(Debug)]
+pub enum Error {
+    /// Bad input: a flag out of range, a size the machine cannot hold. Exit 2.
+    Usage(String),
+    /// The system refused something we needed (fork, mmap, futex). Exit 2.
+    System(String),
+    /// A worker died or misbehaved, so the run's counts cannot be trusted. Exit 2.
+    Worker(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        2
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(m) | Error::System(m) | Error::Worker(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

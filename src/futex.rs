@@ -1,0 +1,78 @@
+//! Wait and wake on a 32-bit word, with the futex's scope as a type.
+//!
+//! - [`Shared`] crosses processes: linux-futex's `Futex<Shared>` (no `FUTEX_PRIVATE_FLAG`), so
+//!   the kernel keys the wait queue on the physical page of the MAP_SHARED region.
+//! - [`Private`] stays inside one process: atomic-wait, which always passes
+//!   `FUTEX_PRIVATE_FLAG`. A private wake never reaches a waiter in another process.
+//!
+//! Contract of `wait`: it returns at once if the word no longer holds `expected`, and it may
+//! return spuriously (a signal, a timeout, a stale wake). Callers always re-check and loop.
+
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use linux_futex::AsFutex;
+
+/// How long one process-mode wait may sleep before it re-checks its word. A wake that never
+/// comes (its sender died) therefore costs at most this much, never a hang.
+pub const SHARED_WAIT_BOUND: Duration = Duration::from_millis(50);
+
+/// A futex scope: where a wake can reach.
+pub trait Scope: Copy + Send + Sync + 'static {
+    /// Sleeps while `word == expected` (see the module contract).
+    fn wait(word: &AtomicU32, expected: u32);
+    /// Wakes at most one waiter on `word`.
+    fn wake_one(word: &AtomicU32);
+    /// Wakes every waiter on `word`.
+    fn wake_all(word: &AtomicU32);
+}
+
+/// Across processes; every wait bounded by [`SHARED_WAIT_BOUND`].
+#[derive(Clone, Copy, Debug)]
+pub struct Shared;
+
+/// Within one process (thread mode).
+#[derive(Clone, Copy, Debug)]
+pub struct Private;
+
+impl Scope for Shared {
+    #[inline]
+    fn wait(word: &AtomicU32, expected: u32) {
+        // WrongValue, Interrupted (EINTR) and TimedOut all mean "look again": the caller loops.
+        let _ =
+            AsFutex::<linux_futex::Shared>::as_futex(word).wait_for(expected, SHARED_WAIT_BOUND);
+    }
+    #[inline]
+    fn wake_one(word: &AtomicU32) {
+        AsFutex::<linux_futex::Shared>::as_futex(word).wake(1);
+    }
+    #[inline]
+    fn wake_all(word: &AtomicU32) {
+        AsFutex::<linux_futex::Shared>::as_futex(word).wake(i32::MAX);
+    }
+}
+
+impl Scope for Private {
+    #[inline]
+    fn wait(word: &AtomicU32, expected: u32) {
+        atomic_wait::wait(word, expected);
+    }
+    #[inline]
+    fn wake_one(word: &AtomicU32) {
+        atomic_wait::wake_one(word);
+    }
+    #[inline]
+    fn wake_all(word: &AtomicU32) {
+        atomic_wait::wake_all(word);
+    }
+}
+
+/// Waits with a shared futex for at most `timeout`; true if woken (or the word changed) before
+/// it expired. Used by the parent, which must never block without a bound.
+pub fn shared_wait_for(word: &AtomicU32, expected: u32, timeout: Duration) -> bool {
+    let f = AsFutex::<linux_futex::Shared>::as_futex(word);
+    !matches!(
+        f.wait_for(expected, timeout),
+        Err(linux_futex::TimedWaitError::TimedOut)
+    )
+}

@@ -1,0 +1,240 @@
+//! The result types, documented field by field. JSON is their serde form.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::check::{Count, SlotCount};
+use crate::config::{Config, Mode};
+use crate::latency;
+use crate::region::Layout;
+use crate::strategy::StrategyKind;
+
+/// Everything one invocation of `torture` found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub tool: String,
+    pub machine: Machine,
+    pub config: Config,
+    pub strategies: Vec<StrategySummary>,
+    /// True when every strategy that promises exactness was exact in every run.
+    pub all_exact: bool,
+}
+
+/// Where the figures were measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub cpu: String,
+    pub kernel: String,
+}
+
+impl Machine {
+    pub fn this() -> Machine {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        Machine {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu,
+            kernel,
+        }
+    }
+}
+
+/// A strategy's runs (one per `--repeat`) and what they add up to.
+#[derive(Clone, Debug, Serialize)]
+pub struct StrategySummary {
+    pub strategy: StrategyKind,
+    pub runs: Vec<RunSummary>,
+    /// Runs in which at least one update was lost.
+    pub runs_with_loss: usize,
+    /// Sums over all runs.
+    pub expected: u64,
+    pub observed: u64,
+    pub lost: u64,
+    pub unexpected: u64,
+    /// Median over runs of updates per second in the measured window.
+    pub median_ops_per_sec: f64,
+    /// Latency percentiles of every run's updates merged, in ns.
+    pub latency_ns: Option<Percentiles>,
+    pub verdict: Verdict,
+    #[serde(skip)]
+    pub histogram: Histogram<u64>,
+}
+
+/// One run of one strategy.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSummary {
+    pub strategy: StrategyKind,
+    pub mode: Mode,
+    pub layout: Layout,
+    pub workers: usize,
+    pub slots: usize,
+    pub ops_per_worker: u64,
+    pub seed: u64,
+    /// Updates the workers completed (each believes it added 1).
+    pub updates: u64,
+    pub count: Count,
+    /// lost / updates.
+    pub loss_rate: f64,
+    /// The first slots whose final value is wrong (at most 16).
+    pub wrong_slots: Vec<SlotCount>,
+    /// From the first fork until every worker stood at the start barrier, in ms.
+    pub spawn_ms: f64,
+    /// From the barrier's release until the last worker finished, in ms.
+    pub window_ms: f64,
+    /// updates / window.
+    pub ops_per_sec: f64,
+    pub latency_ns: Option<Percentiles>,
+    pub retries_per_update: f64,
+    pub waits_per_update: f64,
+    pub wakes_per_update: f64,
+    /// Involuntary context switches of the workers: how often the scheduler preempted them.
+    pub preemptions: u64,
+    pub voluntary_switches: u64,
+    pub fairness: Fairness,
+    /// FNV-1a of the final slot values.
+    pub fingerprint: String,
+    pub verdict: Verdict,
+}
+
+/// Latency percentiles in nanoseconds.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Option<Percentiles> {
+        if h.is_empty() {
+            return None;
+        }
+        Some(Percentiles {
+            count: h.len(),
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        })
+    }
+}
+
+/// How evenly the workers progressed: each worker's updates per second from the barrier's
+/// release to its own finish.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Fairness {
+    pub min_ops_per_sec: f64,
+    pub median_ops_per_sec: f64,
+    pub max_ops_per_sec: f64,
+    /// Workers slower than a tenth of the median.
+    pub starved: usize,
+}
+
+impl Fairness {
+    pub fn of(mut rates: Vec<f64>) -> Fairness {
+        if rates.is_empty() {
+            return Fairness::default();
+        }
+        rates.sort_by(f64::total_cmp);
+        let median = median_sorted(&rates);
+        Fairness {
+            min_ops_per_sec: rates[0],
+            median_ops_per_sec: median,
+            max_ops_per_sec: rates[rates.len() - 1],
+            starved: rates.iter().filter(|&&r| r < median / 10.0).count(),
+        }
+    }
+}
+
+/// What a run or a strategy's runs amount to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Every update is in the final values.
+    Exact,
+    /// racy lost updates: the harness caught the race, as it must.
+    RaceCaught,
+    /// racy lost nothing this time: the race was not caught (widen --race-window).
+    RaceMissed,
+    /// A strategy that promises exactness is off: the run fails.
+    Failed,
+}
+
+impl Verdict {
+    pub fn of(strategy: StrategyKind, count: &Count) -> Verdict {
+        match (strategy.is_exact(), count.exact()) {
+            (true, true) => Verdict::Exact,
+            (true, false) => Verdict::Failed,
+            (false, false) if count.unexpected == 0 => Verdict::RaceCaught,
+            (false, false) => Verdict::Failed,
+            (false, true) => Verdict::RaceMissed,
+        }
+    }
+}
+
+pub fn median_sorted(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+impl StrategySummary {
+    pub fn of(
+        strategy: StrategyKind,
+        runs: Vec<RunSummary>,
+        histograms: Vec<Histogram<u64>>,
+    ) -> StrategySummary {
+        let mut histogram = latency::new_histogram();
+        for h in &histograms {
+            histogram.add(h).expect("same bounds");
+        }
+        let mut rates: Vec<f64> = runs.iter().map(|r| r.ops_per_sec).collect();
+        rates.sort_by(f64::total_cmp);
+        let sum = |f: fn(&RunSummary) -> u64| runs.iter().map(f).sum::<u64>();
+        let failed = runs.iter().any(|r| r.verdict == Verdict::Failed);
+        let runs_with_loss = runs.iter().filter(|r| r.count.lost > 0).count();
+        let verdict = if failed {
+            Verdict::Failed
+        } else if !strategy.is_exact() {
+            if runs_with_loss > 0 {
+                Verdict::RaceCaught
+            } else {
+                Verdict::RaceMissed
+            }
+        } else {
+            Verdict::Exact
+        };
+        StrategySummary {
+            strategy,
+            runs_with_loss,
+            expected: sum(|r| r.count.expected),
+            observed: sum(|r| r.count.observed),
+            lost: sum(|r| r.count.lost),
+            unexpected: sum(|r| r.count.unexpected),
+            median_ops_per_sec: median_sorted(&rates),
+            latency_ns: Percentiles::of(&histogram),
+            verdict,
+            histogram,
+            runs,
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The human table on stdout.
+
+use std::fmt::Write;
+
+use super::summary::{StrategySummary, Summary, Verdict};
+use crate::config::Mode;
+
+/// Nanoseconds as a short human figure.
+pub fn duration_ns(ns: u64) -> String {
+    let ns = ns as f64;
+    if ns < 1e3 {
+        format!("{ns:.0}ns")
+    } else if ns < 1e6 {
+        format!("{:.1}µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.1}ms", ns / 1e6)
+    } else {
+        format!("{:.2}s", ns / 1e9)
+    }
+}
+
+/// A rate as a short human figure.
+pub fn rate(per_sec: f64) -> String {
+    if per_sec >= 1e6 {
+        format!("{:.2}M", per_sec / 1e6)
+    } else if per_sec >= 1e3 {
+        format!("{:.1}k", per_sec / 1e3)
+    } else {
+        format!("{per_sec:.0}")
+    }
+}
+
+fn verdict(s: &StrategySummary) -> String {
+    let runs = s.runs.len();
+    let rate = s.lost as f64 / (s.runs.iter().map(|r| r.updates).sum::<u64>().max(1)) as f64;
+    match s.verdict {
+        Verdict::Exact if runs == 1 => "exact".into(),
+        Verdict::Exact => format!("exact in {runs} of {runs} runs"),
+        Verdict::RaceCaught if runs == 1 => format!("race caught: {:.2}% lost", rate * 100.0),
+        Verdict::RaceCaught => format!(
+            "race caught: lost updates in {} of {runs} runs ({:.2}%)",
+            s.runs_with_loss,
+            rate * 100.0
+        ),
+        Verdict::RaceMissed => "race missed: no loss (widen --race-window)".into(),
+        Verdict::Failed => format!(
+            "FAILED: lost {} (+{} unexpected) in {} of {runs} runs",
+            s.lost,
+            s.unexpected,
+            s.runs_with_loss.max(1)
+        ),
+    }
+}
+
+pub fn render_text(summary: &Summary) -> String {
+    let c = &summary.config;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "racepool: {} workers ({}) x {} updates on {} slot{} ({}, pick {}, initial {}, seed {}), {} core{}{}",
+        c.workers,
+        match c.mode {
+            Mode::Processes => "processes",
+            Mode::Threads => "threads",
+        },
+        c.ops,
+        c.slots,
+        if c.slots == 1 { "" } else { "s" },
+        match c.layout {
+            crate::region::Layout::Packed => "packed",
+            crate::region::Layout::Padded => "padded",
+        },
+        c.pick,
+        c.initial,
+        c.seed,
+        summary.machine.cores,
+        if summary.machine.cores == 1 { "" } else { "s" },
+        if c.repeat > 1 { format!(", {} runs each", c.repeat) } else { String::new() },
+    );
+    out.push('\n');
+    let head = [
+        "strategy", "expected", "observed", "lost", "ops/s", "p50", "p99", "p99.9", "max",
+        "verdict",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![head.iter().map(|s| s.to_string()).collect()];
+    for s in &summary.strategies {
+        let lat = |f: fn(&super::Percentiles) -> u64| {
+            s.latency_ns
+                .as_ref()
+                .map_or("-".into(), |p| duration_ns(f(p)))
+        };
+        rows.push(vec![
+            s.strategy.name().into(),
+            s.expected.to_string(),
+            s.observed.to_string(),
+            s.lost.to_string(),
+            rate(s.median_ops_per_sec),
+            lat(|p| p.p50),
+            lat(|p| p.p99),
+            lat(|p| p.p999),
+            lat(|p| p.max),
+            verdict(s),
+        ]);
+    }
+    table(&mut out, &rows, 1);
+    out.push('\n');
+
+    let head = [
+        "strategy",
+        "spawn",
+        "window",
+        "retries/upd",
+        "waits/upd",
+        "wakes/upd",
+        "preempted",
+        "worker ops/s min/med/max",
+        "starved",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![head.iter().map(|s| s.to_string()).collect()];
+    for s in &summary.strategies {
+        // Medians over runs would hide a bad run; the first run is shown, JSON has them all.
+        let r = &s.runs[s.runs.len() / 2];
+        rows.push(vec![
+            s.strategy.name().into(),
+            format!("{:.0}ms", r.spawn_ms),
+            format!("{:.0}ms", r.window_ms),
+            format!("{:.3}", r.retries_per_update),
+            format!("{:.3}", r.waits_per_update),
+            format!("{:.3}", r.wakes_per_update),
+            r.preemptions.to_string(),
+            format!(
+                "{}/{}/{}",
+                rate(r.fairness.min_ops_per_sec),
+                rate(r.fairness.median_ops_per_sec),
+                rate(r.fairness.max_ops_per_sec)
+            ),
+            r.fairness.starved.to_string(),
+        ]);
+    }
+    table(&mut out, &rows, 1);
+    let _ = writeln!(
+        out,
+        "\nlost = expected - observed, per slot. preempted = involuntary context switches of the workers."
+    );
+    out
+}
+
+/// Left-aligns the first `left` columns, right-aligns the rest, except the last (free text).
+fn table(out: &mut String, rows: &[Vec<String>], left: usize) {
+    let cols = rows[0].len();
+    let width: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            let pad = width[c] - cell.chars().count();
+            if c < left || c == cols - 1 {
+                line.push_str(cell);
+                if c != cols - 1 {
+                    line.push_str(&" ".repeat(pad));
+                }
+            } else {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            }
+            if c != cols - 1 {
+                line.push_str("  ");
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_rates_read_well() {
+        assert_eq!(duration_ns(85), "85ns");
+        assert_eq!(duration_ns(1_250), "1.2µs");
+        assert_eq!(duration_ns(3_400_000), "3.4ms");
+        assert_eq!(rate(12_345_678.0), "12.35M");
+        assert_eq!(rate(950.0), "950");
+    }
+}

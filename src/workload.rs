@@ -1,0 +1,124 @@
+//! Which slot each update goes to. Deterministic from (seed, worker), so the parent can replay
+//! any worker's first `n` choices and know exactly how many updates each slot was sent.
+
+/// How updates are spread over the slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pick {
+    /// Every slot equally likely.
+    Uniform,
+    /// This percentage of updates go to slot 0; the rest are uniform.
+    Hot(u8),
+}
+
+impl std::str::FromStr for Pick {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Pick, String> {
+        if s == "uniform" {
+            return Ok(Pick::Uniform);
+        }
+        if let Some(p) = s.strip_prefix("hot:") {
+            return match p.parse::<u8>() {
+                Ok(p) if p <= 100 => Ok(Pick::Hot(p)),
+                _ => Err(format!("'{s}': hot:P takes a percentage from 0 to 100")),
+            };
+        }
+        Err(format!(
+            "'{s}': expected 'uniform' or 'hot:P' (P a percentage)"
+        ))
+    }
+}
+
+impl std::fmt::Display for Pick {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pick::Uniform => f.write_str("uniform"),
+            Pick::Hot(p) => write!(f, "hot:{p}"),
+        }
+    }
+}
+
+/// One worker's stream of slot indices (splitmix64: tiny, fast, and good enough to spread load).
+#[derive(Clone, Debug)]
+pub struct SlotPicker {
+    state: u64,
+    slots: u64,
+    pick: Pick,
+}
+
+impl SlotPicker {
+    pub fn new(seed: u64, worker: usize, slots: usize, pick: Pick) -> SlotPicker {
+        let state = seed ^ (worker as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        SlotPicker {
+            state,
+            slots: slots as u64,
+            pick,
+        }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    #[inline]
+    pub fn next_slot(&mut self) -> usize {
+        if self.slots == 1 {
+            return 0;
+        }
+        let r = self.next_u64();
+        if let Pick::Hot(p) = self.pick {
+            if r % 100 < p as u64 {
+                return 0;
+            }
+            return ((r >> 8) % self.slots) as usize;
+        }
+        (r % self.slots) as usize
+    }
+
+    /// Adds the slots of this worker's first `n` updates to `counts`.
+    pub fn replay(mut self, n: u64, counts: &mut [u64]) {
+        if counts.len() == 1 {
+            counts[0] += n;
+            return;
+        }
+        for _ in 0..n {
+            counts[self.next_slot()] += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_matches_the_stream_the_worker_saw() {
+        let mut live = SlotPicker::new(7, 3, 64, Pick::Hot(50));
+        let mut seen = vec![0u64; 64];
+        for _ in 0..1000 {
+            seen[live.next_slot()] += 1;
+        }
+        let mut replayed = vec![0u64; 64];
+        SlotPicker::new(7, 3, 64, Pick::Hot(50)).replay(1000, &mut replayed);
+        assert_eq!(seen, replayed);
+    }
+
+    #[test]
+    fn hot_pick_sends_about_its_share_to_slot_zero() {
+        let mut counts = vec![0u64; 64];
+        SlotPicker::new(1, 0, 64, Pick::Hot(90)).replay(100_000, &mut counts);
+        assert!(counts[0] > 89_000 && counts[0] < 92_000, "{}", counts[0]);
+    }
+
+    #[test]
+    fn pick_parses_and_rejects() {
+        assert_eq!("uniform".parse::<Pick>(), Ok(Pick::Uniform));
+        assert_eq!("hot:90".parse::<Pick>(), Ok(Pick::Hot(90)));
+        assert!("hot:101".parse::<Pick>().is_err());
+        assert!("zipf".parse::<Pick>().is_err());
+    }
+}
