@@ -17,7 +17,7 @@ use racepool::workload::Pick;
 /// Tortures concurrent update strategies on shared memory across forked worker processes and
 /// proves, with exact counts, whether any update was lost.
 #[derive(Parser)]
-#[command(name = "torture", version, args_conflicts_with_subcommands = true)]
+#[command(name = "torture", version, args_conflicts_with_subcommands = true, allow_negative_numbers = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -28,6 +28,11 @@ use crate::progress::Watcher;
 use crate::region::Region;
 use crate::worker::{self, Plan, WorkerReport};
 
+/// For tests: `RACEPOOL_FAIL_FORK_AT=N` makes the N-th fork (from 0) fail as if the kernel
+/// refused it (EAGAIN), to exercise the clean-up of a pool that is only partly started. As
+/// root, RLIMIT_NPROC is not enforced, so a real refusal cannot be provoked portably.
+const FAIL_FORK_AT: &str = "RACEPOOL_FAIL_FORK_AT";
+
 /// How long workers may take to reach the start barrier before the run is abandoned.
 const START_LIMIT: Duration = Duration::from_secs(60);
 
@@ -57,13 +62,21 @@ pub fn run_processes(
     let _ = std::io::stderr().flush();
     let before = children_switches();
 
+    let fail_at: Option<usize> = std::env::var(FAIL_FORK_AT)
+        .ok()
+        .and_then(|v| v.parse().ok());
     let t0 = now_ns();
     let mut pids: Vec<Pid> = Vec::with_capacity(workers);
     for w in 0..workers {
-        // SAFETY: the parent is single-threaded here (no thread is started before every fork of
-        // this run is done, and every earlier thread was joined), so the child inherits no lock
-        // held by a vanished thread; the child only runs `child_main` and leaves with `_exit`.
-        match unsafe { fork() } {
+        let forked = if fail_at == Some(w) {
+            Err(nix::errno::Errno::EAGAIN)
+        } else {
+            // SAFETY: the parent is single-threaded here (no thread is started before every
+            // fork of this run is done, and every earlier thread was joined), so the child
+            // inherits no lock held by a vanished thread; it runs `child_main`, then `_exit`.
+            unsafe { fork() }
+        };
+        match forked {
             Ok(ForkResult::Child) => child_main(region, w, parent, plan),
             Ok(ForkResult::Parent { child }) => pids.push(child),
             Err(e) => {

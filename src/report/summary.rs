@@ -94,6 +94,10 @@ pub struct RunSummary {
     /// updates / window.
     pub ops_per_sec: f64,
     pub latency_ns: Option<Percentiles>,
+    /// Failed attempts (CAS failures, failed lock attempts), futex waits and wakes, in total.
+    pub retries: u64,
+    pub waits: u64,
+    pub wakes: u64,
     pub retries_per_update: f64,
     pub waits_per_update: f64,
     pub wakes_per_update: f64,
