@@ -321,7 +321,13 @@ impl ScenarioArgs {
             ScenarioKind::Votes => {}
             ScenarioKind::Record => config.slots = self.fields,
             ScenarioKind::Cache => config.slots = 1 + self.related,
-            ScenarioKind::Ledger => config.slots = self.accounts,
+            ScenarioKind::Ledger => {
+                config.slots = self.accounts;
+                // Accounts need money to move: 1000 each unless --initial says otherwise.
+                if config.initial == 0 {
+                    config.initial = 1000;
+                }
+            }
         }
         config.scenario = Some(ScenarioConfig {
             kind,
@@ -373,8 +379,21 @@ impl ScenarioConfig {
                 }
             }
             ScenarioKind::Ledger => {
-                if config.slots < 2 {
-                    return usage("--accounts must be at least 2 (a transfer needs two)".into());
+                if config.slots < 2 || config.slots > ledger::MAX_ACCOUNTS {
+                    return usage(format!(
+                        "--accounts must be from 2 (a transfer needs two) to {}",
+                        ledger::MAX_ACCOUNTS
+                    ));
+                }
+                if config.initial > i32::MAX as u32 / config.slots as u32 {
+                    return usage("--initial is too large for the ledger's signed total".into());
+                }
+                if config.hold_after_read
+                    && (config.workers < 2 + self.auditors || config.slots < 3)
+                {
+                    return usage(
+                        "--hold-after-read on the ledger scripts workers 0 and 1 transferring: it needs --accounts 3 or more and --workers at least 2 + --auditors".into(),
+                    );
                 }
                 if self.auditors >= config.workers {
                     return usage(format!(
