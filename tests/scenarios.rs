@@ -430,7 +430,7 @@ fn processes_with(marker: &str) -> Vec<String> {
         }
         if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
             let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
-            if args.iter().any(|a| *a == marker.as_bytes()) {
+            if args.contains(&marker.as_bytes()) {
                 found.push(name);
             }
         }

@@ -71,7 +71,7 @@ pub fn parse_ballot(text: &str, options: usize) -> Result<usize, Rejection> {
 }
 
 /// Salt of the ballot stream (which ballots are bad, and how).
-const BALLOT_SALT: u64 = 0xB411_07;
+const BALLOT_SALT: u64 = 0x00B4_1107;
 
 /// Tally words of a votes worker.
 mod tally {
@@ -322,7 +322,7 @@ pub fn check(
     .array_start()..];
     let bit = |b: u64| bitmap[(b / 64) as usize].load(Relaxed) & (1 << (b % 64)) != 0;
     let mut gaps = 0u64;
-    for o in 0..options {
+    for (o, &value) in values.iter().enumerate() {
         let (first, end) = (sp.bitmap[o], sp.bitmap[o + 1]);
         let missing = (first..end).filter(|&b| !bit(b)).count() as u64;
         gaps += missing;
@@ -330,7 +330,7 @@ pub fn check(
             c.findings.push(format!(
                 "option {o}: {} votes accepted, final count {}; {missing} votes_after values never written",
                 end - first,
-                values[o]
+                value
             ));
         }
     }
