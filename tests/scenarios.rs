@@ -542,6 +542,8 @@ fn every_scenario_runs_in_thread_mode() {
             "--ops",
             "3",
             "--hold-after-read",
+            "--auditors",
+            "0",
         ]);
         // The scripted hold applies to the bug only: run it alone, then the fixes unscripted.
         let (json, _) = summary(&[&all[..2], &[args[2], bug], &all[4..]].concat());

@@ -172,10 +172,13 @@ impl<S: Scope> Cache<S> {
     }
 
     /// Reads the value and the related entries; returns (value, lowest and highest related).
+    /// `window`: spins between the value and the related entries (two-step widens the race
+    /// on the reader's side too, so readers overlap the writer's window).
     #[inline]
-    fn read_plain(&self, env: &Env<'_>) -> (u32, u32, u32) {
+    fn read_plain(&self, env: &Env<'_>, window: u32) -> (u32, u32, u32) {
         // Relaxed: racy in two-step; ordered by the lock or the sequence otherwise.
         let v = env.region.slot(0).value.load(Relaxed);
+        widen(window);
         let (mut lo, mut hi) = (u32::MAX, 0);
         for r in 1..=self.related {
             let x = env.region.slot(r).value.load(Relaxed);
@@ -197,7 +200,7 @@ impl<S: Scope> Cache<S> {
                     // Scripted: read only once the writer has set the value…
                     env.script.wait_for(1);
                 }
-                let seen = self.read_plain(env);
+                let seen = self.read_plain(env, env.plan.race_window);
                 if first {
                     // …and let it invalidate only after this read.
                     env.script.arrive();
@@ -207,7 +210,7 @@ impl<S: Scope> Cache<S> {
             Fix::PairLock => {
                 let lock = env.region.slot(0).lock;
                 let (retries, waits) = LockWord::<S>::lock(lock);
-                let seen = self.read_plain(env);
+                let seen = self.read_plain(env, 0);
                 let woke = LockWord::<S>::unlock(lock);
                 applied = Applied {
                     retries,
@@ -230,7 +233,7 @@ impl<S: Scope> Cache<S> {
                         }
                         continue;
                     }
-                    let seen = self.read_plain(env);
+                    let seen = self.read_plain(env, 0);
                     // Acquire fence: pairs with the writer's Release fence after it made the
                     // sequence odd; if we read any of its data, the load below sees s1 + 1
                     // or later.
