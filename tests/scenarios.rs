@@ -283,7 +283,7 @@ fn cache_two_step_tears_reads_in_19_of_20_runs() {
             "--ops",
             "300",
             "--race-window",
-            "2000",
+            "5000",
             "--repeat",
             "20",
         ],
