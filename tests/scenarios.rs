@@ -243,7 +243,9 @@ fn record_whole_rewrite_names_the_lost_field_on_every_scripted_run() {
         assert_eq!(run["count"]["lost"], 1, "{run}");
         let finding = run["check"]["findings"][0].as_str().unwrap();
         assert!(
-            finding.contains("lost 1 updates, overwritten by worker"),
+            // The witness (which worker) is taken racily, just before each store: the lost
+            // field is always named, the overwriter when the witness saw it.
+            finding.contains("lost 1 updates, overwritten by"),
             "{finding}"
         );
     }
