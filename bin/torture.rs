@@ -102,6 +102,8 @@ struct RunArgs {
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    scenario: racepool::scenario::ScenarioArgs,
 }
 
 impl RunArgs {
@@ -111,7 +113,7 @@ impl RunArgs {
                 "--stall-timeout must be a positive number of seconds".into(),
             ));
         }
-        Ok(Config {
+        let mut config = Config {
             strategies: if self.strategy.is_empty() {
                 StrategyKind::ALL.to_vec()
             } else {
@@ -130,7 +132,11 @@ impl RunArgs {
             repeat: self.repeat,
             hold_after_read: self.hold_after_read,
             stall_timeout: Duration::from_secs_f64(self.stall_timeout),
-        })
+            scenario: None,
+        };
+        self.scenario
+            .apply(&mut config, !self.strategy.is_empty())?;
+        Ok(config)
     }
 }
 
@@ -206,7 +212,7 @@ fn torture(args: &RunArgs) -> Result<ExitCode, Error> {
     {
         eprintln!(
             "torture: {} promises exactness but lost {} update(s) (+{} unexpected) in {} of {} run(s)",
-            s.strategy.name(),
+            s.label(),
             s.lost,
             s.unexpected,
             s.runs.iter().filter(|r| r.verdict == Verdict::Failed).count(),

@@ -33,6 +33,9 @@ pub struct Config {
     pub latency: LatencyMode,
     pub repeat: u32,
     pub hold_after_read: bool,
+    /// The incident replayed (`--scenario`); `None` is the plain counter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<crate::scenario::ScenarioConfig>,
     #[serde(skip)]
     pub stall_timeout: Duration,
 }
@@ -94,7 +97,9 @@ impl Config {
                 (available / 2).min(MAX_REGION_BYTES as u64) >> 20
             ));
         }
-        if self.hold_after_read {
+        if let Some(scenario) = &self.scenario {
+            scenario.validate(self)?;
+        } else if self.hold_after_read {
             if let Some(s) = self.strategies.iter().find(|s| !s.can_hold_after_read()) {
                 return usage(format!(
                     "--hold-after-read applies to racy, cas and futex-lock, not {}",

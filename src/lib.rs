@@ -19,6 +19,7 @@ pub mod pthread;
 pub mod region;
 pub mod report;
 pub mod run;
+pub mod scenario;
 pub mod selftest;
 pub mod strategy;
 pub mod worker;

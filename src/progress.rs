@@ -20,6 +20,8 @@ pub struct Watcher {
     pub total: u64,
     /// No update completed anywhere for this long: the run is declared stalled.
     pub stall_timeout: Duration,
+    /// Says what the stalled workers wait for (the ledger names a lock cycle), if it can.
+    pub explain_stall: Option<fn(&Region) -> Option<String>>,
 }
 
 impl Watcher {
@@ -54,10 +56,16 @@ impl Watcher {
                     if done != last.0 {
                         last = (done, Instant::now());
                     } else if stalled.is_none() && last.1.elapsed() >= self.stall_timeout {
-                        let why = format!(
-                            "stalled: no update completed for {:?} ({done} of {} done); workers stopped",
-                            self.stall_timeout, self.total
-                        );
+                        let why = match self.explain_stall.and_then(|f| f(region)) {
+                            Some(cause) => format!(
+                                "{cause}; no update completed for {:?} ({done} of {} done); workers stopped",
+                                self.stall_timeout, self.total
+                            ),
+                            None => format!(
+                                "stalled: no update completed for {:?} ({done} of {} done); workers stopped",
+                                self.stall_timeout, self.total
+                            ),
+                        };
                         match pids {
                             Some(pids) => {
                                 for &p in pids {

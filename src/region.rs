@@ -9,6 +9,7 @@
 //!
 //! ```text
 //! [ Header (256 B) ][ slot cells: slots x stride ][ worker areas: workers x WORKER_AREA ]
+//! [ scratch: u64 words a scenario lays out (locks, versions, counters, bitmaps) ]
 //! ```
 //!
 //! A slot cell holds the slot's value, its lock word and its pthread mutex. With the packed
@@ -115,6 +116,8 @@ struct Geometry {
     slots: usize,
     workers: usize,
     layout: Layout,
+    /// `AtomicU64` words after the worker areas, for scenarios (0 for the plain counter).
+    scratch: usize,
 }
 
 const PACKED_MUTEX_STRIDE: usize = std::mem::size_of::<PthreadMutex>();
@@ -135,8 +138,11 @@ impl Geometry {
     fn workers_offset(&self) -> usize {
         self.slots_offset() + self.slots_bytes()
     }
-    fn len(&self) -> usize {
+    fn scratch_offset(&self) -> usize {
         self.workers_offset() + self.workers * WORKER_AREA
+    }
+    fn len(&self) -> usize {
+        self.scratch_offset() + 8 * self.scratch
     }
     fn value_offset(&self, i: usize) -> usize {
         match self.layout {
@@ -203,13 +209,25 @@ impl Region {
         layout: Layout,
         initial: u32,
     ) -> Result<Region, Error> {
+        Region::create_with_scratch(slots, workers, layout, initial, 0)
+    }
+
+    /// As `create`, plus `scratch` zeroed `AtomicU64` words a scenario lays out itself.
+    pub fn create_with_scratch(
+        slots: usize,
+        workers: usize,
+        layout: Layout,
+        initial: u32,
+        scratch: usize,
+    ) -> Result<Region, Error> {
         let geometry = Geometry {
             slots,
             workers,
             layout,
+            scratch,
         };
         let len = geometry.len();
-        if slots == 0 || workers == 0 || len > MAX_REGION_BYTES {
+        if slots == 0 || workers == 0 || scratch > MAX_REGION_BYTES / 8 || len > MAX_REGION_BYTES {
             return Err(Error::Usage(format!(
                 "a region of {slots} slots and {workers} workers ({len} bytes) cannot be mapped"
             )));
@@ -297,6 +315,22 @@ impl Region {
         // SAFETY: in bounds (w < workers), 128-aligned (workers_offset is a multiple of 128 and
         // so is WORKER_AREA), and the fields shared across processes are atomics.
         unsafe { &*(self.map.as_ptr().add(offset) as *const WorkerArea) }
+    }
+
+    /// The scenario words after the worker areas (empty for the plain counter).
+    pub fn scratch(&self) -> &[AtomicU64] {
+        let g = &self.geometry;
+        // SAFETY:
+        // - in bounds: the mapping is `len` bytes and the scratch is its last 8 * scratch bytes;
+        // - 8-aligned: the offset is a multiple of 128 (header, rounded slot cells, 16 KiB areas);
+        // - `AtomicU64` has the size and alignment of `u64`, and the memfd started zeroed;
+        // - the memory lives as long as `self`, and every access goes through the atomics.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.map.as_ptr().add(g.scratch_offset()) as *const AtomicU64,
+                g.scratch,
+            )
+        }
     }
 
     /// Final values of every slot.

@@ -17,6 +17,9 @@ use crate::workload::SlotPicker;
 /// Runs every strategy `repeat` times and summarises.
 pub fn run(config: &Config) -> Result<Summary, Error> {
     config.validate()?;
+    if let Some(scenario) = &config.scenario {
+        return crate::scenario::run(config, scenario);
+    }
     let mut strategies = Vec::new();
     for &strategy in &config.strategies {
         let mut runs = Vec::new();
@@ -54,11 +57,13 @@ pub fn run_once(
         latency: config.latency,
         race_window: config.race_window,
         hold_after_read: config.hold_after_read,
+        scenario: None,
     };
     let watcher = Watcher {
         label: strategy.name().into(),
         total: config.ops * config.workers as u64,
         stall_timeout: config.stall_timeout,
+        explain_stall: None,
     };
     let outcome = match config.mode {
         Mode::Processes => pool::run_processes(&region, &plan, &watcher)?,
@@ -121,6 +126,7 @@ fn summarise(
         voluntary_switches: outcome.voluntary_switches,
         fairness: Fairness::of(rates),
         fingerprint: format!("{:016x}", region.fingerprint()),
+        check: None,
     };
     (run, histogram)
 }

@@ -24,6 +24,8 @@ pub struct Plan {
     pub latency: LatencyMode,
     pub race_window: u32,
     pub hold_after_read: bool,
+    /// Set when the run replays an incident (`--scenario`): the worker runs its step instead.
+    pub scenario: Option<crate::scenario::WorkerPlan>,
 }
 
 /// One worker's result, as it travels back to the parent.
@@ -42,6 +44,9 @@ pub struct WorkerReport {
 
 /// Runs worker `w`'s whole plan against the region.
 pub fn run(region: &Region, w: usize, plan: &Plan) -> WorkerReport {
+    if let Some(scenario) = &plan.scenario {
+        return crate::scenario::run_worker(region, w, plan, scenario);
+    }
     match plan.strategy {
         StrategyKind::Racy => drive(
             &Racy {

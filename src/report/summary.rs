@@ -66,6 +66,9 @@ pub struct StrategySummary {
     /// Latency percentiles of every run's updates merged, in ns.
     pub latency_ns: Option<Percentiles>,
     pub verdict: Verdict,
+    /// The scenario row this strategy stands for (`--scenario`): variant, invariant, tallies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<crate::scenario::Row>,
     #[serde(skip)]
     pub histogram: Histogram<u64>,
 }
@@ -108,6 +111,9 @@ pub struct RunSummary {
     /// FNV-1a of the final slot values.
     pub fingerprint: String,
     pub verdict: Verdict,
+    /// The scenario's invariant check of this run (`--scenario`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<crate::scenario::Check>,
 }
 
 /// Latency percentiles in nanoseconds.
@@ -202,6 +208,13 @@ pub fn median_sorted(sorted: &[f64]) -> f64 {
 }
 
 impl StrategySummary {
+    /// The row's name: the strategy, or the scenario variant it stands for.
+    pub fn label(&self) -> &'static str {
+        self.scenario
+            .as_ref()
+            .map_or(self.strategy.name(), |row| row.variant)
+    }
+
     pub fn of(
         strategy: StrategyKind,
         runs: Vec<RunSummary>,
@@ -237,6 +250,7 @@ impl StrategySummary {
             median_ops_per_sec: median_sorted(&rates),
             latency_ns: Percentiles::of(&histogram),
             verdict,
+            scenario: None,
             histogram,
             runs,
         }

@@ -31,6 +31,9 @@ pub fn rate(per_sec: f64) -> String {
 }
 
 fn verdict(s: &StrategySummary) -> String {
+    if let Some(row) = &s.scenario {
+        return crate::scenario::verdict_text(s, row);
+    }
     let runs = s.runs.len();
     let rate = s.lost as f64 / (s.runs.iter().map(|r| r.updates).sum::<u64>().max(1)) as f64;
     match s.verdict {
@@ -90,7 +93,7 @@ pub fn render_text(summary: &Summary) -> String {
                 .map_or("-".into(), |p| duration_ns(f(p)))
         };
         rows.push(vec![
-            s.strategy.name().into(),
+            s.label().into(),
             s.expected.to_string(),
             s.observed.to_string(),
             s.lost.to_string(),
@@ -121,7 +124,7 @@ pub fn render_text(summary: &Summary) -> String {
         // Medians over runs would hide a bad run; the first run is shown, JSON has them all.
         let r = &s.runs[s.runs.len() / 2];
         rows.push(vec![
-            s.strategy.name().into(),
+            s.label().into(),
             format!("{:.0}ms", r.spawn_ms),
             format!("{:.0}ms", r.window_ms),
             format!("{:.3}", r.retries_per_update),
@@ -138,6 +141,7 @@ pub fn render_text(summary: &Summary) -> String {
         ]);
     }
     table(&mut out, &rows, 1);
+    crate::scenario::render_notes(summary, &mut out);
     let _ = writeln!(
         out,
         "\nlost = expected - observed, per slot. preempted = involuntary context switches of the workers."

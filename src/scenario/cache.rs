@@ -1,0 +1,352 @@
+//! cache: a value (slot 0) and its related entries (slots 1..=R) that must belong together
+//! (the stale-cache incident: `set`, then `invalidateRelated`, as two awaited steps).
+//!
+//! Workers 0..writers write: each write takes a new version v and makes the value and every
+//! related entry v. The others read the value and the related entries and check that they
+//! match; a mix of versions is a torn read.
+//!
+//! - `two-step` (the bug): set the value, then the related entries, with `--race-window`
+//!   spins between; readers read without any protocol.
+//! - `pair-lock`: writers and readers take the pair's futex lock (slot 0's word).
+//! - `seqlock`: writers (serialised by the same lock) make the sequence odd, write, make it
+//!   even again; readers retry when it was odd or changed under them.
+//! - `packed-word`: value and related entry packed into one 64-bit atomic word (high half the
+//!   value, low half the related entry); one store writes both, one load reads both.
+
+use std::marker::PhantomData;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{fence, AtomicU64};
+
+use super::{global, widen, Check, Env, Fix, ScenarioKind, Variant, WorkerPlan};
+use crate::check::Count;
+use crate::config::Config;
+use crate::futex::Scope;
+use crate::region::Region;
+use crate::strategy::{Applied, LockWord};
+use crate::worker::WorkerReport;
+
+/// Tally words of a cache worker.
+mod tally {
+    pub const READS: usize = 0;
+    /// Reads that saw a mix of versions.
+    pub const TORN: usize = 1;
+    /// Of those, reads that saw a new value beside stale related entries (the incident's).
+    pub const NEW_BESIDE_STALE: usize = 2;
+    pub const WRITES: usize = 3;
+}
+
+/// Sets the packed word and the version ticket to the initial version.
+pub fn prepare(region: &Region, initial: u32) {
+    let scratch = region.scratch();
+    // Relaxed: no worker exists yet; fork (or thread spawn) orders these before any access.
+    scratch[global::PACKED].store(pack(initial, initial), Relaxed);
+    scratch[global::TICKET].store(initial as u64, Relaxed);
+}
+
+/// Layout of the packed word: value in the high 32 bits, related entry in the low 32.
+#[inline]
+fn pack(value: u32, related: u32) -> u64 {
+    (value as u64) << 32 | related as u64
+}
+
+#[inline]
+fn unpack(word: u64) -> (u32, u32) {
+    ((word >> 32) as u32, word as u32)
+}
+
+pub struct Cache<S> {
+    fix: Fix,
+    related: usize,
+    _scope: PhantomData<S>,
+}
+
+impl<S> Cache<S> {
+    pub fn new(env: &Env<'_>) -> Self {
+        let Variant::Fix(fix) = env.sp.variant else {
+            unreachable!("cache runs --fix variants (validated)")
+        };
+        Cache {
+            fix,
+            related: env.region.slot_count() - 1,
+            _scope: PhantomData,
+        }
+    }
+}
+
+pub struct Worker {
+    writer: bool,
+    first: bool,
+    tally: [u64; 4],
+}
+
+impl<S: Scope> Cache<S> {
+    fn seq<'e>(env: &'e Env<'_>) -> &'e AtomicU64 {
+        &env.scratch[global::VERSION]
+    }
+
+    /// The next version; callers that need versions in write order take it under the lock.
+    fn ticket(env: &Env<'_>) -> u32 {
+        // Relaxed: only uniqueness matters; the value is published by the write protocol.
+        (env.scratch[global::TICKET].fetch_add(1, Relaxed) + 1) as u32
+    }
+
+    /// Stores the related entries (Relaxed: ordered by the variant's protocol, or racy).
+    fn set_related(&self, env: &Env<'_>, v: u32) {
+        for r in 1..=self.related {
+            env.region.slot(r).value.store(v, Relaxed);
+        }
+    }
+
+    fn write(&self, env: &Env<'_>, me: &mut Worker) -> Applied {
+        let value = env.region.slot(0);
+        let first = std::mem::take(&mut me.first);
+        me.tally[tally::WRITES] += 1;
+        match self.fix {
+            Fix::TwoStep => {
+                let v = Self::ticket(env);
+                // Relaxed: racy by design.
+                value.value.store(v, Relaxed);
+                if first {
+                    // Scripted: the reader reads between the set and the invalidation.
+                    env.script.arrive();
+                    env.script.wait_for(2);
+                }
+                widen(env.plan.race_window);
+                self.set_related(env, v);
+                Applied {
+                    written: v,
+                    ..Applied::default()
+                }
+            }
+            Fix::PairLock => {
+                let (retries, waits) = LockWord::<S>::lock(value.lock);
+                let v = Self::ticket(env);
+                value.value.store(v, Relaxed);
+                self.set_related(env, v);
+                let woke = LockWord::<S>::unlock(value.lock);
+                Applied {
+                    written: v,
+                    retries,
+                    waits,
+                    wakes: woke as u32,
+                    ..Applied::default()
+                }
+            }
+            Fix::Seqlock => {
+                // Writers exclude each other with the lock; readers never take it.
+                let (retries, waits) = LockWord::<S>::lock(value.lock);
+                let seq = Self::seq(env);
+                // Relaxed: only writers store it, and they hold the lock.
+                let s = seq.load(Relaxed);
+                seq.store(s + 1, Relaxed);
+                // Release fence: a reader that sees any data store below also sees the odd
+                // sequence (pairs with the reader's Acquire fence before its second load).
+                fence(Release);
+                let v = Self::ticket(env);
+                value.value.store(v, Relaxed);
+                self.set_related(env, v);
+                // Release: pairs with the reader's Acquire load of the sequence; the data
+                // stores above are visible to a reader that sees s + 2.
+                seq.store(s + 2, Release);
+                let woke = LockWord::<S>::unlock(value.lock);
+                Applied {
+                    written: v,
+                    retries,
+                    waits,
+                    wakes: woke as u32,
+                    ..Applied::default()
+                }
+            }
+            Fix::PackedWord => {
+                let v = Self::ticket(env);
+                // Release: pairs with the readers' Acquire load (nothing else is published,
+                // but it keeps the word's history in the order writers made it visible).
+                env.scratch[global::PACKED].store(pack(v, v), Release);
+                Applied {
+                    written: v,
+                    ..Applied::default()
+                }
+            }
+            other => unreachable!("{} is not a cache variant (validated)", other.name()),
+        }
+    }
+
+    /// Reads the value and the related entries; returns (value, lowest and highest related).
+    /// `window`: spins between the value and the related entries (two-step widens the race
+    /// on the reader's side too, so readers overlap the writer's window).
+    #[inline]
+    fn read_plain(&self, env: &Env<'_>, window: u32) -> (u32, u32, u32) {
+        // Relaxed: racy in two-step; ordered by the lock or the sequence otherwise.
+        let v = env.region.slot(0).value.load(Relaxed);
+        widen(window);
+        let (mut lo, mut hi) = (u32::MAX, 0);
+        for r in 1..=self.related {
+            let x = env.region.slot(r).value.load(Relaxed);
+            lo = lo.min(x);
+            hi = hi.max(x);
+        }
+        if self.related == 0 {
+            (lo, hi) = (v, v);
+        }
+        (v, lo, hi)
+    }
+
+    fn read(&self, env: &Env<'_>, me: &mut Worker) -> Applied {
+        let first = std::mem::take(&mut me.first);
+        let mut applied = Applied::default();
+        let (v, lo, hi) = match self.fix {
+            Fix::TwoStep => {
+                if first {
+                    // Scripted: read only once the writer has set the value…
+                    env.script.wait_for(1);
+                }
+                let seen = self.read_plain(env, env.plan.race_window);
+                if first {
+                    // …and let it invalidate only after this read.
+                    env.script.arrive();
+                }
+                seen
+            }
+            Fix::PairLock => {
+                let lock = env.region.slot(0).lock;
+                let (retries, waits) = LockWord::<S>::lock(lock);
+                let seen = self.read_plain(env, 0);
+                let woke = LockWord::<S>::unlock(lock);
+                applied = Applied {
+                    retries,
+                    waits,
+                    wakes: woke as u32,
+                    ..applied
+                };
+                seen
+            }
+            Fix::Seqlock => {
+                let seq = Self::seq(env);
+                loop {
+                    // Acquire: pairs with the writer's Release store of the even sequence.
+                    let s1 = seq.load(Acquire);
+                    if s1 % 2 == 1 {
+                        applied.retries += 1;
+                        if applied.retries % 8 == 0 {
+                            // The writer may be preempted mid-write: give it the CPU.
+                            std::thread::yield_now();
+                        }
+                        continue;
+                    }
+                    let seen = self.read_plain(env, 0);
+                    // Acquire fence: pairs with the writer's Release fence after it made the
+                    // sequence odd; if we read any of its data, the load below sees s1 + 1
+                    // or later.
+                    fence(Acquire);
+                    if seq.load(Relaxed) == s1 {
+                        break seen;
+                    }
+                    applied.retries += 1;
+                }
+            }
+            Fix::PackedWord => {
+                // Acquire: pairs with the writer's Release store.
+                let (v, r) = unpack(env.scratch[global::PACKED].load(Acquire));
+                (v, r, r)
+            }
+            other => unreachable!("{} is not a cache variant (validated)", other.name()),
+        };
+        me.tally[tally::READS] += 1;
+        if lo != v || hi != v {
+            me.tally[tally::TORN] += 1;
+            if lo < v {
+                me.tally[tally::NEW_BESIDE_STALE] += 1;
+            }
+        }
+        applied.read = v;
+        applied
+    }
+}
+
+impl<S: Scope> super::Scenario for Cache<S> {
+    type Worker = Worker;
+
+    fn start(&self, env: &Env<'_>) -> Worker {
+        Worker {
+            writer: env.w < env.sp.writers,
+            first: true,
+            tally: [0; 4],
+        }
+    }
+
+    #[inline]
+    fn step(&self, env: &Env<'_>, me: &mut Worker, _i: u64) -> Applied {
+        if me.writer {
+            self.write(env, me)
+        } else {
+            self.read(env, me)
+        }
+    }
+
+    fn finish(&self, env: &Env<'_>, me: Worker) {
+        for (k, v) in me.tally.iter().enumerate() {
+            // Relaxed: published by the worker's Release store of DONE (see `super::tally`).
+            env.tally()[k].store(*v, Relaxed);
+        }
+    }
+}
+
+/// Torn reads must be 0 for a fix (and the final state must be one version throughout).
+pub fn check(
+    _config: &Config,
+    sp: &WorkerPlan,
+    region: &Region,
+    reports: &[WorkerReport],
+) -> (Count, Check) {
+    let sum = |k: usize| -> u64 {
+        reports
+            .iter()
+            .map(|r| super::tally(region, r.worker, k))
+            .sum()
+    };
+    let (reads, torn, new_beside_stale, writes) = (
+        sum(tally::READS),
+        sum(tally::TORN),
+        sum(tally::NEW_BESIDE_STALE),
+        sum(tally::WRITES),
+    );
+    let mut c = Check {
+        scenario: "cache",
+        variant: sp.variant.name(),
+        invariant: ScenarioKind::Cache.invariant(),
+        ..Check::default()
+    };
+    // The final state: one version throughout.
+    let (value, related): (u32, Vec<u32>) = if sp.variant == Variant::Fix(Fix::PackedWord) {
+        let (v, r) = unpack(region.scratch()[global::PACKED].load(Relaxed));
+        (v, vec![r])
+    } else {
+        let values = region.values();
+        (values[0], values[1..].to_vec())
+    };
+    let final_torn = related.iter().any(|&r| r != value) as u64;
+    if torn > 0 {
+        c.findings.push(format!(
+            "{torn} of {reads} reads were torn; {new_beside_stale} saw a new value beside stale related entries"
+        ));
+    }
+    if final_torn > 0 {
+        c.findings.push(format!(
+            "the final state is torn: value {value}, related {related:?}"
+        ));
+    }
+    c.violations = torn + final_torn;
+    c.counters.insert("reads".into(), reads);
+    c.counters.insert("writes".into(), writes);
+    c.counters.insert("torn reads".into(), torn);
+    c.counters
+        .insert("new value beside stale related".into(), new_beside_stale);
+    let count = Count {
+        expected: reads,
+        observed: reads - torn,
+        lost: torn,
+        unexpected: 0,
+        wrong_slots: final_torn as usize,
+    };
+    (count, c)
+}

@@ -1,0 +1,416 @@
+//! votes: poll options in slots, one vote per update (the vote-counting incident).
+//!
+//! A voter submits an option id as text. With `--invalid-rate P` some ids are bad, in the three
+//! ways the incident listed: out of range, non-numeric, trailing garbage. Each is rejected with
+//! its reason (as `Integer.parse` plus the `{0, []}` branch did), counted, and never touches a
+//! slot. An accepted vote goes through the chosen strategy; the value it writes is the vote's
+//! `votes_after`, marked in a per-option bitmap: the incident's check is that per option the
+//! `votes_after` values run initial+1 … final with no gap and no repeat.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::{Check, Env, Rng, ScenarioConfig, WorkerPlan};
+use crate::check::{self, Count};
+use crate::config::Config;
+use crate::futex::Scope;
+use crate::probe::Probe;
+use crate::region::Region;
+use crate::strategy::{
+    Applied, Atomic, Cas, FutexLock, Pthread, Racy, SpinLock, Strategy, StrategyKind,
+};
+use crate::worker::WorkerReport;
+use crate::workload::SlotPicker;
+
+/// Why a ballot was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// A number, but no such option.
+    OutOfRange,
+    /// No number at all.
+    NonNumeric,
+    /// A number followed by something else ("3x").
+    TrailingGarbage,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 3] = [
+        Rejection::OutOfRange,
+        Rejection::NonNumeric,
+        Rejection::TrailingGarbage,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Rejection::OutOfRange => "out-of-range",
+            Rejection::NonNumeric => "non-numeric",
+            Rejection::TrailingGarbage => "trailing-garbage",
+        }
+    }
+}
+
+/// Parses an option id the way the fixed handler does: an optional sign and at least one digit
+/// (`Integer.parse`), nothing after it, and an option that exists.
+pub fn parse_ballot(text: &str, options: usize) -> Result<usize, Rejection> {
+    let bytes = text.as_bytes();
+    let sign = usize::from(matches!(bytes.first(), Some(b'+' | b'-')));
+    let digits = bytes[sign..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits == 0 {
+        return Err(Rejection::NonNumeric);
+    }
+    if sign + digits != bytes.len() {
+        return Err(Rejection::TrailingGarbage);
+    }
+    match text.parse::<i128>() {
+        Ok(n) if n >= 0 && (n as u128) < options as u128 => Ok(n as usize),
+        // Negative, too large, or beyond i128: no such option either way.
+        _ => Err(Rejection::OutOfRange),
+    }
+}
+
+/// Salt of the ballot stream (which ballots are bad, and how).
+const BALLOT_SALT: u64 = 0x00B4_1107;
+
+/// Tally words of a votes worker.
+mod tally {
+    /// Rejections by reason, in `Rejection::ALL` order: 0, 1, 2.
+    pub const REJECTED: usize = 0;
+    /// Bad ids the parser accepted, or good ids it refused (must stay 0).
+    pub const MISPARSED: usize = 3;
+    /// votes_after values already marked by another vote.
+    pub const REPEATS: usize = 4;
+    /// votes_after values beyond what the option can reach.
+    pub const OUT_OF_SEQUENCE: usize = 5;
+    pub const ACCEPTED: usize = 6;
+}
+
+/// One ballot: the text a voter sent and what it should parse to.
+fn ballot(
+    picker: &mut SlotPicker,
+    rng: &mut Rng,
+    rate: f64,
+    options: usize,
+    text: &mut String,
+) -> Result<usize, Rejection> {
+    text.clear();
+    let r = rng.next_u64();
+    let bad = rate > 0.0 && ((r >> 11) as f64 / (1u64 << 53) as f64) < rate;
+    if !bad {
+        let option = picker.next_slot();
+        let _ = write!(text, "{option}");
+        return Ok(option);
+    }
+    let kind = Rejection::ALL[(r % 3) as usize];
+    let pick = (r >> 2) as usize;
+    match kind {
+        Rejection::OutOfRange => match pick % 4 {
+            0 => text.push_str("-1"),
+            1 => text.push_str("99999999999999999999999999999999999999999"),
+            _ => {
+                let _ = write!(text, "{}", options + pick % 1000);
+            }
+        },
+        Rejection::NonNumeric => text.push_str(["abc", "", "one", "+", " 1", "x0"][pick % 6]),
+        Rejection::TrailingGarbage => {
+            let _ = write!(
+                text,
+                "{}{}",
+                pick % options,
+                ["x", " ", ".5", "3a", "!"][(pick >> 10) % 5]
+            );
+        }
+    }
+    Err(kind)
+}
+
+/// What a worker's first `n` ballots were: accepted per option, rejected per reason.
+fn replay(
+    config: &Config,
+    rate: f64,
+    seed: u64,
+    w: usize,
+    n: u64,
+    accepted: &mut [u64],
+    rejected: &mut [u64; 3],
+) {
+    let mut picker = SlotPicker::new(seed, w, config.slots, config.pick);
+    let mut rng = Rng::new(seed, w, BALLOT_SALT);
+    let mut text = String::new();
+    for _ in 0..n {
+        match ballot(&mut picker, &mut rng, rate, config.slots, &mut text) {
+            Ok(o) => accepted[o] += 1,
+            Err(k) => rejected[k as usize] += 1,
+        }
+    }
+}
+
+/// Each option's first bit in the `votes_after` bitmap (the options' accepted votes, summed),
+/// with the total last. Replayed before the fork, so every worker knows the layout.
+pub fn bitmap_offsets(config: &Config, sc: &ScenarioConfig, seed: u64) -> Vec<u64> {
+    let mut accepted = vec![0u64; config.slots];
+    let mut rejected = [0u64; 3];
+    for w in 0..config.workers {
+        replay(
+            config,
+            sc.invalid_rate,
+            seed,
+            w,
+            config.ops,
+            &mut accepted,
+            &mut rejected,
+        );
+    }
+    let mut offsets = Vec::with_capacity(config.slots + 1);
+    let mut at = 0;
+    for a in accepted {
+        offsets.push(at);
+        at += a;
+    }
+    offsets.push(at);
+    offsets
+}
+
+/// Runs one votes worker with the plan's strategy.
+pub fn run<S: Scope>(env: &Env<'_>) -> WorkerReport {
+    let plan = env.plan;
+    match plan.strategy {
+        StrategyKind::Racy => drive(
+            &Racy {
+                window: plan.race_window,
+            },
+            env,
+        ),
+        StrategyKind::Atomic => drive(&Atomic, env),
+        StrategyKind::Cas => drive(&Cas, env),
+        StrategyKind::FutexLock => drive(&FutexLock::<S>::new(), env),
+        StrategyKind::SpinLock => drive(&SpinLock, env),
+        StrategyKind::Pthread => drive(&Pthread, env),
+    }
+}
+
+/// The votes scenario with one strategy.
+struct Votes<'s, St> {
+    strategy: &'s St,
+}
+
+struct Voter {
+    picker: SlotPicker,
+    rng: Rng,
+    text: String,
+    /// Whether this worker's scripted hold is still to come (its first accepted vote).
+    hold_pending: bool,
+    tally: [u64; 7],
+}
+
+fn drive<St: Strategy>(strategy: &St, env: &Env<'_>) -> WorkerReport {
+    super::drive(&Votes { strategy }, env)
+}
+
+impl<St: Strategy> super::Scenario for Votes<'_, St> {
+    type Worker = Voter;
+
+    fn start(&self, env: &Env<'_>) -> Voter {
+        Voter {
+            picker: SlotPicker::new(env.plan.seed, env.w, env.region.slot_count(), env.plan.pick),
+            rng: Rng::new(env.plan.seed, env.w, BALLOT_SALT),
+            text: String::with_capacity(64),
+            hold_pending: env.plan.hold_after_read,
+            tally: [0; 7],
+        }
+    }
+
+    #[inline]
+    fn step(&self, env: &Env<'_>, me: &mut Voter, _i: u64) -> Applied {
+        let options = env.region.slot_count();
+        let meant = ballot(
+            &mut me.picker,
+            &mut me.rng,
+            env.sp.invalid_rate,
+            options,
+            &mut me.text,
+        );
+        let parsed = parse_ballot(&me.text, options);
+        if parsed != meant {
+            me.tally[tally::MISPARSED] += 1;
+        }
+        let option = match parsed {
+            Ok(o) => o,
+            Err(why) => {
+                me.tally[tally::REJECTED + why as usize] += 1;
+                return Applied::default();
+            }
+        };
+        let header = env.region.header();
+        let probe = if std::mem::take(&mut me.hold_pending) {
+            Probe::hold_after_read(header, env.region.worker_count() as u32)
+        } else {
+            Probe::off(header)
+        };
+        let applied = self.strategy.apply(env.region.slot(option), &probe);
+        me.tally[tally::ACCEPTED] += 1;
+        // votes_after: the value this vote left behind. (Once the history store lands, this is
+        // where the accepted vote's event is emitted: option, votes_after, retries.)
+        let votes_after = applied.written as u64;
+        let first = env.sp.bitmap[option];
+        let len = env.sp.bitmap[option + 1] - first;
+        match votes_after.checked_sub(env.sp.initial as u64 + 1) {
+            Some(k) if k < len => {
+                let bit = first + k;
+                let word = &env.scratch[env.layout.array_start() + (bit / 64) as usize];
+                // Relaxed: the parent reads the bitmap only after every worker is done (reaped,
+                // or its report received), which orders it; fetch_or alone makes each bit's
+                // first setter unique.
+                if word.fetch_or(1 << (bit % 64), Relaxed) & (1 << (bit % 64)) != 0 {
+                    me.tally[tally::REPEATS] += 1;
+                }
+            }
+            _ => me.tally[tally::OUT_OF_SEQUENCE] += 1,
+        }
+        applied
+    }
+
+    fn finish(&self, env: &Env<'_>, me: Voter) {
+        for (k, v) in me.tally.iter().enumerate() {
+            // Relaxed: published by the worker's Release store of DONE (see `super::tally`).
+            env.tally()[k].store(*v, Relaxed);
+        }
+    }
+}
+
+/// The incident's check: totals exact (rejected ballots excluded), each rejection counted
+/// under its reason, and per option `votes_after` running initial+1 … final.
+pub fn check(
+    config: &Config,
+    sc: &ScenarioConfig,
+    sp: &WorkerPlan,
+    seed: u64,
+    region: &Region,
+    reports: &[WorkerReport],
+) -> (Count, Check) {
+    let options = region.slot_count();
+    let mut accepted = vec![0u64; options];
+    let mut rejected = [0u64; 3];
+    let mut counted = [0u64; 7];
+    for r in reports {
+        replay(
+            config,
+            sc.invalid_rate,
+            seed,
+            r.worker,
+            r.completed,
+            &mut accepted,
+            &mut rejected,
+        );
+        for (k, c) in counted.iter_mut().enumerate() {
+            *c += super::tally(region, r.worker, k);
+        }
+    }
+    let values = region.values();
+    let (count, wrong) = check::count(sp.initial, &accepted, &values);
+    let mut c = Check {
+        scenario: "votes",
+        variant: sp.variant.name(),
+        invariant: super::ScenarioKind::Votes.invariant(),
+        ..Check::default()
+    };
+    // Gaps: votes_after values in initial+1 … initial+accepted nobody wrote.
+    let bitmap = &region.scratch()[super::Layout {
+        workers: region.worker_count(),
+    }
+    .array_start()..];
+    let bit = |b: u64| bitmap[(b / 64) as usize].load(Relaxed) & (1 << (b % 64)) != 0;
+    let mut gaps = 0u64;
+    for (o, &value) in values.iter().enumerate() {
+        let (first, end) = (sp.bitmap[o], sp.bitmap[o + 1]);
+        let missing = (first..end).filter(|&b| !bit(b)).count() as u64;
+        gaps += missing;
+        if missing > 0 {
+            c.findings.push(format!(
+                "option {o}: {} votes accepted, final count {}; {missing} votes_after values never written",
+                end - first,
+                value
+            ));
+        }
+    }
+    for s in wrong.iter().take(4) {
+        c.findings.push(format!(
+            "option {}: expected {} votes, found {} ({} lost)",
+            s.slot,
+            s.expected,
+            s.observed,
+            s.expected.saturating_sub(s.observed)
+        ));
+    }
+    let mut mismatched = 0;
+    for (k, why) in Rejection::ALL.iter().enumerate() {
+        let got = counted[tally::REJECTED + k];
+        c.counters.insert(format!("rejected {}", why.name()), got);
+        if got != rejected[k] {
+            mismatched += got.abs_diff(rejected[k]);
+            c.findings.push(format!(
+                "{} ballots sent {}, rejected as such {got}",
+                why.name(),
+                rejected[k]
+            ));
+        }
+    }
+    let repeats = counted[tally::REPEATS];
+    let misparsed = counted[tally::MISPARSED] + counted[tally::OUT_OF_SEQUENCE];
+    if repeats > 0 {
+        c.findings.push(format!(
+            "{repeats} votes reported a votes_after another vote had already reported"
+        ));
+    }
+    if misparsed > 0 {
+        c.findings.push(format!(
+            "{misparsed} ballots parsed wrongly or left an impossible votes_after"
+        ));
+    }
+    c.counters
+        .insert("accepted".into(), counted[tally::ACCEPTED]);
+    c.counters.insert("votes_after repeats".into(), repeats);
+    c.counters.insert("votes_after gaps".into(), gaps);
+    c.violations = count.lost + count.unexpected + repeats + gaps + mismatched + misparsed;
+    (count, c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_bad_id_kind_is_rejected_with_its_reason() {
+        assert_eq!(parse_ballot("2", 4), Ok(2));
+        assert_eq!(parse_ballot("+0", 4), Ok(0));
+        assert_eq!(parse_ballot("4", 4), Err(Rejection::OutOfRange));
+        assert_eq!(parse_ballot("-1", 4), Err(Rejection::OutOfRange));
+        assert_eq!(
+            parse_ballot("99999999999999999999999999999999999999999", 4),
+            Err(Rejection::OutOfRange)
+        );
+        for t in ["", "abc", "+", " 1", "x0"] {
+            assert_eq!(parse_ballot(t, 4), Err(Rejection::NonNumeric), "{t:?}");
+        }
+        for t in ["1x", "2 ", "0.5", "13a"] {
+            assert_eq!(parse_ballot(t, 4), Err(Rejection::TrailingGarbage), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn generated_ballots_parse_to_what_they_meant() {
+        let mut picker = SlotPicker::new(3, 0, 5, crate::workload::Pick::Uniform);
+        let mut rng = Rng::new(3, 0, BALLOT_SALT);
+        let mut text = String::new();
+        let mut kinds = [0; 3];
+        for _ in 0..10_000 {
+            let meant = ballot(&mut picker, &mut rng, 0.5, 5, &mut text);
+            assert_eq!(parse_ballot(&text, 5), meant, "{text:?}");
+            if let Err(k) = meant {
+                kinds[k as usize] += 1;
+            }
+        }
+        assert!(kinds.iter().all(|&n| n > 1000), "{kinds:?}");
+    }
+}
