@@ -1,5 +1,6 @@
 //! `torture`: parse the command line, run, print, exit. Errors become exit codes in one place.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use racepool::latency::LatencyMode;
 use racepool::region::Layout;
 use racepool::report::{self, Verdict};
 use racepool::selftest::{self, WakeScope};
+use racepool::store::{Fsync, Persist, StoreConfig, StoreSpec};
 use racepool::strategy::StrategyKind;
 use racepool::workload::Pick;
 
@@ -29,6 +31,18 @@ struct Cli {
 enum Command {
     /// Run the torture test (the default when no subcommand is given).
     Run(RunArgs),
+    /// Prove from a stored record alone (an event log or an SQLite database) that no update
+    /// was lost or duplicated. Exit 0: verified; 1: not verified or corrupt; 2: unreadable.
+    Verify {
+        /// The event log or SQLite database a run wrote with --store.
+        path: PathBuf,
+        /// Print the verdict as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also write the history as Jepsen-style JSON Lines to this file.
+        #[arg(long, value_name = "FILE.jsonl")]
+        history: Option<PathBuf>,
+    },
     /// Check the properties racepool relies on: shared memory and cross-process wakes.
     Selftest {
         #[command(subcommand)]
@@ -99,6 +113,23 @@ struct RunArgs {
     /// Seconds without any completed update before the run is declared stalled and stopped.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     stall_timeout: f64,
+    /// Persist every winning update, then verify the record: log:PATH (an append-only event
+    /// log) or sqlite:PATH. The file is emptied first.
+    #[arg(long, value_name = "log:PATH|sqlite:PATH")]
+    store: Option<StoreSpec>,
+    /// When the event log is made durable: never, at the end of each run, or every record.
+    #[arg(long, value_enum, default_value = "end")]
+    fsync: Fsync,
+    /// SQLite only: how a worker writes slots.value: blind (UPDATE … SET value = ?) or
+    /// monotonic (never lower a stored value).
+    #[arg(long, value_enum, default_value = "monotonic")]
+    persist: Persist,
+    /// Events a worker buffers before one write(2) (log) or one transaction (SQLite).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    batch: u32,
+    /// Write the stored history as Jepsen-style JSON Lines to this file (needs --store).
+    #[arg(long, value_name = "FILE.jsonl")]
+    history: Option<PathBuf>,
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -129,6 +160,13 @@ impl RunArgs {
             latency: self.latency,
             repeat: self.repeat,
             hold_after_read: self.hold_after_read,
+            store: self.store.clone().map(|spec| StoreConfig {
+                spec,
+                fsync: self.fsync,
+                persist: self.persist,
+                batch: self.batch,
+            }),
+            history: self.history.clone(),
             stall_timeout: Duration::from_secs_f64(self.stall_timeout),
         })
     }
@@ -167,6 +205,11 @@ fn execute(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         None => torture(&cli.run),
         Some(Command::Run(args)) => torture(&args),
+        Some(Command::Verify {
+            path,
+            json,
+            history,
+        }) => verify(&path, json, history.as_deref()),
         Some(Command::Selftest { check }) => {
             let json = match check {
                 SelftestCheck::SharedWrite { rounds } => {
@@ -185,6 +228,46 @@ fn execute(cli: Cli) -> Result<ExitCode, Error> {
             println!("{}", json.expect("reports serialise"));
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn verify(
+    path: &std::path::Path,
+    json: bool,
+    history: Option<&std::path::Path>,
+) -> Result<ExitCode, Error> {
+    let t0 = std::time::Instant::now();
+    let loaded = racepool::verify::load(path)?;
+    let verdict = racepool::verify::verify(&loaded);
+    let secs = t0.elapsed().as_secs_f64();
+    if let Some(out) = history {
+        racepool::run::export_history(path, out)?;
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&verdict).expect("the verdict serialises")
+        );
+    } else {
+        print!("{}", racepool::verify::render(&verdict));
+        let events: u64 = verdict.runs.iter().map(|r| r.persisted).sum();
+        println!(
+            "{} records, {events} events checked in {:.3}s ({} events/s)",
+            verdict.records,
+            secs,
+            format!("{:.0}", events as f64 / secs.max(1e-9))
+        );
+    }
+    if let Some(c) = &verdict.corrupt {
+        eprintln!("torture verify: {}: {c}", path.display());
+    }
+    if verdict.verified {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        if verdict.corrupt.is_none() {
+            eprintln!("torture verify: {}: NOT verified", path.display());
+        }
+        Ok(ExitCode::from(1))
     }
 }
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::latency::LatencyMode;
 use crate::region::{Layout, Region, MAX_REGION_BYTES};
+use crate::store::StoreConfig;
 use crate::strategy::StrategyKind;
 use crate::workload::Pick;
 
@@ -33,6 +34,10 @@ pub struct Config {
     pub latency: LatencyMode,
     pub repeat: u32,
     pub hold_after_read: bool,
+    /// Where every winning update is persisted and then verified; none: memory only.
+    pub store: Option<StoreConfig>,
+    /// Writes the stored history as Jepsen-style JSON Lines here after the runs.
+    pub history: Option<std::path::PathBuf>,
     #[serde(skip)]
     pub stall_timeout: Duration,
 }
@@ -93,6 +98,12 @@ impl Config {
                 bytes >> 20,
                 (available / 2).min(MAX_REGION_BYTES as u64) >> 20
             ));
+        }
+        if self.history.is_some() && self.store.is_none() {
+            return usage("--history exports what a store recorded: give --store too".into());
+        }
+        if self.store.as_ref().is_some_and(|s| s.batch == 0) {
+            return usage("--batch must be at least 1".into());
         }
         if self.hold_after_read {
             if let Some(s) = self.strategies.iter().find(|s| !s.can_hold_after_read()) {
