@@ -127,6 +127,10 @@ struct RunArgs {
     /// Events a worker buffers before one write(2) (log) or one transaction (SQLite).
     #[arg(long, default_value_t = 256, value_name = "N")]
     batch: u32,
+    /// For tests: hold each worker's first update before it persists until every worker has
+    /// updated, then persist newest first (scripts the rollback of --persist blind).
+    #[arg(long)]
+    hold_before_persist: bool,
     /// Write the stored history as Jepsen-style JSON Lines to this file (needs --store).
     #[arg(long, value_name = "FILE.jsonl")]
     history: Option<PathBuf>,
@@ -165,6 +169,7 @@ impl RunArgs {
                 fsync: self.fsync,
                 persist: self.persist,
                 batch: self.batch,
+                hold_before_persist: self.hold_before_persist,
             }),
             history: self.history.clone(),
             stall_timeout: Duration::from_secs_f64(self.stall_timeout),
@@ -295,6 +300,15 @@ fn torture(args: &RunArgs) -> Result<ExitCode, Error> {
             s.runs.iter().filter(|r| r.verdict == Verdict::Failed).count(),
             s.runs.len()
         );
+        for h in s.runs.iter().filter_map(|r| r.history.as_ref()) {
+            if let Some(p) = h.problems.first() {
+                eprintln!(
+                    "torture: {}'s stored record (run {}) is not verified: {p}",
+                    s.strategy.name(),
+                    h.run
+                );
+            }
+        }
     }
     Ok(if summary.all_exact {
         ExitCode::SUCCESS

@@ -105,6 +105,19 @@ impl Config {
         if self.store.as_ref().is_some_and(|s| s.batch == 0) {
             return usage("--batch must be at least 1".into());
         }
+        if let Some(store) = self.store.as_ref().filter(|s| s.hold_before_persist) {
+            let ok = self.slots == 1
+                && self.mode == Mode::Processes
+                && self
+                    .strategies
+                    .iter()
+                    .all(|s| matches!(s, StrategyKind::Atomic | StrategyKind::Cas));
+            if !ok || store.batch == 0 {
+                return usage(
+                    "--hold-before-persist needs --slots 1, process mode and atomic or cas (a lock holder cannot wait for the others)".into(),
+                );
+            }
+        }
         if self.hold_after_read {
             if let Some(s) = self.strategies.iter().find(|s| !s.can_hold_after_read()) {
                 return usage(format!(

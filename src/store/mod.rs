@@ -15,7 +15,7 @@ pub mod sqlite;
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 
 use serde::Serialize;
 
@@ -91,6 +91,10 @@ pub struct StoreConfig {
     pub persist: Persist,
     /// Events a worker buffers before one write (log) or one transaction (SQLite).
     pub batch: u32,
+    /// For tests: every worker's first update waits, before it persists, until every worker
+    /// has made its first update; then they persist newest first. Scripts the out-of-order
+    /// persistence that rolls a blind `UPDATE` back, on every run (atomic or cas, one slot).
+    pub hold_before_persist: bool,
 }
 
 impl StoreConfig {
@@ -119,7 +123,9 @@ pub struct RunStore {
     pub config: StoreConfig,
     pub info: RunInfo,
     /// A tiny shared region of our own: slot 0 is the "a write failed" flag (the first worker to
-    /// set it leaves its message in worker area 0), slot 1 counts failed workers.
+    /// set it leaves its message in worker area 0), slot 1 counts failed workers; for
+    /// `hold_before_persist`, slot 2 counts first updates made and slot 3 holds the value whose
+    /// turn it is to persist.
     scratch: Region,
 }
 
@@ -141,7 +147,13 @@ impl RunStore {
     /// Writes the run's header record. Before the first fork.
     pub fn begin(config: &StoreConfig, mut info: RunInfo) -> Result<RunStore, Error> {
         info.persist = config.persist_name().into();
-        let scratch = Region::create(2, 1, Layout::Packed, 0)?;
+        let scratch = Region::create(4, 1, Layout::Packed, 0)?;
+        // Newest first: the first updates wrote initial+1 ..= initial+workers.
+        // Relaxed: no worker exists yet; fork orders it.
+        scratch
+            .slot(3)
+            .value
+            .store(info.initial.wrapping_add(info.workers), Relaxed);
         let fail =
             |e: String| Error::Store(format!("writing to {}: {e}", config.spec.path().display()));
         match &config.spec {
@@ -174,6 +186,38 @@ impl RunStore {
             bytes.truncate(1024);
             self.scratch.worker(0).publish_histogram(&bytes);
         }
+    }
+
+    /// The `hold_before_persist` script, around the persisting of a worker's first update.
+    #[cold]
+    fn persist_in_turn(&self, written: u32, persist: impl FnOnce()) {
+        use crate::futex::{Scope, Shared};
+        use std::time::Duration;
+        let (made, turn) = (self.scratch.slot(2).value, self.scratch.slot(3).value);
+        let workers = self.info.workers;
+        // SeqCst: test-only script; the simplest reasoning is worth more than speed here.
+        if made.fetch_add(1, SeqCst) + 1 == workers {
+            Shared::wake_all(made);
+        }
+        // A failed worker never takes its turn: give up the script rather than hang.
+        let failed = || self.scratch.slot(0).value.load(SeqCst) != 0;
+        loop {
+            let n = made.load(SeqCst);
+            if n >= workers || failed() {
+                break;
+            }
+            crate::futex::shared_wait_for(made, n, Duration::from_millis(100));
+        }
+        loop {
+            let t = turn.load(SeqCst);
+            if t == written || failed() {
+                break;
+            }
+            crate::futex::shared_wait_for(turn, t, Duration::from_millis(100));
+        }
+        persist();
+        turn.store(written.wrapping_sub(1), SeqCst);
+        Shared::wake_all(turn);
     }
 
     /// The first failure any worker reported, with how many failed.
@@ -241,7 +285,8 @@ impl<'a> Recorder<'a> {
                 .map(Writer::Log)
                 .map_err(|e| e.to_string()),
             StoreSpec::Sqlite(p) => {
-                sqlite::SqliteWriter::open(p, store.info.run, c.persist, batch).map(Writer::Sqlite)
+                sqlite::SqliteWriter::open(p, store.info.run, c.persist, c.fsync, batch)
+                    .map(Writer::Sqlite)
             }
         };
         let r = Recorder {
@@ -298,13 +343,36 @@ impl<'a> Recorder<'a> {
             complete_ns: now_ns(),
             hash: link_hash(run, slot as u32, read, written),
         };
-        let result = match self.writer.borrow_mut().as_mut() {
-            Some(Writer::Log(w)) => w.append(&Record::Event(event)).map_err(|e| e.to_string()),
-            Some(Writer::Sqlite(w)) => w.append(event),
-            None => Err("no store open".into()),
+        let persist = || {
+            let mut writer = self.writer.borrow_mut();
+            let result = match writer.as_mut() {
+                Some(Writer::Log(w)) => w.append(&Record::Event(event)).map_err(|e| e.to_string()),
+                Some(Writer::Sqlite(w)) => w.append(event),
+                None => Err("no store open".into()),
+            };
+            if let Err(e) = result {
+                drop(writer);
+                self.fail(&e);
+            }
         };
-        if let Err(e) = result {
-            self.fail(&e);
+        if seq == 0 && self.store.config.hold_before_persist {
+            self.store.persist_in_turn(written, || {
+                persist();
+                // The script is about the order things reach the store: send it now.
+                if let Err(e) = self.flush() {
+                    self.fail(&e);
+                }
+            });
+        } else {
+            persist();
+        }
+    }
+
+    fn flush(&self) -> Result<(), String> {
+        match self.writer.borrow_mut().as_mut() {
+            Some(Writer::Log(w)) => w.flush().map_err(|e| e.to_string()),
+            Some(Writer::Sqlite(w)) => w.flush(),
+            None => Ok(()),
         }
     }
 
