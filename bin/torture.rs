@@ -257,10 +257,10 @@ fn verify(
         print!("{}", racepool::verify::render(&verdict));
         let events: u64 = verdict.runs.iter().map(|r| r.persisted).sum();
         println!(
-            "{} records, {events} events checked in {:.3}s ({} events/s)",
+            "{} records, {events} events checked in {:.3}s ({:.0} events/s)",
             verdict.records,
             secs,
-            format!("{:.0}", events as f64 / secs.max(1e-9))
+            events as f64 / secs.max(1e-9)
         );
     }
     if let Some(c) = &verdict.corrupt {

@@ -108,7 +108,10 @@ fn a_blind_update_rolls_sqlite_back_and_a_monotonic_one_does_not() {
     args.extend(["--store", &spec, "--persist", "blind"]);
     let (code, text, _) = run(&args);
     assert_eq!(code, 1, "blind must fail the run: {text}");
-    assert!(text.contains("slot 0 is stored as 1, behind the region's 16"), "{text}");
+    assert!(
+        text.contains("slot 0 is stored as 1, behind the region's 16"),
+        "{text}"
+    );
     assert!(!text.contains(" exact\n"), "{text}");
     let (code, text, _) = run(&["verify", blind.path().to_str().unwrap()]);
     assert_eq!(code, 1, "{text}");
@@ -173,7 +176,10 @@ fn one_flipped_bit_is_flagged_every_time_at_its_record() {
         if code == 1 && text.contains(&want) {
             flagged += 1;
         } else {
-            panic!("bit {bit} (byte {}): exit {code}, wanted {want:?}\n{text}", bit / 8);
+            panic!(
+                "bit {bit} (byte {}): exit {code}, wanted {want:?}\n{text}",
+                bit / 8
+            );
         }
     }
     assert_eq!(flagged, 100);
@@ -188,10 +194,16 @@ fn a_cut_last_record_is_a_torn_tail_and_the_rest_verifies() {
         let (code, text, _) = run(&["verify", log.path().to_str().unwrap()]);
         assert_eq!(code, 0, "{text}");
         assert!(
-            text.contains(&format!("torn tail: the last {} bytes (from byte offset {last})", keep - last)),
+            text.contains(&format!(
+                "torn tail: the last {} bytes (from byte offset {last})",
+                keep - last
+            )),
             "{text}"
         );
-        assert!(text.contains("160 persisted") && text.contains(": verified"), "{text}");
+        assert!(
+            text.contains("160 persisted") && text.contains(": verified"),
+            "{text}"
+        );
     }
 }
 
@@ -225,10 +237,16 @@ fn the_history_export_is_jepsen_json_lines() {
             assert!(!l[key].is_null(), "line {i} lacks {key}: {l}");
         }
     }
-    let oks = lines.iter().filter(|l| l["type"] == "ok" && l["f"] == "add").count();
+    let oks = lines
+        .iter()
+        .filter(|l| l["type"] == "ok" && l["f"] == "add")
+        .count();
     assert_eq!(oks, 20);
     let last = &lines[41];
-    assert_eq!((last["f"].as_str(), last["value"].as_u64()), (Some("read"), Some(20)));
+    assert_eq!(
+        (last["f"].as_str(), last["value"].as_u64()),
+        (Some("read"), Some(20))
+    );
     let times: Vec<u64> = lines.iter().map(|l| l["time"].as_u64().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "sorted by time");
 }

@@ -113,5 +113,8 @@ fn every_fixture_gets_its_verdict() {
             fails += 1;
         }
     }
-    assert!(passes >= 3 && fails >= 7, "{passes} passing, {fails} failing");
+    assert!(
+        passes >= 3 && fails >= 7,
+        "{passes} passing, {fails} failing"
+    );
 }
