@@ -1,5 +1,6 @@
 //! `torture`: parse the command line, run, print, exit. Errors become exit codes in one place.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,13 +12,19 @@ use racepool::latency::LatencyMode;
 use racepool::region::Layout;
 use racepool::report::{self, Verdict};
 use racepool::selftest::{self, WakeScope};
+use racepool::store::{Fsync, Persist, StoreConfig, StoreSpec};
 use racepool::strategy::StrategyKind;
 use racepool::workload::Pick;
 
 /// Tortures concurrent update strategies on shared memory across forked worker processes and
 /// proves, with exact counts, whether any update was lost.
 #[derive(Parser)]
-#[command(name = "torture", version, args_conflicts_with_subcommands = true, allow_negative_numbers = true)]
+#[command(
+    name = "torture",
+    version,
+    args_conflicts_with_subcommands = true,
+    allow_negative_numbers = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -29,6 +36,18 @@ struct Cli {
 enum Command {
     /// Run the torture test (the default when no subcommand is given).
     Run(RunArgs),
+    /// Prove from a stored record alone (an event log or an SQLite database) that no update
+    /// was lost or duplicated. Exit 0: verified; 1: not verified or corrupt; 2: unreadable.
+    Verify {
+        /// The event log or SQLite database a run wrote with --store.
+        path: PathBuf,
+        /// Print the verdict as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also write the history as Jepsen-style JSON Lines to this file.
+        #[arg(long, value_name = "FILE.jsonl")]
+        history: Option<PathBuf>,
+    },
     /// Check the properties racepool relies on: shared memory and cross-process wakes.
     Selftest {
         #[command(subcommand)]
@@ -99,6 +118,27 @@ struct RunArgs {
     /// Seconds without any completed update before the run is declared stalled and stopped.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     stall_timeout: f64,
+    /// Persist every winning update, then verify the record: log:PATH (an append-only event
+    /// log) or sqlite:PATH. The file is emptied first.
+    #[arg(long, value_name = "log:PATH|sqlite:PATH")]
+    store: Option<StoreSpec>,
+    /// When the event log is made durable: never, at the end of each run, or every record.
+    #[arg(long, value_enum, default_value = "end")]
+    fsync: Fsync,
+    /// SQLite only: how a worker writes slots.value: blind (UPDATE … SET value = ?) or
+    /// monotonic (never lower a stored value).
+    #[arg(long, value_enum, default_value = "monotonic")]
+    persist: Persist,
+    /// Events a worker buffers before one write(2) (log) or one transaction (SQLite).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    batch: u32,
+    /// For tests: hold each worker's first update before it persists until every worker has
+    /// updated, then persist newest first (scripts the rollback of --persist blind).
+    #[arg(long)]
+    hold_before_persist: bool,
+    /// Write the stored history as Jepsen-style JSON Lines to this file (needs --store).
+    #[arg(long, value_name = "FILE.jsonl")]
+    history: Option<PathBuf>,
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -131,6 +171,14 @@ impl RunArgs {
             latency: self.latency,
             repeat: self.repeat,
             hold_after_read: self.hold_after_read,
+            store: self.store.clone().map(|spec| StoreConfig {
+                spec,
+                fsync: self.fsync,
+                persist: self.persist,
+                batch: self.batch,
+                hold_before_persist: self.hold_before_persist,
+            }),
+            history: self.history.clone(),
             stall_timeout: Duration::from_secs_f64(self.stall_timeout),
             scenario: None,
         };
@@ -173,6 +221,11 @@ fn execute(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         None => torture(&cli.run),
         Some(Command::Run(args)) => torture(&args),
+        Some(Command::Verify {
+            path,
+            json,
+            history,
+        }) => verify(&path, json, history.as_deref()),
         Some(Command::Selftest { check }) => {
             let json = match check {
                 SelftestCheck::SharedWrite { rounds } => {
@@ -191,6 +244,46 @@ fn execute(cli: Cli) -> Result<ExitCode, Error> {
             println!("{}", json.expect("reports serialise"));
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn verify(
+    path: &std::path::Path,
+    json: bool,
+    history: Option<&std::path::Path>,
+) -> Result<ExitCode, Error> {
+    let t0 = std::time::Instant::now();
+    let loaded = racepool::verify::load(path)?;
+    let verdict = racepool::verify::verify(&loaded);
+    let secs = t0.elapsed().as_secs_f64();
+    if let Some(out) = history {
+        racepool::run::export_history(path, out)?;
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&verdict).expect("the verdict serialises")
+        );
+    } else {
+        print!("{}", racepool::verify::render(&verdict));
+        let events: u64 = verdict.runs.iter().map(|r| r.persisted).sum();
+        println!(
+            "{} records, {events} events checked in {:.3}s ({:.0} events/s)",
+            verdict.records,
+            secs,
+            events as f64 / secs.max(1e-9)
+        );
+    }
+    if let Some(c) = &verdict.corrupt {
+        eprintln!("torture verify: {}: {c}", path.display());
+    }
+    if verdict.verified {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        if verdict.corrupt.is_none() {
+            eprintln!("torture verify: {}: NOT verified", path.display());
+        }
+        Ok(ExitCode::from(1))
     }
 }
 
@@ -218,6 +311,15 @@ fn torture(args: &RunArgs) -> Result<ExitCode, Error> {
             s.runs.iter().filter(|r| r.verdict == Verdict::Failed).count(),
             s.runs.len()
         );
+        for h in s.runs.iter().filter_map(|r| r.history.as_ref()) {
+            if let Some(p) = h.problems.first() {
+                eprintln!(
+                    "torture: {}'s stored record (run {}) is not verified: {p}",
+                    s.strategy.name(),
+                    h.run
+                );
+            }
+        }
     }
     Ok(if summary.all_exact {
         ExitCode::SUCCESS

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::latency::LatencyMode;
 use crate::region::{Layout, Region, MAX_REGION_BYTES};
+use crate::store::StoreConfig;
 use crate::strategy::StrategyKind;
 use crate::workload::Pick;
 
@@ -36,6 +37,10 @@ pub struct Config {
     /// The incident replayed (`--scenario`); `None` is the plain counter.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scenario: Option<crate::scenario::ScenarioConfig>,
+    /// Where every winning update is persisted and then verified; none: memory only.
+    pub store: Option<StoreConfig>,
+    /// Writes the stored history as Jepsen-style JSON Lines here after the runs.
+    pub history: Option<std::path::PathBuf>,
     #[serde(skip)]
     pub stall_timeout: Duration,
 }
@@ -97,7 +102,32 @@ impl Config {
                 (available / 2).min(MAX_REGION_BYTES as u64) >> 20
             ));
         }
+        if self.history.is_some() && self.store.is_none() {
+            return usage("--history exports what a store recorded: give --store too".into());
+        }
+        if self.store.as_ref().is_some_and(|s| s.batch == 0) {
+            return usage("--batch must be at least 1".into());
+        }
+        if let Some(store) = self.store.as_ref().filter(|s| s.hold_before_persist) {
+            let ok = self.slots == 1
+                && self.mode == Mode::Processes
+                && self
+                    .strategies
+                    .iter()
+                    .all(|s| matches!(s, StrategyKind::Atomic | StrategyKind::Cas));
+            if !ok || store.batch == 0 {
+                return usage(
+                    "--hold-before-persist needs --slots 1, process mode and atomic or cas (a lock holder cannot wait for the others)".into(),
+                );
+            }
+        }
         if let Some(scenario) = &self.scenario {
+            if self.store.is_some() {
+                return usage(
+                    "--store does not apply to --scenario yet: scenarios do not persist events"
+                        .into(),
+                );
+            }
             scenario.validate(self)?;
         } else if self.hold_after_read {
             if let Some(s) = self.strategies.iter().find(|s| !s.can_hold_after_read()) {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::futex;
 use crate::region::{Header, Slot};
+use crate::store::Recorder;
 
 /// How long a held worker waits for the others before giving up on the script.
 const HOLD_LIMIT: Duration = Duration::from_secs(10);
@@ -23,6 +24,8 @@ pub struct Probe<'a> {
     armed: Cell<bool>,
     /// Whether a hold gave up waiting (the script did not happen as written).
     pub timed_out: Cell<bool>,
+    /// Where winning updates are persisted, when the run has a store.
+    recorder: Option<&'a Recorder<'a>>,
 }
 
 impl<'a> Probe<'a> {
@@ -33,6 +36,7 @@ impl<'a> Probe<'a> {
             workers: 0,
             armed: Cell::new(false),
             timed_out: Cell::new(false),
+            recorder: None,
         }
     }
 
@@ -43,6 +47,23 @@ impl<'a> Probe<'a> {
             workers,
             armed: Cell::new(true),
             timed_out: Cell::new(false),
+            recorder: None,
+        }
+    }
+
+    /// The same probe, persisting every winning update through `recorder`.
+    pub fn with_recorder(mut self, recorder: &'a Recorder<'a>) -> Probe<'a> {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    /// Called by a strategy once its update has won: lock strategies before they unlock (the
+    /// incident's "write DB, then notify"), the others right after their winning step. Persists
+    /// the event when the run has a store; otherwise does nothing.
+    #[inline]
+    pub fn won(&self, slot: Slot<'_>, read: u32, written: u32, retries: u32) {
+        if let Some(r) = self.recorder {
+            r.won(slot.index, read, written, retries);
         }
     }
 

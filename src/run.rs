@@ -3,6 +3,7 @@
 use crate::check;
 use crate::config::{Config, Mode};
 use crate::error::Error;
+use crate::history::{RunEnd, RunInfo};
 use crate::latency;
 use crate::pool::{self, PoolOutcome};
 use crate::progress::Watcher;
@@ -10,7 +11,9 @@ use crate::region::Region;
 use crate::report::{
     Fairness, Machine, Percentiles, RunSummary, StrategySummary, Summary, Verdict,
 };
+use crate::store::RunStore;
 use crate::strategy::StrategyKind;
+use crate::verify::{self, RunCheck};
 use crate::worker::Plan;
 use crate::workload::SlotPicker;
 
@@ -19,6 +22,9 @@ pub fn run(config: &Config) -> Result<Summary, Error> {
     config.validate()?;
     if let Some(scenario) = &config.scenario {
         return crate::scenario::run(config, scenario);
+    }
+    if let Some(store) = &config.store {
+        store.prepare()?;
     }
     let mut strategies = Vec::new();
     for &strategy in &config.strategies {
@@ -30,6 +36,9 @@ pub fn run(config: &Config) -> Result<Summary, Error> {
             histograms.push(histogram);
         }
         strategies.push(StrategySummary::of(strategy, runs, histograms));
+    }
+    if let (Some(store), Some(path)) = (&config.store, &config.history) {
+        export_history(store.spec.path(), path)?;
     }
     let all_exact = strategies.iter().all(|s| s.verdict != Verdict::Failed);
     Ok(Summary {
@@ -58,6 +67,22 @@ pub fn run_once(
         race_window: config.race_window,
         hold_after_read: config.hold_after_read,
         scenario: None,
+        store: match &config.store {
+            Some(store) => Some(std::sync::Arc::new(RunStore::begin(
+                store,
+                RunInfo {
+                    run: RunStore::new_run_id(),
+                    strategy: strategy.name().into(),
+                    workers: config.workers as u32,
+                    slots: config.slots as u32,
+                    ops: config.ops,
+                    initial: config.initial,
+                    seed,
+                    persist: String::new(),
+                },
+            )?)),
+            None => None,
+        },
     };
     let watcher = Watcher {
         label: strategy.name().into(),
@@ -66,10 +91,73 @@ pub fn run_once(
         explain_stall: None,
     };
     let outcome = match config.mode {
-        Mode::Processes => pool::run_processes(&region, &plan, &watcher)?,
-        Mode::Threads => pool::run_threads(&region, &plan, &watcher)?,
+        Mode::Processes => pool::run_processes(&region, &plan, &watcher),
+        Mode::Threads => pool::run_threads(&region, &plan, &watcher),
     };
-    Ok(summarise(config, &plan, &region, outcome))
+    // A store that failed explains any worker trouble better than the trouble itself.
+    if let Some(failure) = plan.store.as_ref().and_then(|s| s.failure()) {
+        return Err(Error::Store(failure));
+    }
+    let outcome = outcome?;
+    let history = match &plan.store {
+        Some(store) => Some(persist_end_and_verify(store, &region, &outcome)?),
+        None => None,
+    };
+    let (mut run, histogram) = summarise(config, &plan, &region, outcome);
+    if let Some(check) = history {
+        if !check.verified && strategy.is_exact() {
+            run.verdict = Verdict::Failed;
+        }
+        run.history = Some(check);
+    }
+    Ok((run, histogram))
+}
+
+/// Saves the run's end (final values, fingerprint, acknowledgements), then checks the stored
+/// record of this run exactly as `torture verify` would.
+fn persist_end_and_verify(
+    store: &RunStore,
+    region: &Region,
+    outcome: &PoolOutcome,
+) -> Result<RunCheck, Error> {
+    let mut completed = vec![0u64; region.worker_count()];
+    for r in &outcome.reports {
+        completed[r.worker] = r.completed;
+    }
+    store.end(&RunEnd {
+        run: store.info.run,
+        fingerprint: region.fingerprint(),
+        finals: region.values(),
+        completed,
+    })?;
+    let loaded = verify::load(store.config.spec.path())?;
+    if let Some(c) = &loaded.corrupt {
+        return Err(Error::Store(format!(
+            "{}: {c}",
+            store.config.spec.path().display()
+        )));
+    }
+    let run = loaded
+        .runs
+        .iter()
+        .find(|r| r.info.run == store.info.run)
+        .ok_or_else(|| {
+            Error::Store(format!(
+                "{} does not hold run {} after it was written",
+                store.config.spec.path().display(),
+                store.info.run
+            ))
+        })?;
+    Ok(verify::check_run(run))
+}
+
+/// Writes the whole store's history as JSON Lines.
+pub fn export_history(store: &std::path::Path, out: &std::path::Path) -> Result<u64, Error> {
+    let loaded = verify::load(store)?;
+    let file = std::fs::File::create(out)
+        .map_err(|e| Error::Usage(format!("creating {}: {e}", out.display())))?;
+    crate::history::jsonl::write(&loaded, file)
+        .map_err(|e| Error::System(format!("writing {}: {e}", out.display())))
 }
 
 fn summarise(
@@ -127,6 +215,7 @@ fn summarise(
         fairness: Fairness::of(rates),
         fingerprint: format!("{:016x}", region.fingerprint()),
         check: None,
+        history: None,
     };
     (run, histogram)
 }

@@ -9,6 +9,7 @@ use crate::futex::{Private, Shared};
 use crate::latency::{self, LatencyMode};
 use crate::probe::Probe;
 use crate::region::{status, Region, WorkerArea};
+use crate::store::{Recorder, RunStore};
 use crate::strategy::{Atomic, Cas, FutexLock, Pthread, Racy, SpinLock, Strategy, StrategyKind};
 use crate::workload::{Pick, SlotPicker};
 
@@ -26,6 +27,8 @@ pub struct Plan {
     pub hold_after_read: bool,
     /// Set when the run replays an incident (`--scenario`): the worker runs its step instead.
     pub scenario: Option<crate::scenario::WorkerPlan>,
+    /// Where winning updates are persisted; each worker opens its own writer after the fork.
+    pub store: Option<std::sync::Arc<RunStore>>,
 }
 
 /// One worker's result, as it travels back to the parent.
@@ -74,14 +77,32 @@ fn drive<S: Strategy>(strategy: &S, region: &Region, w: usize, plan: &Plan) -> W
     } else {
         Probe::off(region.header())
     };
+    // Opened here, in the worker (after the fork): never a file or connection of the parent's.
+    let recorder = plan.store.as_deref().map(|s| Recorder::open(s, w));
+    let probe = match &recorder {
+        Some(r) => probe.with_recorder(r),
+        None => probe,
+    };
+    let mut completed = 0;
     let mut picker = SlotPicker::new(plan.seed, w, region.slot_count(), plan.pick);
     let mut histogram = latency::new_histogram();
     let (mut retries, mut waits, mut wakes) = (0u64, 0u64, 0u64);
     let start_ns = now_ns();
     for i in 0..plan.ops {
+        if recorder.as_ref().is_some_and(|r| r.failed()) {
+            // The store failed: the run proves nothing more, so stop (the parent reports it).
+            break;
+        }
         let slot = region.slot(picker.next_slot());
         let timed = plan.latency.times(i);
-        let t0 = if timed { now_ns() } else { 0 };
+        let t0 = if timed || recorder.is_some() {
+            now_ns()
+        } else {
+            0
+        };
+        if let Some(r) = &recorder {
+            r.begin(t0);
+        }
         let applied = strategy.apply(slot, &probe);
         if timed {
             histogram.saturating_record(now_ns().saturating_sub(t0).max(1));
@@ -91,10 +112,14 @@ fn drive<S: Strategy>(strategy: &S, region: &Region, w: usize, plan: &Plan) -> W
         wakes += applied.wakes as u64;
         // Relaxed: read for progress only; final figures are published by `publish`.
         area.completed.store(i + 1, Relaxed);
+        completed = i + 1;
+    }
+    if let Some(r) = &recorder {
+        r.finish();
     }
     WorkerReport {
         worker: w,
-        completed: plan.ops,
+        completed,
         retries,
         waits,
         wakes,

@@ -110,6 +110,10 @@ pub struct RunSummary {
     pub fairness: Fairness,
     /// FNV-1a of the final slot values.
     pub fingerprint: String,
+    /// With a store: what `torture verify` proved from the record alone (persisted, verified,
+    /// duplicates, gaps, witnesses, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<crate::verify::RunCheck>,
     pub verdict: Verdict,
     /// The scenario's invariant check of this run (`--scenario`).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -146,7 +146,54 @@ pub fn render_text(summary: &Summary) -> String {
         out,
         "\nlost = expected - observed, per slot. preempted = involuntary context switches of the workers."
     );
+    store_lines(&mut out, summary);
     out
+}
+
+/// What verify proved from each run's stored record.
+fn store_lines(out: &mut String, summary: &Summary) {
+    let checked: Vec<_> = summary
+        .strategies
+        .iter()
+        .flat_map(|s| s.runs.iter())
+        .filter_map(|r| r.history.as_ref().map(|h| (r.strategy, h)))
+        .collect();
+    if checked.is_empty() {
+        return;
+    }
+    out.push('\n');
+    let head = [
+        "strategy",
+        "persisted",
+        "duplicates",
+        "gaps",
+        "witnesses",
+        "verified",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![head.iter().map(|s| s.to_string()).collect()];
+    for (strategy, h) in &checked {
+        rows.push(vec![
+            strategy.name().into(),
+            h.persisted.to_string(),
+            h.duplicates.to_string(),
+            h.gaps.to_string(),
+            h.witnesses.to_string(),
+            if h.verified {
+                "verified".into()
+            } else {
+                format!(
+                    "NOT verified: {}",
+                    h.problems.first().map_or("", |p| p.as_str())
+                )
+            },
+        ]);
+    }
+    table(out, &rows, 1);
+    for (_, h) in &checked {
+        for w in h.witness_list.iter().take(2) {
+            let _ = writeln!(out, "witness ({}): {w}", h.strategy);
+        }
+    }
 }
 
 /// Left-aligns the first `left` columns, right-aligns the rest, except the last (free text).

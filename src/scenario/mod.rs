@@ -791,6 +791,8 @@ fn run_once(
         race_window: config.race_window,
         hold_after_read: config.hold_after_read,
         scenario: Some(sp.clone()),
+        // Scenarios do not persist yet: config validation refuses --scenario with --store.
+        store: None,
     };
     let watcher = Watcher {
         label: format!("{} {}", sc.kind.name(), variant.name()),
@@ -860,6 +862,9 @@ fn summarise(
         window_ms: window_ns as f64 / 1e6,
         ops_per_sec: updates as f64 / (window_ns as f64 / 1e9),
         latency_ns: Percentiles::of(&histogram),
+        retries,
+        waits,
+        wakes,
         retries_per_update: per(retries),
         waits_per_update: per(waits),
         wakes_per_update: per(wakes),
@@ -868,6 +873,7 @@ fn summarise(
         fairness: Fairness::of(rates),
         fingerprint: format!("{:016x}", region.fingerprint()),
         check: Some(check),
+        history: None,
     };
     (run, histogram)
 }

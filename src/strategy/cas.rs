@@ -23,12 +23,13 @@ impl Strategy for Cas {
             // real contention, never a spurious failure.
             match slot.value.compare_exchange(seen, next, Relaxed, Relaxed) {
                 Ok(_) => {
+                    probe.won(slot, seen, next, retries);
                     return Applied {
                         read: seen,
                         written: next,
                         retries,
                         ..Applied::default()
-                    }
+                    };
                 }
                 Err(current) => {
                     // Reuse what the failed CAS saw instead of loading again.

@@ -126,6 +126,7 @@ impl<S: Scope> Strategy for FutexLock<S> {
         probe.after_read(slot, Some(CONTENDED));
         let written = read.wrapping_add(1);
         slot.value.store(written, Relaxed);
+        probe.won(slot, read, written, retries);
         let woke = LockWord::<S>::unlock(slot.lock);
         Applied {
             read,

@@ -11,12 +11,13 @@ pub struct Pthread;
 
 impl Strategy for Pthread {
     #[inline]
-    fn apply(&self, slot: Slot<'_>, _probe: &Probe<'_>) -> Applied {
+    fn apply(&self, slot: Slot<'_>, probe: &Probe<'_>) -> Applied {
         slot.mutex.lock();
         // Relaxed: the mutex's lock/unlock order these accesses.
         let read = slot.value.load(Relaxed);
         let written = read.wrapping_add(1);
         slot.value.store(written, Relaxed);
+        probe.won(slot, read, written, 0);
         slot.mutex.unlock();
         Applied {
             read,

@@ -23,6 +23,7 @@ impl Strategy for Racy {
         }
         let written = read.wrapping_add(1);
         slot.value.store(written, Relaxed);
+        probe.won(slot, read, written, 0);
         Applied {
             read,
             written,

@@ -15,7 +15,7 @@ pub struct SpinLock;
 
 impl Strategy for SpinLock {
     #[inline]
-    fn apply(&self, slot: Slot<'_>, _probe: &Probe<'_>) -> Applied {
+    fn apply(&self, slot: Slot<'_>, probe: &Probe<'_>) -> Applied {
         let mut retries = 0;
         let mut spins = 1;
         // Acquire: pairs with the Release store below, made by the previous holder.
@@ -45,6 +45,7 @@ impl Strategy for SpinLock {
         let read = slot.value.load(Relaxed);
         let written = read.wrapping_add(1);
         slot.value.store(written, Relaxed);
+        probe.won(slot, read, written, retries);
         // Release: publishes the critical section to the next Acquire.
         slot.lock.store(UNLOCKED, Release);
         Applied {

@@ -1,0 +1,123 @@
+//! The records a run leaves behind and the hash chain that links each slot's states.
+//!
+//! A run writes one [`RunInfo`] before any worker starts, one [`Event`] per winning update (by
+//! the worker that won it) and one [`RunEnd`] after every worker has been reaped, carrying the
+//! region's final values and their fingerprint. `torture verify` needs nothing else.
+
+use std::hash::Hasher;
+
+use serde::{Deserialize, Serialize};
+
+/// One durable record. Encoded with postcard (varints: an event is ~45 bytes, not 56).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    Run(RunInfo),
+    Event(Event),
+    End(RunEnd),
+}
+
+/// What a run was asked to do: enough for a reader to check it without the command line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// Unique per run (CLOCK_MONOTONIC ns at its start, mixed with the pid).
+    pub run: u64,
+    pub strategy: String,
+    pub workers: u32,
+    pub slots: u32,
+    pub ops: u64,
+    /// Every slot's starting value: the first event of a slot writes `initial + 1`.
+    pub initial: u32,
+    pub seed: u64,
+    /// How the store persisted slot values ("events" for the log, "blind"/"monotonic").
+    pub persist: String,
+}
+
+/// One winning update, written by the worker that won it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub run: u64,
+    pub worker: u32,
+    /// Per-worker sequence, from 0: carried by the frame, not the payload (see `frame`).
+    #[serde(skip)]
+    pub seq: u64,
+    pub slot: u32,
+    /// The value the update read.
+    pub read: u32,
+    /// The value it wrote: the vote counter's `votes_after`.
+    pub written: u32,
+    pub retries: u32,
+    /// CLOCK_MONOTONIC ns before the update started.
+    pub invoke_ns: u64,
+    /// CLOCK_MONOTONIC ns right after its winning step (inside the lock for lock strategies).
+    pub complete_ns: u64,
+    /// `link_hash(run, slot, read, written)`: chains the state it read to the one it wrote.
+    pub hash: u64,
+}
+
+/// What the parent saw once every worker was reaped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunEnd {
+    pub run: u64,
+    /// FNV-1a over `finals`, as `Region::fingerprint` computed it from the live region.
+    pub fingerprint: u64,
+    /// The region's final value of every slot.
+    pub finals: Vec<u32>,
+    /// Updates each worker acknowledged (completed), by worker index.
+    pub completed: Vec<u64>,
+}
+
+/// The hashed state of `slot` holding `value` in `run`. A closed form, so a winner can chain
+/// its event to the state it read without seeing the record of whoever wrote that state.
+#[inline]
+pub fn state_hash(run: u64, slot: u32, value: u32) -> u64 {
+    let mut h = fnv::FnvHasher::default();
+    h.write_u64(run);
+    h.write_u32(slot);
+    h.write_u32(value);
+    h.finish()
+}
+
+/// The link from the state read to the state written: FNV-1a continued from the read state's
+/// hash over the written value. Verify recomputes it per event and follows the links per slot
+/// (each value must be written exactly once, by an event that read its predecessor).
+#[inline]
+pub fn link_hash(run: u64, slot: u32, read: u32, written: u32) -> u64 {
+    let mut h = fnv::FnvHasher::with_key(state_hash(run, slot, read));
+    h.write_u32(written);
+    h.finish()
+}
+
+/// FNV-1a over slot values, exactly as `Region::fingerprint` computes it.
+pub fn fingerprint(values: &[u32]) -> u64 {
+    let mut h = fnv::FnvHasher::default();
+    for &v in values {
+        h.write_u32(v);
+    }
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::region::{Layout, Region};
+
+    #[test]
+    fn fingerprint_matches_the_regions() {
+        let region = Region::create(5, 1, Layout::Packed, 7).unwrap();
+        region
+            .slot(3)
+            .value
+            .store(11, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(fingerprint(&region.values()), region.fingerprint());
+        assert_ne!(fingerprint(&[7, 7, 7, 7, 7]), region.fingerprint());
+    }
+
+    #[test]
+    fn link_depends_on_every_part() {
+        let base = link_hash(1, 0, 41, 42);
+        assert_ne!(base, link_hash(2, 0, 41, 42));
+        assert_ne!(base, link_hash(1, 1, 41, 42));
+        assert_ne!(base, link_hash(1, 0, 40, 42));
+        assert_ne!(base, link_hash(1, 0, 41, 43));
+    }
+}

@@ -1,0 +1,394 @@
+//! Where winning states are persisted: the event log (default) or SQLite.
+//!
+//! The parent prepares the store before the first fork and writes each run's header and end;
+//! every worker opens its own file or connection after the fork (a connection carried across
+//! `fork` would share its file locks and buffers with the parent) and persists each update it
+//! wins through [`Recorder::won`], which the strategies reach through the probe: inside the
+//! critical section for the lock strategies, right after the winning step for the others.
+//!
+//! A worker whose write fails stops updating and reports the failure once; the parent turns it
+//! into one error for the whole run (never an "exact" verdict).
+
+pub mod log;
+pub mod sqlite;
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+
+use serde::Serialize;
+
+use crate::clock::now_ns;
+use crate::error::Error;
+use crate::history::event::link_hash;
+use crate::history::{Event, Record, RunEnd, RunInfo};
+use crate::region::{Layout, Region};
+
+/// `--store log:PATH` or `--store sqlite:PATH`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "path", rename_all = "kebab-case")]
+pub enum StoreSpec {
+    Log(PathBuf),
+    Sqlite(PathBuf),
+}
+
+impl FromStr for StoreSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            Some(("log", p)) if !p.is_empty() => Ok(StoreSpec::Log(p.into())),
+            Some(("sqlite", p)) if !p.is_empty() => Ok(StoreSpec::Sqlite(p.into())),
+            _ => Err(format!("'{s}': expected log:PATH or sqlite:PATH")),
+        }
+    }
+}
+
+impl StoreSpec {
+    pub fn path(&self) -> &Path {
+        match self {
+            StoreSpec::Log(p) | StoreSpec::Sqlite(p) => p,
+        }
+    }
+}
+
+/// When the log is made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fsync {
+    /// Never: the page cache decides (a crash of the machine may lose the tail).
+    Never,
+    /// Once, by the parent, after every worker has exited and again after the run's end.
+    End,
+    /// Every record is written and fdatasync'd before its update is acknowledged.
+    Every,
+}
+
+/// How SQLite's `slots.value` is written after a correct in-memory update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Persist {
+    /// `UPDATE slots SET value = ?`: two winners persisting out of order roll the value back.
+    Blind,
+    /// `UPDATE slots SET value = max(value, ?)`: a stored value never goes down.
+    Monotonic,
+}
+
+impl Persist {
+    pub fn name(self) -> &'static str {
+        match self {
+            Persist::Blind => "blind",
+            Persist::Monotonic => "monotonic",
+        }
+    }
+}
+
+/// Everything about persistence one invocation was asked for.
+#[derive(Clone, Debug, Serialize)]
+pub struct StoreConfig {
+    pub spec: StoreSpec,
+    pub fsync: Fsync,
+    pub persist: Persist,
+    /// Events a worker buffers before one write (log) or one transaction (SQLite).
+    pub batch: u32,
+    /// For tests: every worker's first update waits, before it persists, until every worker
+    /// has made its first update; then they persist newest first. Scripts the out-of-order
+    /// persistence that rolls a blind `UPDATE` back, on every run (atomic or cas, one slot).
+    pub hold_before_persist: bool,
+}
+
+impl StoreConfig {
+    /// Empties (or creates) the store. Called once per invocation, before any run.
+    pub fn prepare(&self) -> Result<(), Error> {
+        let fail =
+            |e: String| Error::Store(format!("preparing {}: {e}", self.spec.path().display()));
+        match &self.spec {
+            StoreSpec::Log(p) => log::LogWriter::create(p, self.fsync)
+                .map(drop)
+                .map_err(|e| fail(e.to_string())),
+            StoreSpec::Sqlite(p) => sqlite::create(p).map_err(fail),
+        }
+    }
+
+    fn persist_name(&self) -> &'static str {
+        match self.spec {
+            StoreSpec::Log(_) => "events",
+            StoreSpec::Sqlite(_) => self.persist.name(),
+        }
+    }
+}
+
+/// One run's store, shared by the parent and (inherited through fork) every worker.
+pub struct RunStore {
+    pub config: StoreConfig,
+    pub info: RunInfo,
+    /// A tiny shared region of our own: slot 0 is the "a write failed" flag (the first worker to
+    /// set it leaves its message in worker area 0), slot 1 counts failed workers; for
+    /// `hold_before_persist`, slot 2 counts first updates made and slot 3 holds the value whose
+    /// turn it is to persist.
+    scratch: Region,
+}
+
+impl std::fmt::Debug for RunStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunStore")
+            .field("config", &self.config)
+            .field("run", &self.info.run)
+            .finish()
+    }
+}
+
+impl RunStore {
+    /// A fresh run id that fits SQLite's signed INTEGER.
+    pub fn new_run_id() -> u64 {
+        (now_ns() ^ ((std::process::id() as u64) << 40)) & (i64::MAX as u64)
+    }
+
+    /// Writes the run's header record. Before the first fork.
+    pub fn begin(config: &StoreConfig, mut info: RunInfo) -> Result<RunStore, Error> {
+        info.persist = config.persist_name().into();
+        let scratch = Region::create(4, 1, Layout::Packed, 0)?;
+        // Newest first: the first updates wrote initial+1 ..= initial+workers.
+        // Relaxed: no worker exists yet; fork orders it.
+        scratch
+            .slot(3)
+            .value
+            .store(info.initial.wrapping_add(info.workers), Relaxed);
+        let fail =
+            |e: String| Error::Store(format!("writing to {}: {e}", config.spec.path().display()));
+        match &config.spec {
+            StoreSpec::Log(p) => {
+                let mut w =
+                    log::LogWriter::open(p, config.fsync, 1).map_err(|e| fail(e.to_string()))?;
+                w.append(&Record::Run(info.clone()))
+                    .and_then(|_| w.finish())
+                    .map_err(|e| fail(e.to_string()))?;
+            }
+            StoreSpec::Sqlite(p) => sqlite::begin_run(p, &info).map_err(fail)?,
+        }
+        Ok(RunStore {
+            config: config.clone(),
+            info,
+            scratch,
+        })
+    }
+
+    /// Called by a worker whose store failed: the first one leaves its message.
+    fn fail(&self, worker: usize, message: &str) {
+        let flag = self.scratch.slot(0).value;
+        // Relaxed: a counter read by the parent after reaping (waitpid orders it).
+        self.scratch.slot(1).value.fetch_add(1, Relaxed);
+        // Relaxed: only decides who writes the message; the message is published by the
+        // Release store of its length inside `publish_histogram`.
+        if flag.compare_exchange(0, 1, Relaxed, Relaxed).is_ok() {
+            let text = format!("worker {worker}: {message}");
+            let mut bytes = text.into_bytes();
+            bytes.truncate(1024);
+            self.scratch.worker(0).publish_histogram(&bytes);
+        }
+    }
+
+    /// The `hold_before_persist` script, around the persisting of a worker's first update.
+    #[cold]
+    fn persist_in_turn(&self, written: u32, persist: impl FnOnce()) {
+        use crate::futex::{Scope, Shared};
+        use std::time::Duration;
+        let (made, turn) = (self.scratch.slot(2).value, self.scratch.slot(3).value);
+        let workers = self.info.workers;
+        // SeqCst: test-only script; the simplest reasoning is worth more than speed here.
+        if made.fetch_add(1, SeqCst) + 1 == workers {
+            Shared::wake_all(made);
+        }
+        // A failed worker never takes its turn: give up the script rather than hang.
+        let failed = || self.scratch.slot(0).value.load(SeqCst) != 0;
+        loop {
+            let n = made.load(SeqCst);
+            if n >= workers || failed() {
+                break;
+            }
+            crate::futex::shared_wait_for(made, n, Duration::from_millis(100));
+        }
+        loop {
+            let t = turn.load(SeqCst);
+            if t == written || failed() {
+                break;
+            }
+            crate::futex::shared_wait_for(turn, t, Duration::from_millis(100));
+        }
+        persist();
+        turn.store(written.wrapping_sub(1), SeqCst);
+        Shared::wake_all(turn);
+    }
+
+    /// The first failure any worker reported, with how many failed.
+    pub fn failure(&self) -> Option<String> {
+        // Acquire: pairs with nothing stronger than the workers' exit (reaped before this);
+        // the message itself is read with the Acquire inside `histogram`.
+        if self.scratch.slot(0).value.load(Acquire) == 0 {
+            return None;
+        }
+        let n = self.scratch.slot(1).value.load(Relaxed);
+        let text = String::from_utf8_lossy(self.scratch.worker(0).histogram()).into_owned();
+        Some(format!(
+            "{n} worker(s) could not persist to {}; first, {text}",
+            self.config.spec.path().display()
+        ))
+    }
+
+    /// Writes the run's end: the region's final values, their fingerprint and each worker's
+    /// acknowledged updates. After every worker has been reaped.
+    pub fn end(&self, end: &RunEnd) -> Result<(), Error> {
+        let fail = |e: String| {
+            Error::Store(format!(
+                "writing to {}: {e}",
+                self.config.spec.path().display()
+            ))
+        };
+        match &self.config.spec {
+            StoreSpec::Log(p) => {
+                let mut w = log::LogWriter::open(p, self.config.fsync, 1)
+                    .map_err(|e| fail(e.to_string()))?;
+                // One fsync covers every worker's writes (one page cache), then the end record.
+                w.sync()
+                    .and_then(|_| w.append(&Record::End(end.clone())))
+                    .and_then(|_| w.finish())
+                    .map_err(|e| fail(e.to_string()))
+            }
+            StoreSpec::Sqlite(p) => sqlite::end_run(p, end).map_err(fail),
+        }
+    }
+}
+
+enum Writer {
+    Log(log::LogWriter),
+    Sqlite(sqlite::SqliteWriter),
+}
+
+/// A worker's end of the store: opened after the fork, fed by `won`.
+pub struct Recorder<'a> {
+    store: &'a RunStore,
+    worker: usize,
+    writer: RefCell<Option<Writer>>,
+    seq: Cell<u64>,
+    invoke_ns: Cell<u64>,
+    failed: Cell<bool>,
+}
+
+impl<'a> Recorder<'a> {
+    /// Opens worker `worker`'s own file or connection. A failure is reported and the recorder
+    /// is born failed (the worker then makes no update).
+    pub fn open(store: &'a RunStore, worker: usize) -> Recorder<'a> {
+        let c = &store.config;
+        let batch = c.batch.max(1) as usize;
+        let opened = match &c.spec {
+            StoreSpec::Log(p) => log::LogWriter::open(p, c.fsync, batch)
+                .map(Writer::Log)
+                .map_err(|e| e.to_string()),
+            StoreSpec::Sqlite(p) => {
+                sqlite::SqliteWriter::open(p, store.info.run, c.persist, c.fsync, batch)
+                    .map(Writer::Sqlite)
+            }
+        };
+        let r = Recorder {
+            store,
+            worker,
+            writer: RefCell::new(None),
+            seq: Cell::new(0),
+            invoke_ns: Cell::new(0),
+            failed: Cell::new(false),
+        };
+        match opened {
+            Ok(w) => *r.writer.borrow_mut() = Some(w),
+            Err(e) => r.fail(&format!("opening the store: {e}")),
+        }
+        r
+    }
+
+    fn fail(&self, message: &str) {
+        if !self.failed.replace(true) {
+            self.store.fail(self.worker, message);
+        }
+    }
+
+    /// True once a write failed: the worker stops updating.
+    #[inline]
+    pub fn failed(&self) -> bool {
+        self.failed.get()
+    }
+
+    /// Marks the start of the next update (its invoke time).
+    #[inline]
+    pub fn begin(&self, invoke_ns: u64) {
+        self.invoke_ns.set(invoke_ns);
+    }
+
+    /// Persists one winning update (see `Probe::won`).
+    #[inline]
+    pub fn won(&self, slot: usize, read: u32, written: u32, retries: u32) {
+        if self.failed.get() {
+            return;
+        }
+        let run = self.store.info.run;
+        let seq = self.seq.get();
+        self.seq.set(seq + 1);
+        let event = Event {
+            run,
+            worker: self.worker as u32,
+            seq,
+            slot: slot as u32,
+            read,
+            written,
+            retries,
+            invoke_ns: self.invoke_ns.get(),
+            complete_ns: now_ns(),
+            hash: link_hash(run, slot as u32, read, written),
+        };
+        let persist = || {
+            let mut writer = self.writer.borrow_mut();
+            let result = match writer.as_mut() {
+                Some(Writer::Log(w)) => w.append(&Record::Event(event)).map_err(|e| e.to_string()),
+                Some(Writer::Sqlite(w)) => w.append(event),
+                None => Err("no store open".into()),
+            };
+            if let Err(e) = result {
+                drop(writer);
+                self.fail(&e);
+            }
+        };
+        if seq == 0 && self.store.config.hold_before_persist {
+            self.store.persist_in_turn(written, || {
+                persist();
+                // The script is about the order things reach the store: send it now.
+                if let Err(e) = self.flush() {
+                    self.fail(&e);
+                }
+            });
+        } else {
+            persist();
+        }
+    }
+
+    fn flush(&self) -> Result<(), String> {
+        match self.writer.borrow_mut().as_mut() {
+            Some(Writer::Log(w)) => w.flush().map_err(|e| e.to_string()),
+            Some(Writer::Sqlite(w)) => w.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes what is still buffered. Called once, after the worker's last update.
+    pub fn finish(&self) {
+        if self.failed.get() {
+            return;
+        }
+        let result = match self.writer.borrow_mut().as_mut() {
+            // `end` durability is the parent's single fsync; `every` already synced each record.
+            Some(Writer::Log(w)) => w.flush().map_err(|e| e.to_string()),
+            Some(Writer::Sqlite(w)) => w.finish(),
+            None => Ok(()),
+        };
+        if let Err(e) = result {
+            self.fail(&e);
+        }
+    }
+}

@@ -1,0 +1,545 @@
+//! `torture verify`: proves from the stored record alone that no update was lost or duplicated.
+//!
+//! Per run and per slot, from the events and the run's end record:
+//! - the written values are exactly {initial+1 … final}: no duplicate (two winners of one value:
+//!   a lost update, shown with its witnesses) and no gap (a value nobody persisted);
+//! - the stored final state equals the region's (the fingerprint saved with the run);
+//! - every event's hash links the state it read to the state it wrote;
+//! - real time: no event completed before an event writing a lower value was invoked;
+//! - every worker's records are its sequence 0, 1, 2 … up to what it acknowledged.
+//!
+//! Record checksums are checked by the reader (`history::frame`) before anything here runs.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::history::event::{fingerprint, link_hash};
+use crate::history::frame::{self, Corrupt, Tail};
+use crate::history::{Event, Record, RunEnd, RunInfo};
+
+/// One run as read back from a store.
+#[derive(Clone, Debug)]
+pub struct RunHistory {
+    pub info: RunInfo,
+    pub events: Vec<Event>,
+    pub end: Option<RunEnd>,
+    /// The values the store itself keeps per slot (SQLite's `slots.value`); for the log, the
+    /// stored state is what its events add up to.
+    pub stored: Option<Vec<u32>>,
+}
+
+/// Everything a store held.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub runs: Vec<RunHistory>,
+    pub tail: Tail,
+    /// The first record that could not be trusted; nothing after it was read.
+    pub corrupt: Option<Corrupt>,
+    pub records: u64,
+}
+
+/// Reads an event log. Only I/O errors are errors: corruption is part of what it returns.
+pub fn load_log(path: &Path) -> Result<Loaded, Error> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::Usage(format!("reading {}: {e}", path.display())))?;
+    Ok(parse_log(&bytes))
+}
+
+/// Parses the bytes of an event log.
+pub fn parse_log(bytes: &[u8]) -> Loaded {
+    let mut runs: Vec<RunHistory> = Vec::new();
+    let mut records = 0u64;
+    let scanned = frame::scan(bytes, |f| {
+        records += 1;
+        match frame::decode(&f)? {
+            Record::Run(info) => runs.push(RunHistory {
+                info,
+                events: Vec::new(),
+                end: None,
+                stored: None,
+            }),
+            Record::Event(e) => match runs.last_mut() {
+                Some(r) if r.info.run == e.run && r.end.is_none() => r.events.push(e),
+                _ => return Err(format!("event of run {} outside that run", e.run)),
+            },
+            Record::End(end) => match runs.last_mut() {
+                Some(r) if r.info.run == end.run && r.end.is_none() => r.end = Some(end),
+                _ => return Err(format!("end of run {} without its start", end.run)),
+            },
+        }
+        Ok(())
+    });
+    let (tail, corrupt) = match scanned {
+        Ok(tail) => (tail, None),
+        Err(c) => (Tail::Clean, Some(c)),
+    };
+    Loaded {
+        runs,
+        tail,
+        corrupt,
+        records,
+    }
+}
+
+/// Two winners of one value: the lost update, named.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Witness {
+    pub slot: u32,
+    pub read: u32,
+    pub written: u32,
+    pub workers: [u32; 2],
+}
+
+impl std::fmt::Display for Witness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "worker {} and worker {} both read {} on slot {} and both wrote {}",
+            self.workers[0], self.workers[1], self.read, self.slot, self.written
+        )
+    }
+}
+
+/// A slot whose stored final value is not the region's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FinalMismatch {
+    pub slot: u32,
+    pub stored: u32,
+    pub region: u32,
+}
+
+/// The verdict on one run, field by field.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunCheck {
+    pub run: u64,
+    pub strategy: String,
+    pub persist: String,
+    /// Events in the store.
+    pub persisted: u64,
+    /// Updates the workers acknowledged (from the run's end record).
+    pub acknowledged: Option<u64>,
+    /// True when every property holds.
+    pub verified: bool,
+    /// Extra winners of an already-written value, summed over slots.
+    pub duplicates: u64,
+    /// Values in {initial+1 … final} that no event wrote.
+    pub gaps: u64,
+    /// Pairs of workers that won the same value (first few in `witness_list`).
+    pub witnesses: u64,
+    pub witness_list: Vec<Witness>,
+    /// Events whose hash does not link the state they read to the one they wrote.
+    pub broken_links: u64,
+    /// Events that completed before an event writing a lower value was invoked.
+    pub order_violations: u64,
+    /// Missing or repeated per-worker sequence numbers.
+    pub sequence_errors: u64,
+    /// Slots whose stored final value differs from the region's (first few).
+    pub final_mismatches: u64,
+    pub final_mismatch_list: Vec<FinalMismatch>,
+    /// Whether the fingerprint saved with the run matches the final values saved with it.
+    pub fingerprint_ok: Option<bool>,
+    /// Human sentences, the first of each kind of problem.
+    pub problems: Vec<String>,
+}
+
+/// The verdict on a whole store.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verification {
+    pub records: u64,
+    pub torn_tail: Option<Tail>,
+    pub corrupt: Option<String>,
+    pub corrupt_offset: Option<u64>,
+    pub runs: Vec<RunCheck>,
+    pub verified: bool,
+}
+
+/// How many witnesses and mismatches are listed (all are counted).
+const LISTED: usize = 10;
+
+/// Checks every run of a loaded store.
+pub fn verify(loaded: &Loaded) -> Verification {
+    let runs: Vec<RunCheck> = loaded.runs.iter().map(check_run).collect();
+    let verified = loaded.corrupt.is_none() && !runs.is_empty() && runs.iter().all(|r| r.verified);
+    Verification {
+        records: loaded.records,
+        torn_tail: match loaded.tail {
+            Tail::Clean => None,
+            t => Some(t),
+        },
+        corrupt: loaded.corrupt.as_ref().map(|c| c.to_string()),
+        corrupt_offset: loaded.corrupt.as_ref().map(|c| c.offset),
+        runs,
+        verified,
+    }
+}
+
+/// What the events say about one value of one slot.
+#[derive(Clone, Copy)]
+struct Cell {
+    count: u32,
+    /// The first event that wrote the value.
+    first: u32,
+    /// The latest invocation among its writers, and which event.
+    invoke_max: u64,
+    invoke_at: u32,
+    /// The earliest completion among its writers, and which event.
+    complete_min: u64,
+    complete_at: u32,
+}
+
+const EMPTY: Cell = Cell {
+    count: 0,
+    first: 0,
+    invoke_max: 0,
+    invoke_at: 0,
+    complete_min: u64::MAX,
+    complete_at: 0,
+};
+
+/// Checks one run.
+pub fn check_run(run: &RunHistory) -> RunCheck {
+    let info = &run.info;
+    let slots = info.slots as usize;
+    let initial = info.initial;
+    let events = &run.events;
+    let mut c = RunCheck {
+        run: info.run,
+        strategy: info.strategy.clone(),
+        persist: info.persist.clone(),
+        persisted: events.len() as u64,
+        ..RunCheck::default()
+    };
+
+    // Pass 1: per-event facts, per-slot maxima and per-worker sequences.
+    let mut max_written = vec![initial; slots];
+    let mut next_seq = vec![0u64; info.workers as usize];
+    let mut valid = vec![true; events.len()];
+    for (i, e) in events.iter().enumerate() {
+        if e.slot as usize >= slots || e.worker >= info.workers || e.written <= initial {
+            valid[i] = false;
+            problem(
+                &mut c,
+                "impossible event: ",
+                format!(
+                    "worker {} wrote {} on slot {} (run has {} workers, {} slots, initial {})",
+                    e.worker, e.written, e.slot, info.workers, slots, initial
+                ),
+            );
+            c.broken_links += 1;
+            continue;
+        }
+        if e.read.wrapping_add(1) != e.written
+            || e.hash != link_hash(e.run, e.slot, e.read, e.written)
+        {
+            c.broken_links += 1;
+            problem(
+                &mut c,
+                "broken hash chain: ",
+                format!(
+                    "worker {} seq {} on slot {} read {} wrote {} with hash {:016x}",
+                    e.worker, e.seq, e.slot, e.read, e.written, e.hash
+                ),
+            );
+        }
+        let s = e.slot as usize;
+        max_written[s] = max_written[s].max(e.written);
+        let next = &mut next_seq[e.worker as usize];
+        if e.seq != *next {
+            c.sequence_errors += 1;
+            problem(
+                &mut c,
+                "sequence: ",
+                format!(
+                    "worker {} record {} follows record {}",
+                    e.worker,
+                    e.seq,
+                    *next as i64 - 1
+                ),
+            );
+        }
+        *next = (*next).max(e.seq + 1);
+    }
+    if let Some(end) = &run.end {
+        if end.completed.len() != info.workers as usize || end.finals.len() != slots {
+            problem(
+                &mut c,
+                "malformed end record: ",
+                format!(
+                    "{} worker counts and {} final values for {} workers and {} slots",
+                    end.completed.len(),
+                    end.finals.len(),
+                    info.workers,
+                    slots
+                ),
+            );
+        } else {
+            c.acknowledged = Some(end.completed.iter().sum());
+            for (w, (&acked, &seen)) in end.completed.iter().zip(&next_seq).enumerate() {
+                if acked != seen {
+                    c.sequence_errors += acked.abs_diff(seen);
+                    problem(
+                        &mut c,
+                        "acknowledged but not persisted: ",
+                        format!(
+                            "worker {w} acknowledged {acked} updates, its records end at {seen}"
+                        ),
+                    );
+                }
+            }
+            let ok = fingerprint(&end.finals) == end.fingerprint;
+            c.fingerprint_ok = Some(ok);
+            if !ok {
+                problem(
+                    &mut c,
+                    "fingerprint: ",
+                    format!(
+                        "the saved final values hash to {:016x}, the region's fingerprint is {:016x}",
+                        fingerprint(&end.finals),
+                        end.fingerprint
+                    ),
+                );
+            }
+            let region_total: u64 = end
+                .finals
+                .iter()
+                .map(|&v| v.saturating_sub(initial) as u64)
+                .sum();
+            let acked = c.acknowledged.unwrap_or(0);
+            if region_total > acked {
+                problem(
+                    &mut c,
+                    "final count above acknowledged: ",
+                    format!(
+                        "the region holds {region_total} updates, workers acknowledged {acked}"
+                    ),
+                );
+            }
+        }
+    }
+    let finals: Option<&[u32]> = run
+        .end
+        .as_ref()
+        .map(|e| e.finals.as_slice())
+        .filter(|f| f.len() == slots);
+
+    // Cells: one per value initial+1 ..= max(region final, max written), per slot.
+    let mut offsets = Vec::with_capacity(slots + 1);
+    let mut total = 0usize;
+    let mut per_slot = vec![0u64; slots];
+    for (i, e) in events.iter().enumerate() {
+        if valid[i] {
+            per_slot[e.slot as usize] += 1;
+        }
+    }
+    let mut top = vec![initial; slots];
+    for s in 0..slots {
+        offsets.push(total);
+        let hi = max_written[s].max(finals.map_or(initial, |f| f[s]));
+        // A final value far beyond the events (a lie that passed the checksum) is a gap we
+        // count without allocating a cell per missing value.
+        let cap = initial as u64 + per_slot[s] * 2 + 1024;
+        let hi_capped = (hi as u64).min(cap) as u32;
+        if (hi as u64) > cap {
+            c.gaps += hi as u64 - cap;
+        }
+        top[s] = hi_capped;
+        total += (hi_capped - initial) as usize;
+    }
+    offsets.push(total);
+    let mut cells = vec![EMPTY; total];
+    for (i, e) in events.iter().enumerate() {
+        if !valid[i] || e.written > top[e.slot as usize] {
+            continue;
+        }
+        let cell = &mut cells[offsets[e.slot as usize] + (e.written - initial - 1) as usize];
+        if cell.count == 0 {
+            cell.first = i as u32;
+        } else {
+            c.duplicates += 1;
+            c.witnesses += 1;
+            if c.witness_list.len() < LISTED {
+                let first = &events[cell.first as usize];
+                c.witness_list.push(Witness {
+                    slot: e.slot,
+                    read: e.read,
+                    written: e.written,
+                    workers: [first.worker, e.worker],
+                });
+            }
+        }
+        cell.count += 1;
+        if e.invoke_ns >= cell.invoke_max {
+            cell.invoke_max = e.invoke_ns;
+            cell.invoke_at = i as u32;
+        }
+        if e.complete_ns < cell.complete_min {
+            cell.complete_min = e.complete_ns;
+            cell.complete_at = i as u32;
+        }
+    }
+
+    // Pass 2, per slot in value order: gaps, real-time order, final state.
+    let mut stored_all = Vec::with_capacity(slots);
+    for s in 0..slots {
+        let cells = &cells[offsets[s]..offsets[s + 1]];
+        let region_final = finals.map(|f| f[s]);
+        let must_have = region_final.unwrap_or(max_written[s]).min(top[s]);
+        let mut later_invoked: Option<(u64, u32)> = None;
+        for (k, cell) in cells.iter().enumerate() {
+            let value = initial + 1 + k as u32;
+            if cell.count == 0 {
+                if value <= must_have {
+                    c.gaps += 1;
+                    problem(
+                        &mut c,
+                        "gap: ",
+                        format!("no event wrote {value} on slot {s}"),
+                    );
+                }
+                continue;
+            }
+            if let Some((t, at)) = later_invoked {
+                if cell.complete_min < t {
+                    c.order_violations += 1;
+                    let (a, b) = (&events[cell.complete_at as usize], &events[at as usize]);
+                    problem(
+                        &mut c,
+                        "real-time order: ",
+                        format!(
+                            "worker {} wrote {value} on slot {s} and completed {} ns before worker {} wrote the lower value {} was even invoked",
+                            a.worker,
+                            t - cell.complete_min,
+                            b.worker,
+                            b.written
+                        ),
+                    );
+                }
+            }
+            if later_invoked.map_or(true, |(t, _)| cell.invoke_max > t) {
+                later_invoked = Some((cell.invoke_max, cell.invoke_at));
+            }
+        }
+        let stored = match &run.stored {
+            Some(v) => v.get(s).copied().unwrap_or(initial),
+            None => max_written[s],
+        };
+        stored_all.push(stored);
+        if let Some(region) = region_final {
+            if stored != region {
+                c.final_mismatches += 1;
+                if c.final_mismatch_list.len() < LISTED {
+                    c.final_mismatch_list.push(FinalMismatch {
+                        slot: s as u32,
+                        stored,
+                        region,
+                    });
+                }
+                problem(
+                    &mut c,
+                    "final state: ",
+                    format!(
+                        "slot {s} is stored as {stored}, {} the region's {region}",
+                        if stored < region {
+                            "behind"
+                        } else {
+                            "ahead of"
+                        }
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(end) = &run.end {
+        if c.final_mismatches == 0
+            && fingerprint(&stored_all) != end.fingerprint
+            && finals.is_some()
+        {
+            problem(
+                &mut c,
+                "final state: ",
+                "the stored values do not hash to the region's fingerprint".into(),
+            );
+        }
+    }
+    if c.duplicates > 0 {
+        let text = format!(
+            "{} value(s) won twice, first: {}",
+            c.duplicates, c.witness_list[0]
+        );
+        // The headline: put it first.
+        c.problems.insert(0, format!("lost update: {text}"));
+    }
+    c.verified = c.problems.is_empty();
+    c
+}
+
+/// Notes the first problem of each kind (all are counted in their fields).
+fn problem(c: &mut RunCheck, kind: &str, text: String) {
+    if !c.problems.iter().any(|p| p.starts_with(kind)) {
+        c.problems.push(format!("{kind}{text}"));
+    }
+}
+
+/// Loads any store by looking at its first bytes: SQLite databases name themselves.
+pub fn load(path: &Path) -> Result<Loaded, Error> {
+    if crate::store::sqlite::is_sqlite(path) {
+        crate::store::sqlite::load(path)
+    } else {
+        load_log(path)
+    }
+}
+
+/// The verdict as text, one run per paragraph.
+pub fn render(v: &Verification) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if let Some(Tail::Torn { offset, bytes }) = v.torn_tail {
+        let _ = writeln!(
+            out,
+            "torn tail: the last {bytes} bytes (from byte offset {offset}) are an incomplete record; ignored"
+        );
+    }
+    if let Some(c) = &v.corrupt {
+        let _ = writeln!(out, "{c}; nothing after it was read");
+    }
+    for r in &v.runs {
+        let _ = writeln!(
+            out,
+            "run {} ({}, persist {}): {} persisted, {} acknowledged: {}",
+            r.run,
+            r.strategy,
+            r.persist,
+            r.persisted,
+            r.acknowledged
+                .map_or("? (no end record)".into(), |a| a.to_string()),
+            if r.verified {
+                "verified"
+            } else {
+                "NOT verified"
+            }
+        );
+        let _ = writeln!(
+            out,
+            "  duplicates {}, gaps {}, witnesses {}, broken links {}, order violations {}, sequence errors {}, final mismatches {}",
+            r.duplicates,
+            r.gaps,
+            r.witnesses,
+            r.broken_links,
+            r.order_violations,
+            r.sequence_errors,
+            r.final_mismatches
+        );
+        for w in r.witness_list.iter().take(3) {
+            let _ = writeln!(out, "  witness: {w}");
+        }
+        for p in &r.problems {
+            let _ = writeln!(out, "  {p}");
+        }
+    }
+    if v.runs.is_empty() {
+        let _ = writeln!(out, "no run found");
+    }
+    out
+}
