@@ -130,6 +130,8 @@ impl RunArgs {
             repeat: self.repeat,
             hold_after_read: self.hold_after_read,
             stall_timeout: Duration::from_secs_f64(self.stall_timeout),
+            time_limit: None,
+            progress: true,
         })
     }
 }

@@ -11,6 +11,9 @@ pub enum Error {
     System(String),
     /// A worker died or misbehaved, so the run's counts cannot be trusted. Exit 2.
     Worker(String),
+    /// A timed run did not end within `CAP_FACTOR` times its time limit; its workers were
+    /// killed. The bench marks such a point "collapsed". Exit 2.
+    TimeLimit(String),
 }
 
 impl Error {
@@ -22,7 +25,9 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Usage(m) | Error::System(m) | Error::Worker(m) => f.write_str(m),
+            Error::Usage(m) | Error::System(m) | Error::Worker(m) | Error::TimeLimit(m) => {
+                f.write_str(m)
+            }
         }
     }
 }

@@ -60,7 +60,9 @@ pub struct Header {
     pub go: AtomicU32,
     /// Scripted hold point: workers that have reached it (see `probe`).
     pub held: AtomicU32,
-    _pad1: u32,
+    /// Time limit: 0 while the run lasts; the parent stores 1 when the run's time budget is
+    /// spent, and each worker stops after the update it has in flight.
+    pub stop: AtomicU32,
     /// Global clock, advanced with `fetch_add` (the incident's `Atomics.add`).
     pub clock: AtomicU64,
     _pad2: [u8; CACHE_LINE - 24],

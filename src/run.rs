@@ -59,6 +59,8 @@ pub fn run_once(
         label: strategy.name().into(),
         total: config.ops * config.workers as u64,
         stall_timeout: config.stall_timeout,
+        time_limit: config.time_limit,
+        show: config.progress,
     };
     let outcome = match config.mode {
         Mode::Processes => pool::run_processes(&region, &plan, &watcher)?,

@@ -72,8 +72,16 @@ fn drive<S: Strategy>(strategy: &S, region: &Region, w: usize, plan: &Plan) -> W
     let mut picker = SlotPicker::new(plan.seed, w, region.slot_count(), plan.pick);
     let mut histogram = latency::new_histogram();
     let (mut retries, mut waits, mut wakes) = (0u64, 0u64, 0u64);
+    let stop = &region.header().stop;
     let start_ns = now_ns();
+    let mut done = 0;
     for i in 0..plan.ops {
+        // Relaxed: a flag only; seeing it one update late costs one more update, and every
+        // figure reaches the parent through `publish`'s Release. The line is not written
+        // during the run, so the load stays in this core's cache.
+        if stop.load(Relaxed) != 0 {
+            break;
+        }
         let slot = region.slot(picker.next_slot());
         let timed = plan.latency.times(i);
         let t0 = if timed { now_ns() } else { 0 };
@@ -86,10 +94,11 @@ fn drive<S: Strategy>(strategy: &S, region: &Region, w: usize, plan: &Plan) -> W
         wakes += applied.wakes as u64;
         // Relaxed: read for progress only; final figures are published by `publish`.
         area.completed.store(i + 1, Relaxed);
+        done = i + 1;
     }
     WorkerReport {
         worker: w,
-        completed: plan.ops,
+        completed: done,
         retries,
         waits,
         wakes,
