@@ -68,7 +68,10 @@ pub fn render_csv(summary: &BenchSummary) -> String {
     for p in &summary.points {
         let k = &p.key;
         let lat = |f: fn(&super::Percentiles) -> u64| {
-            p.latency_ns.as_ref().map(|l| f(l).to_string()).unwrap_or_default()
+            p.latency_ns
+                .as_ref()
+                .map(|l| f(l).to_string())
+                .unwrap_or_default()
         };
         let cells = [
             k.strategy.name().to_string(),

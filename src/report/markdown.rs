@@ -221,7 +221,13 @@ pub fn render_markdown(summary: &BenchSummary) -> String {
         if !groups.contains(&(g.0, g.1, g.2, LatencyMode::Off)) {
             continue;
         }
-        let _ = writeln!(out, "### {}, {} slot(s), {}\n", mode_name(g.0), g.1, layout_name(g.2));
+        let _ = writeln!(
+            out,
+            "### {}, {} slot(s), {}\n",
+            mode_name(g.0),
+            g.1,
+            layout_name(g.2)
+        );
         v.grid(&mut out, *g, |p| Some(ratio(p.untimed_vs_timed)));
         out.push('\n');
     }
@@ -350,7 +356,11 @@ fn reading(v: &View<'_>) -> Vec<String> {
                 "p99.9 {} µs vs {} µs ({})",
                 micros(a.p999),
                 micros(b.p999),
-                if a.p999 <= b.p999 { "no worse" } else { "worse" }
+                if a.p999 <= b.p999 {
+                    "no worse"
+                } else {
+                    "worse"
+                }
             ),
             _ => "no latency figures".into(),
         };
@@ -362,13 +372,14 @@ fn reading(v: &View<'_>) -> Vec<String> {
         ));
     }
 
-    let one: Vec<(StrategyKind, f64)> = [StrategyKind::Atomic, StrategyKind::Cas, StrategyKind::Racy]
-        .iter()
-        .filter_map(|&k| {
-            v.at(k, (mode, slots, layout, LatencyMode::Off), 1)
-                .map(|p| (k, p.ops_per_sec.median))
-        })
-        .collect();
+    let one: Vec<(StrategyKind, f64)> =
+        [StrategyKind::Atomic, StrategyKind::Cas, StrategyKind::Racy]
+            .iter()
+            .filter_map(|&k| {
+                v.at(k, (mode, slots, layout, LatencyMode::Off), 1)
+                    .map(|p| (k, p.ops_per_sec.median))
+            })
+            .collect();
     if one.len() == 3 {
         let hi = one.iter().map(|x| x.1).fold(0.0, f64::max);
         let lo = one.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);

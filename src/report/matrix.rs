@@ -144,9 +144,7 @@ pub struct Quantile {
 }
 
 /// The quantiles kept for the percentile spectrum plot.
-pub const SPECTRUM: [f64; 9] = [
-    0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999, 0.99999,
-];
+pub const SPECTRUM: [f64; 9] = [0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999, 0.99999];
 
 /// One configuration, measured `runs` times.
 #[derive(Clone, Debug, Serialize)]
@@ -371,7 +369,10 @@ mod tests {
     #[test]
     fn spread_has_median_and_quartiles() {
         let s = Spread::of([5.0, 1.0, 3.0, 2.0, 4.0]);
-        assert_eq!((s.min, s.q1, s.median, s.q3, s.max), (1.0, 2.0, 3.0, 4.0, 5.0));
+        assert_eq!(
+            (s.min, s.q1, s.median, s.q3, s.max),
+            (1.0, 2.0, 3.0, 4.0, 5.0)
+        );
         assert_eq!(Spread::of([2.0, 4.0]).median, 3.0);
         assert_eq!(Spread::of([]), Spread::default());
     }

@@ -286,7 +286,9 @@ pub fn bench_plots(summary: &BenchSummary) -> Vec<(&'static str, String)> {
             name: s.name().into(),
             points: workers
                 .iter()
-                .filter_map(|&w| at(s, mode, tp_latency, w).map(|p| (w as f64, p.ops_per_sec.median)))
+                .filter_map(|&w| {
+                    at(s, mode, tp_latency, w).map(|p| (w as f64, p.ops_per_sec.median))
+                })
                 .collect(),
             dashed: false,
         })
@@ -306,7 +308,11 @@ pub fn bench_plots(summary: &BenchSummary) -> Vec<(&'static str, String)> {
     let mut tails = Vec::new();
     for &s in &strategies {
         for (name, pick, dashed) in [
-            ("p99", (|p: &super::Percentiles| p.p99) as fn(&super::Percentiles) -> u64, false),
+            (
+                "p99",
+                (|p: &super::Percentiles| p.p99) as fn(&super::Percentiles) -> u64,
+                false,
+            ),
             ("p99.9", |p: &super::Percentiles| p.p999, true),
         ] {
             tails.push(Series {
