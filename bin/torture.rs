@@ -83,7 +83,7 @@ struct BenchArgs {
     /// Measured runs per point [default: 5; quick: 1].
     #[arg(long, value_name = "R")]
     repeat: Option<u32>,
-    /// Each run is told to stop after this many ms [default: 150; quick: 40].
+    /// Each run is told to stop after this many ms [default: 150; quick: 100].
     #[arg(long, value_name = "MS")]
     budget_ms: Option<u64>,
     /// Skip the unmeasured warm-up run before each point.

@@ -79,7 +79,7 @@ impl BenchOptions {
             },
             repeat: if quick { 1 } else { 5 },
             warmup: !quick,
-            budget: Duration::from_millis(if quick { 40 } else { 150 }),
+            budget: Duration::from_millis(if quick { 100 } else { 150 }),
             seed: 1,
             command: Vec::new(),
         }

@@ -377,3 +377,223 @@ mod tests {
         assert_eq!(Spread::of([]), Spread::default());
     }
 }
+
+#[cfg(test)]
+pub(crate) mod sample {
+    use super::*;
+
+    /// A small summary with figures that do not round to themselves, for exporter tests.
+    pub fn summary() -> BenchSummary {
+        let mut points = Vec::new();
+        for (i, strategy) in [
+            StrategyKind::Racy,
+            StrategyKind::Atomic,
+            StrategyKind::Pthread,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for (j, workers) in [1usize, 4].into_iter().enumerate() {
+                for mode in [Mode::Processes, Mode::Threads] {
+                    let base = 1_234_567.891 * (i + 1) as f64 / (j + 1) as f64
+                        + if mode == Mode::Threads { 0.5 } else { 0.0 };
+                    points.push(BenchPoint {
+                        key: PointKey {
+                            strategy,
+                            mode,
+                            layout: Layout::Packed,
+                            slots: 1,
+                            workers,
+                            latency: LatencyMode::All,
+                        },
+                        status: if workers == 4 && strategy == StrategyKind::Pthread {
+                            PointStatus::Collapsed
+                        } else {
+                            PointStatus::Measured
+                        },
+                        runs: 3,
+                        verdict: if strategy.is_exact() {
+                            Verdict::Exact
+                        } else {
+                            Verdict::RaceCaught
+                        },
+                        updates: 1000 + i as u64,
+                        lost: if strategy.is_exact() { 0 } else { 17 },
+                        unexpected: 0,
+                        loss_rate: if strategy.is_exact() { 0.0 } else { 0.017 },
+                        ops_per_sec: Spread {
+                            median: base,
+                            min: base * 0.9,
+                            max: base * 1.1,
+                            q1: base * 0.95,
+                            q3: base * 1.05,
+                        },
+                        latency_ns: Some(Percentiles {
+                            count: 1000,
+                            p50: 100 + i as u64,
+                            p90: 200,
+                            p99: 300 + j as u64,
+                            p999: 4000,
+                            max: 5000,
+                        }),
+                        spectrum: vec![Quantile { q: 0.5, ns: 100 }],
+                        retries_per_update: 0.25,
+                        waits_per_update: 0.125,
+                        wakes_per_update: 0.0,
+                        fairness: 0.75,
+                        starved: j,
+                        preemptions: 3.0,
+                        spawn_ms: 1.5,
+                        window_ms: 100.25,
+                        linear_ops_per_sec: None,
+                        vs_atomic: None,
+                        vs_pthread: None,
+                        process_vs_thread: None,
+                        untimed_vs_timed: None,
+                    });
+                }
+            }
+        }
+        let mut s = BenchSummary {
+            tool: "racepool test".into(),
+            machine: MachineInfo {
+                cpu: "test cpu".into(),
+                cores: 2,
+                kernel: "6.0".into(),
+                rustc: None,
+                git_revision: None,
+                command: vec!["torture".into(), "bench".into()],
+            },
+            settings: BenchSettings {
+                quick: true,
+                budget_ms: 100.0,
+                cap_factor: 10,
+                repeat: 3,
+                warmup: false,
+                strategies: vec![
+                    StrategyKind::Racy,
+                    StrategyKind::Atomic,
+                    StrategyKind::Pthread,
+                ],
+                workers: vec![1, 4],
+                slots: vec![1],
+                modes: vec![Mode::Processes, Mode::Threads],
+                layouts: vec![Layout::Packed],
+                seed: 1,
+            },
+            points,
+            all_exact: false,
+        };
+        s.derive();
+        s
+    }
+}
+
+#[cfg(test)]
+mod exporters_agree {
+    use super::*;
+    use crate::report::csv::{render_csv, HEADER};
+    use crate::report::markdown::render_markdown;
+
+    #[test]
+    fn json_csv_and_markdown_carry_the_same_figures() {
+        let s = sample::summary();
+        assert!(s.all_exact);
+        let json: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        let csv = render_csv(&s);
+        let md = render_markdown(&s);
+        let rows: Vec<Vec<&str>> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').collect())
+            .collect();
+        assert_eq!(csv.lines().next().unwrap(), HEADER.join(","));
+        let col = |name: &str| HEADER.iter().position(|h| *h == name).unwrap();
+        let md_rows: Vec<Vec<&str>> = md
+            .lines()
+            .skip_while(|l| !l.starts_with("## Every point"))
+            .filter(|l| {
+                l.starts_with("| ") && !l.starts_with("| strategy") && !l.starts_with("| ---")
+            })
+            .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+            .collect();
+        let points = json["points"].as_array().unwrap();
+        assert_eq!(points.len(), s.points.len());
+        assert_eq!(rows.len(), s.points.len());
+        assert_eq!(md_rows.len(), s.points.len());
+        for ((p, row), md) in points.iter().zip(&rows).zip(&md_rows) {
+            assert_eq!(row.len(), HEADER.len());
+            for (field, name) in [
+                ("strategy", "strategy"),
+                ("mode", "mode"),
+                ("latency", "latency"),
+                ("status", "status"),
+                ("verdict", "verdict"),
+            ] {
+                assert_eq!(p[field].as_str().unwrap(), row[col(name)], "{field}");
+            }
+            assert_eq!(
+                p["workers"].as_u64().unwrap().to_string(),
+                row[col("workers")]
+            );
+            let median = p["ops_per_sec"]["median"].as_f64().unwrap();
+            let csv_median: f64 = row[col("ops_per_sec_median")].parse().unwrap();
+            // serde_json's default float parser may differ in the last bit.
+            let close = |a: f64, b: f64| (a - b).abs() <= a.abs().max(b.abs()) * 1e-12;
+            assert!(close(median, csv_median), "{median} vs {csv_median}");
+            let csv_vs: Option<f64> = row[col("vs_atomic")].parse().ok();
+            match (p["vs_atomic"].as_f64(), csv_vs) {
+                (Some(a), Some(b)) => assert!(close(a, b)),
+                (a, b) => assert_eq!(a, b),
+            }
+            let p99 = p["latency_ns"]["p99"].as_u64().unwrap();
+            assert_eq!(p99.to_string(), row[col("p99_ns")]);
+            let loss: f64 = row[col("loss_rate")].parse().unwrap();
+            assert!(close(p["loss_rate"].as_f64().unwrap(), loss));
+
+            // Markdown: same identity, the median rounded to whole updates per second.
+            assert_eq!(md[0], row[col("strategy")]);
+            assert_eq!(md[1], row[col("mode")]);
+            assert_eq!(md[4], row[col("workers")]);
+            assert_eq!(md[6], row[col("status")]);
+            assert_eq!(md[7], row[col("verdict")]);
+            let md_median: f64 = md[9].parse().unwrap();
+            assert!((md_median - median).abs() <= 0.5, "{md_median} vs {median}");
+            assert_eq!(md[13], p99.to_string());
+            let md_loss: f64 = md[15].parse().unwrap();
+            assert!((md_loss - loss).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn ratios_are_derived_from_the_same_points() {
+        let s = sample::summary();
+        let find = |strategy, mode, workers| {
+            s.points
+                .iter()
+                .find(|p| {
+                    p.key.strategy == strategy && p.key.mode == mode && p.key.workers == workers
+                })
+                .unwrap()
+        };
+        let racy = find(StrategyKind::Racy, Mode::Processes, 4);
+        let atomic = find(StrategyKind::Atomic, Mode::Processes, 4);
+        assert_eq!(
+            racy.vs_atomic,
+            Some(racy.ops_per_sec.median / atomic.ops_per_sec.median)
+        );
+        let threads = find(StrategyKind::Racy, Mode::Threads, 4);
+        assert_eq!(
+            racy.process_vs_thread,
+            Some(racy.ops_per_sec.median / threads.ops_per_sec.median)
+        );
+        let one = find(StrategyKind::Racy, Mode::Processes, 1);
+        // Linear scaling is capped by the machine's 2 cores.
+        assert_eq!(racy.linear_ops_per_sec, Some(one.ops_per_sec.median * 2.0));
+        assert_eq!(
+            find(StrategyKind::Atomic, Mode::Processes, 1).vs_atomic,
+            Some(1.0)
+        );
+    }
+}
