@@ -263,8 +263,7 @@ fn torture(args: &RunArgs) -> Result<ExitCode, Error> {
 
 fn bench(args: &BenchArgs) -> Result<ExitCode, Error> {
     let mut opts = racepool::bench::BenchOptions::defaults(args.quick);
-    let given = |v: &[usize]| v.iter().any(|&n| n == 0);
-    if given(&args.workers) || given(&args.slots) {
+    if args.workers.contains(&0) || args.slots.contains(&0) {
         return Err(Error::Usage(
             "--workers and --slots take counts of at least 1".into(),
         ));

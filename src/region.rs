@@ -16,7 +16,6 @@
 //! is visible); with the padded layout each slot owns one 128-byte cell.
 
 use std::cell::UnsafeCell;
-use std::ffi::CStr;
 use std::fs::File;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -216,7 +215,7 @@ impl Region {
                 "a region of {slots} slots and {workers} workers ({len} bytes) cannot be mapped"
             )));
         }
-        let name = CStr::from_bytes_with_nul(b"racepool\0").expect("literal has one nul");
+        let name = c"racepool";
         let fd = memfd_create(name, MemFdCreateFlag::MFD_CLOEXEC)
             .map_err(|e| Error::System(format!("memfd_create: {e}")))?;
         let file = File::from(fd);
