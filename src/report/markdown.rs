@@ -138,7 +138,7 @@ pub fn render_markdown(summary: &BenchSummary) -> String {
     let _ = writeln!(out, "- Command: `{}`", m.command.join(" "));
     let _ = writeln!(
         out,
-        "- Each point: {} measured run(s){}, each told to stop after {} ms (a run still going at {}× that is stopped and its point marked collapsed). Throughput is updates / window (barrier release to the last worker's end), median [min–max] over runs. Latency merges every timed update of every run.",
+        "- Each point: {} measured run(s){}, each told to stop after max({} ms, workers × {} ms) (a run still going at {}× that is stopped and its point marked collapsed). Throughput is updates / window (barrier release to the last worker's end), median [min–max] over runs. Latency merges every timed update of every run.",
         st.repeat,
         if st.warmup {
             " after one unmeasured warm-up run"
@@ -146,6 +146,7 @@ pub fn render_markdown(summary: &BenchSummary) -> String {
             ""
         },
         st.budget_ms,
+        st.budget_per_worker_ms,
         st.cap_factor
     );
     let _ = writeln!(

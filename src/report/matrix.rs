@@ -39,8 +39,11 @@ pub struct MachineInfo {
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchSettings {
     pub quick: bool,
-    /// Each run is told to stop after this long (it ends after its updates in flight).
+    /// Each run is told to stop after max(budget_ms, workers x budget_per_worker_ms) (it ends
+    /// after its updates in flight).
     pub budget_ms: f64,
+    /// Every worker must be scheduled once to see the stop flag: the budget grows with workers.
+    pub budget_per_worker_ms: f64,
     /// A run still going at `cap_factor` x budget is stopped and its point marked collapsed.
     pub cap_factor: u32,
     /// Measured runs per point.
@@ -467,6 +470,7 @@ pub(crate) mod sample {
             settings: BenchSettings {
                 quick: true,
                 budget_ms: 100.0,
+                budget_per_worker_ms: 0.5,
                 cap_factor: 10,
                 repeat: 3,
                 warmup: false,
