@@ -48,6 +48,8 @@ enum Command {
         #[arg(long, value_name = "FILE.jsonl")]
         history: Option<PathBuf>,
     },
+    /// Measure the strategy × workers × slots × mode × layout matrix and write reports to --out.
+    Bench(BenchArgs),
     /// Check the properties racepool relies on: shared memory and cross-process wakes.
     Selftest {
         #[command(subcommand)]
@@ -72,6 +74,42 @@ enum SelftestCheck {
         #[arg(long, default_value_t = 1000)]
         timeout_ms: u64,
     },
+}
+
+#[derive(Args, Clone)]
+struct BenchArgs {
+    /// Directory for report.md, summary.json, summary.csv, machine.json, points.jsonl, *.svg.
+    #[arg(long, default_value = "results/bench", value_name = "DIR")]
+    out: std::path::PathBuf,
+    /// A small matrix for CI: under a minute.
+    #[arg(long)]
+    quick: bool,
+    /// Strategies, comma separated [default: all six].
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "NAME")]
+    strategy: Vec<StrategyKind>,
+    /// Worker counts, comma separated [default: 1,2,4,16,64,256,1000; quick: 1,4,16].
+    #[arg(long, value_delimiter = ',', value_name = "N,..")]
+    workers: Vec<usize>,
+    /// Slot counts, comma separated [default: 1,64; quick: 1].
+    #[arg(long, value_delimiter = ',', value_name = "S,..")]
+    slots: Vec<usize>,
+    /// Modes, comma separated [default: processes,threads].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    mode: Vec<Mode>,
+    /// Layouts, comma separated [default: packed,padded; quick: packed].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    layout: Vec<Layout>,
+    /// Measured runs per point [default: 5; quick: 1].
+    #[arg(long, value_name = "R")]
+    repeat: Option<u32>,
+    /// Each run is told to stop after this many ms [default: 150; quick: 100].
+    #[arg(long, value_name = "MS")]
+    budget_ms: Option<u64>,
+    /// Skip the unmeasured warm-up run before each point.
+    #[arg(long)]
+    no_warmup: bool,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Args, Clone)]
@@ -181,6 +219,8 @@ impl RunArgs {
             history: self.history.clone(),
             stall_timeout: Duration::from_secs_f64(self.stall_timeout),
             scenario: None,
+            time_limit: None,
+            progress: true,
         };
         self.scenario
             .apply(&mut config, !self.strategy.is_empty())?;
@@ -226,6 +266,7 @@ fn execute(cli: Cli) -> Result<ExitCode, Error> {
             json,
             history,
         }) => verify(&path, json, history.as_deref()),
+        Some(Command::Bench(args)) => bench(&args),
         Some(Command::Selftest { check }) => {
             let json = match check {
                 SelftestCheck::SharedWrite { rounds } => {
@@ -320,6 +361,54 @@ fn torture(args: &RunArgs) -> Result<ExitCode, Error> {
                 );
             }
         }
+    }
+    Ok(if summary.all_exact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn bench(args: &BenchArgs) -> Result<ExitCode, Error> {
+    let mut opts = racepool::bench::BenchOptions::defaults(args.quick);
+    if args.workers.contains(&0) || args.slots.contains(&0) {
+        return Err(Error::Usage(
+            "--workers and --slots take counts of at least 1".into(),
+        ));
+    }
+    opts.out = args.out.clone();
+    fn or<T: Clone>(given: &[T], default: &mut Vec<T>) {
+        if !given.is_empty() {
+            *default = given.to_vec();
+        }
+    }
+    or(&args.strategy, &mut opts.strategies);
+    or(&args.workers, &mut opts.workers);
+    or(&args.slots, &mut opts.slots);
+    or(&args.mode, &mut opts.modes);
+    or(&args.layout, &mut opts.layouts);
+    opts.repeat = args.repeat.unwrap_or(opts.repeat);
+    opts.budget = args.budget_ms.map_or(opts.budget, Duration::from_millis);
+    opts.warmup &= !args.no_warmup;
+    opts.seed = args.seed;
+    opts.command = std::env::args().collect();
+    let summary = racepool::bench::bench(&opts)?;
+    println!(
+        "bench: {} point(s) written to {} (report.md, summary.json, summary.csv, machine.json, points.jsonl, 4 plots)",
+        summary.points.len(),
+        opts.out.display()
+    );
+    for p in summary
+        .points
+        .iter()
+        .filter(|p| p.verdict == Verdict::Failed)
+    {
+        eprintln!(
+            "torture: {} promises exactness but lost {} update(s) (+{} unexpected)",
+            p.key.label(),
+            p.lost,
+            p.unexpected
+        );
     }
     Ok(if summary.all_exact {
         ExitCode::SUCCESS

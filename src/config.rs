@@ -43,7 +43,18 @@ pub struct Config {
     pub history: Option<std::path::PathBuf>,
     #[serde(skip)]
     pub stall_timeout: Duration,
+    /// Run by time: after this long the workers are told to stop (each finishes its update in
+    /// flight), and a run still going at `CAP_FACTOR` times it is killed (`Error::TimeLimit`).
+    /// `ops` is then only an upper bound. None: every worker makes all its `ops`.
+    #[serde(skip)]
+    pub time_limit: Option<Duration>,
+    /// Draw the per-run progress bar on stderr (when it is a terminal).
+    #[serde(skip)]
+    pub progress: bool,
 }
+
+/// A timed run still going at this many times its time limit has collapsed and is stopped.
+pub const CAP_FACTOR: u32 = 10;
 
 impl Config {
     /// Checks every number against itself and this machine; the message names the flag.

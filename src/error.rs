@@ -14,6 +14,9 @@ pub enum Error {
     /// The store could not be written (disk full, file size limit): the run proves nothing.
     /// Exit 2.
     Store(String),
+    /// A timed run did not end within `CAP_FACTOR` times its time limit; its workers were
+    /// killed. The bench marks such a point "collapsed". Exit 2.
+    TimeLimit(String),
 }
 
 impl Error {
@@ -25,9 +28,11 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Usage(m) | Error::System(m) | Error::Worker(m) | Error::Store(m) => {
-                f.write_str(m)
-            }
+            Error::Usage(m)
+            | Error::System(m)
+            | Error::Worker(m)
+            | Error::Store(m)
+            | Error::TimeLimit(m) => f.write_str(m),
         }
     }
 }

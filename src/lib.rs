@@ -6,6 +6,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod barrier;
+pub mod bench;
 pub mod check;
 pub mod clock;
 pub mod config;

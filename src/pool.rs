@@ -116,8 +116,8 @@ pub fn run_processes(
         .filter(|(_, st)| !matches!(st, WaitStatus::Exited(_, 0)))
         .map(|(w, st)| format!("worker {w}: {}", describe(st)))
         .collect();
-    if let Some(stall) = stalled {
-        return Err(Error::Worker(stall));
+    if let Some(stopped) = stalled {
+        return Err(stopped);
     }
     if !failures.is_empty() {
         return Err(Error::Worker(format!(

@@ -8,6 +8,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::config::CAP_FACTOR;
+use crate::error::Error;
 use crate::pool;
 use crate::region::Region;
 
@@ -22,22 +24,29 @@ pub struct Watcher {
     pub stall_timeout: Duration,
     /// Says what the stalled workers wait for (the ledger names a lock cycle), if it can.
     pub explain_stall: Option<fn(&Region) -> Option<String>>,
+    /// Run by time: tell the workers to stop after this long, kill them at `CAP_FACTOR` times it.
+    pub time_limit: Option<Duration>,
+    /// Draw the bar when stderr is a terminal (the bench draws its own progress instead).
+    pub show: bool,
 }
 
 impl Watcher {
     /// Runs `body` on this thread while a watcher thread shows progress and guards against a
     /// stall. On a stall in process mode it kills the workers (so `body`'s reaping returns) and
-    /// reports why; in thread mode it cannot stop threads, so it ends the process.
+    /// reports why; in thread mode it cannot stop threads, so it ends the process. With a time
+    /// limit it raises the region's stop flag when the limit is spent, and in process mode kills
+    /// the workers still running at `CAP_FACTOR` times the limit (threads cannot be killed:
+    /// they stop by themselves at their next update, and the caller sees the long window).
     pub fn watch<T>(
         &self,
         region: &Region,
         pids: Option<&[Pid]>,
         body: impl FnOnce() -> T,
-    ) -> (T, Option<String>) {
+    ) -> (T, Option<Error>) {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
         std::thread::scope(|scope| {
             let watcher = scope.spawn(move || {
-                let bar = if std::io::stderr().is_terminal() {
+                let bar = if self.show && std::io::stderr().is_terminal() {
                     ProgressBar::with_draw_target(Some(self.total), ProgressDrawTarget::stderr())
                 } else {
                     ProgressBar::hidden()
@@ -48,9 +57,42 @@ impl Watcher {
                         .progress_chars("=> "),
                 );
                 bar.set_prefix(self.label.clone());
-                let mut last = (0u64, Instant::now());
+                let started = Instant::now();
+                let mut last = (0u64, started);
                 let mut stalled = None;
-                while stop_rx.recv_timeout(TICK).is_err() {
+                let mut stop_sent = false;
+                let kill_all = |pids: &[Pid]| {
+                    for &p in pids {
+                        let _ = kill(p, Signal::SIGKILL);
+                    }
+                };
+                loop {
+                    // Wake at the time limit itself, not at the next tick after it.
+                    let tick = match self.time_limit {
+                        Some(limit) if !stop_sent => {
+                            TICK.min(limit.saturating_sub(started.elapsed()))
+                        }
+                        _ => TICK,
+                    };
+                    if stop_rx.recv_timeout(tick).is_ok() {
+                        break;
+                    }
+                    if let Some(limit) = self.time_limit {
+                        let elapsed = started.elapsed();
+                        if !stop_sent && elapsed >= limit {
+                            // Relaxed: a flag; the workers' figures travel by `publish`.
+                            region.header().stop.store(1, std::sync::atomic::Ordering::Relaxed);
+                            stop_sent = true;
+                        }
+                        if stalled.is_none() && elapsed >= limit * CAP_FACTOR {
+                            if let Some(pids) = pids {
+                                kill_all(pids);
+                                stalled = Some(Error::TimeLimit(format!(
+                                    "collapsed: still running at {CAP_FACTOR}x its time limit of {limit:?}; workers stopped"
+                                )));
+                            }
+                        }
+                    }
                     let done = pool::completed(region);
                     bar.set_position(done);
                     if done != last.0 {
@@ -67,17 +109,13 @@ impl Watcher {
                             ),
                         };
                         match pids {
-                            Some(pids) => {
-                                for &p in pids {
-                                    let _ = kill(p, Signal::SIGKILL);
-                                }
-                            }
+                            Some(pids) => kill_all(pids),
                             None => {
                                 eprintln!("torture: {why}");
                                 std::process::exit(2);
                             }
                         }
-                        stalled = Some(why);
+                        stalled = Some(Error::Worker(why));
                     }
                 }
                 bar.finish_and_clear();

@@ -17,7 +17,6 @@
 //! is visible); with the padded layout each slot owns one 128-byte cell.
 
 use std::cell::UnsafeCell;
-use std::ffi::CStr;
 use std::fs::File;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -61,7 +60,9 @@ pub struct Header {
     pub go: AtomicU32,
     /// Scripted hold point: workers that have reached it (see `probe`).
     pub held: AtomicU32,
-    _pad1: u32,
+    /// Time limit: 0 while the run lasts; the parent stores 1 when the run's time budget is
+    /// spent, and each worker stops after the update it has in flight.
+    pub stop: AtomicU32,
     /// Global clock, advanced with `fetch_add` (the incident's `Atomics.add`).
     pub clock: AtomicU64,
     _pad2: [u8; CACHE_LINE - 24],
@@ -232,7 +233,7 @@ impl Region {
                 "a region of {slots} slots and {workers} workers ({len} bytes) cannot be mapped"
             )));
         }
-        let name: &CStr = c"racepool";
+        let name = c"racepool";
         let fd = memfd_create(name, MemFdCreateFlag::MFD_CLOEXEC)
             .map_err(|e| Error::System(format!("memfd_create: {e}")))?;
         let file = File::from(fd);

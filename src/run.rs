@@ -89,6 +89,8 @@ pub fn run_once(
         total: config.ops * config.workers as u64,
         stall_timeout: config.stall_timeout,
         explain_stall: None,
+        time_limit: config.time_limit,
+        show: config.progress,
     };
     let outcome = match config.mode {
         Mode::Processes => pool::run_processes(&region, &plan, &watcher),

@@ -87,10 +87,15 @@ fn drive<S: Strategy>(strategy: &S, region: &Region, w: usize, plan: &Plan) -> W
     let mut picker = SlotPicker::new(plan.seed, w, region.slot_count(), plan.pick);
     let mut histogram = latency::new_histogram();
     let (mut retries, mut waits, mut wakes) = (0u64, 0u64, 0u64);
+    let stop = &region.header().stop;
     let start_ns = now_ns();
     for i in 0..plan.ops {
-        if recorder.as_ref().is_some_and(|r| r.failed()) {
-            // The store failed: the run proves nothing more, so stop (the parent reports it).
+        // Relaxed: a flag only; seeing it one update late costs one more update, and every
+        // figure reaches the parent through `publish`'s Release. The line is not written
+        // during the run, so the load stays in this core's cache.
+        if stop.load(Relaxed) != 0 || recorder.as_ref().is_some_and(|r| r.failed()) {
+            // Stopped by time, or the store failed: the run proves nothing more (the parent
+            // reports it).
             break;
         }
         let slot = region.slot(picker.next_slot());

@@ -1,6 +1,11 @@
 //! One `Summary` per invocation; every output format renders it, so they cannot disagree.
+//! The bench has its own one summary (`BenchSummary`), rendered the same way.
 
+pub mod csv;
+pub mod markdown;
+pub mod matrix;
 mod summary;
+pub mod svg;
 mod text;
 
 pub use summary::{Fairness, Machine, Percentiles, RunSummary, StrategySummary, Summary, Verdict};

@@ -799,6 +799,8 @@ fn run_once(
         total: config.ops * config.workers as u64,
         stall_timeout: config.stall_timeout,
         explain_stall: (sc.kind == ScenarioKind::Ledger).then_some(ledger::explain_stall as _),
+        time_limit: config.time_limit,
+        show: config.progress,
     };
     let outcome = match config.mode {
         Mode::Processes => pool::run_processes(&region, &plan, &watcher)?,

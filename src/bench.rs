@@ -1,0 +1,374 @@
+//! `torture bench`: the strategy × workers × slots × mode × layout matrix, each point run by
+//! time, repeated, summarised into one `BenchSummary` and rendered after every point.
+//!
+//! Every run is told to stop after the budget (workers finish the update in flight), so each
+//! point takes about `(repeat + warm-up) × budget` plus spawning, whatever the strategy's speed;
+//! a run still going at `CAP_FACTOR` × budget is stopped and the point marked collapsed.
+//!
+//! The parent stays single-threaded between runs: progress is drawn here, on the main thread,
+//! between points, and every thread a run starts is joined before `run_once` returns, so each
+//! fork happens with no other thread alive.
+
+use std::fs::{self, File};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, Mode, CAP_FACTOR};
+use crate::error::Error;
+use crate::latency::{self, LatencyMode};
+use crate::region::Layout;
+use crate::report::csv::render_csv;
+use crate::report::markdown::render_markdown;
+use crate::report::matrix::{BenchPoint, BenchSettings, BenchSummary, MachineInfo, PointKey};
+use crate::report::svg::bench_plots;
+use crate::report::Machine;
+use crate::run::run_once;
+use crate::strategy::StrategyKind;
+use crate::workload::Pick;
+
+/// What the command line asked for.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub out: PathBuf,
+    pub quick: bool,
+    pub strategies: Vec<StrategyKind>,
+    pub workers: Vec<usize>,
+    pub slots: Vec<usize>,
+    pub modes: Vec<Mode>,
+    pub layouts: Vec<Layout>,
+    pub repeat: u32,
+    pub warmup: bool,
+    pub budget: Duration,
+    pub seed: u64,
+    /// The command line, recorded in machine.json and the report.
+    pub command: Vec<String>,
+}
+
+/// The files a bench writes into its output directory.
+pub const FILES: [&str; 9] = [
+    "report.md",
+    "summary.json",
+    "summary.csv",
+    "machine.json",
+    "points.jsonl",
+    "throughput.svg",
+    "latency.svg",
+    "spectrum.svg",
+    "racy-loss.svg",
+];
+
+impl BenchOptions {
+    /// The defaults of the full run, or of `--quick`, for every axis the user left empty.
+    pub fn defaults(quick: bool) -> BenchOptions {
+        BenchOptions {
+            out: PathBuf::from("results/bench"),
+            quick,
+            strategies: StrategyKind::ALL.to_vec(),
+            workers: if quick {
+                vec![1, 4, 16]
+            } else {
+                vec![1, 2, 4, 16, 64, 256, 1000]
+            },
+            slots: if quick { vec![1] } else { vec![1, 64] },
+            modes: vec![Mode::Processes, Mode::Threads],
+            layouts: if quick {
+                vec![Layout::Packed]
+            } else {
+                vec![Layout::Packed, Layout::Padded]
+            },
+            repeat: if quick { 1 } else { 5 },
+            warmup: !quick,
+            budget: Duration::from_millis(if quick { 100 } else { 150 }),
+            seed: 1,
+            command: Vec::new(),
+        }
+    }
+
+    /// The points to measure, in order: the first mode, slot count and layout first (the
+    /// figures most of the report reads), timed then untimed, strategies inside worker counts.
+    ///
+    /// With one slot the layouts hold the same bytes (value, lock word and mutex of one slot
+    /// in one cache line either way), so one slot is measured in the first layout only.
+    /// Untimed (`latency off`) points are measured for the first slot count and layout, in
+    /// every mode: enough to show what timing costs without doubling the bench.
+    pub fn points(&self) -> Vec<PointKey> {
+        let mut out = Vec::new();
+        for &mode in &self.modes {
+            for (si, &slots) in self.slots.iter().enumerate() {
+                for (li, &layout) in self.layouts.iter().enumerate() {
+                    if slots == 1 && li > 0 && self.layouts.len() > 1 {
+                        continue;
+                    }
+                    let main = si == 0 && li == 0;
+                    for latency in [LatencyMode::All, LatencyMode::Off] {
+                        if latency == LatencyMode::Off && !main {
+                            continue;
+                        }
+                        for &workers in &self.workers {
+                            for &strategy in &self.strategies {
+                                out.push(PointKey {
+                                    strategy,
+                                    mode,
+                                    layout,
+                                    slots,
+                                    workers,
+                                    latency,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn config(&self, key: PointKey, budget: Duration) -> Config {
+        Config {
+            strategies: vec![key.strategy],
+            workers: key.workers,
+            // An upper bound only: the time limit ends the run. Capped so no slot can wrap.
+            ops: (u32::MAX as u64 / key.workers as u64).max(1),
+            slots: key.slots,
+            mode: key.mode,
+            layout: key.layout,
+            seed: self.seed,
+            pick: Pick::Uniform,
+            initial: 0,
+            race_window: 0,
+            latency: key.latency,
+            repeat: 1,
+            hold_after_read: false,
+            // Longer than the cap: the cap, not the stall watchdog, ends a collapsed run.
+            stall_timeout: (budget * CAP_FACTOR * 2).max(Duration::from_secs(10)),
+            time_limit: Some(budget),
+            progress: false,
+            scenario: None,
+            store: None,
+            history: None,
+        }
+    }
+
+    fn settings(&self) -> BenchSettings {
+        BenchSettings {
+            quick: self.quick,
+            budget_ms: self.budget.as_secs_f64() * 1e3,
+            budget_per_worker_ms: BUDGET_PER_WORKER.as_secs_f64() * 1e3,
+            cap_factor: CAP_FACTOR,
+            repeat: self.repeat,
+            warmup: self.warmup,
+            strategies: self.strategies.clone(),
+            workers: self.workers.clone(),
+            slots: self.slots.clone(),
+            modes: self.modes.clone(),
+            layouts: self.layouts.clone(),
+            seed: self.seed,
+        }
+    }
+}
+
+/// Per worker, the least a run's budget may be: every worker must be scheduled at least once
+/// before it can see the stop flag, and a scheduler round of 1000 CPU-bound processes on a
+/// 2-core machine takes longer than a short budget. Without this, `atomic` at 1000 workers is
+/// "collapsed" by the scheduler, not by its own behaviour.
+pub const BUDGET_PER_WORKER: Duration = Duration::from_micros(500);
+
+/// The time limit of one run of a point with `workers` workers.
+pub fn point_budget(base: Duration, workers: usize) -> Duration {
+    base.max(BUDGET_PER_WORKER * workers as u32)
+}
+
+/// Runs the whole matrix, writing every file after each point. Returns the final summary.
+pub fn bench(opts: &BenchOptions) -> Result<BenchSummary, Error> {
+    if opts.repeat == 0 {
+        return Err(Error::Usage("--repeat must be at least 1".into()));
+    }
+    if opts.budget.is_zero() {
+        return Err(Error::Usage("--budget-ms must be at least 1".into()));
+    }
+    let points = opts.points();
+    if points.is_empty() {
+        return Err(Error::Usage(
+            "the matrix is empty: name at least one strategy, worker count, slot count, mode and layout".into(),
+        ));
+    }
+    // Every configuration is checked before the first run: bad input fails at once.
+    for &key in &points {
+        opts.config(key, opts.budget).validate()?;
+    }
+    fs::create_dir_all(&opts.out).map_err(|e| io_error(&opts.out, e))?;
+
+    let machine = machine_info(&opts.command);
+    write_file(
+        &opts.out.join("machine.json"),
+        &serde_json::to_string_pretty(&machine).expect("machine info serialises"),
+    )?;
+    let jsonl_path = opts.out.join("points.jsonl");
+    let mut jsonl = File::create(&jsonl_path).map_err(|e| io_error(&jsonl_path, e))?;
+    let mut summary = BenchSummary {
+        tool: format!("racepool {}", env!("CARGO_PKG_VERSION")),
+        machine,
+        settings: opts.settings(),
+        points: Vec::new(),
+        all_exact: true,
+    };
+
+    let progress = Progress::new(opts, &points);
+    for (i, &key) in points.iter().enumerate() {
+        progress.show(i, key);
+        let point = measure(opts, key)?;
+        let line = serde_json::to_string(&point).expect("a point serialises");
+        writeln!(jsonl, "{line}")
+            .and_then(|_| jsonl.flush())
+            .map_err(|e| io_error(&jsonl_path, e))?;
+        summary.points.push(point);
+        summary.derive();
+        write_reports(&opts.out, &summary)?;
+    }
+    progress.done();
+    Ok(summary)
+}
+
+/// One point: an unmeasured warm-up, then `repeat` runs by time.
+fn measure(opts: &BenchOptions, key: PointKey) -> Result<BenchPoint, Error> {
+    let budget = point_budget(opts.budget, key.workers);
+    let config = opts.config(key, budget);
+    let cap = budget * CAP_FACTOR;
+    let mut collapsed = false;
+    if opts.warmup {
+        // A short warm-up: it only faults the pages in and wakes the CPUs; whether it was
+        // capped says nothing (the measured runs decide).
+        let warm = opts.config(key, (budget / 4).max(Duration::from_millis(1)));
+        match run_once(&warm, key.strategy, opts.seed) {
+            Ok(_) | Err(Error::TimeLimit(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut runs = Vec::new();
+    let mut histogram = latency::new_histogram();
+    for r in 0..opts.repeat {
+        if collapsed {
+            break;
+        }
+        match run_once(&config, key.strategy, opts.seed.wrapping_add(r as u64)) {
+            Ok((run, h)) => {
+                histogram.add(&h).expect("same bounds");
+                // Threads cannot be killed at the cap: a run that ran past it collapsed too.
+                collapsed = run.window_ms > cap.as_secs_f64() * 1e3;
+                runs.push(run);
+            }
+            Err(Error::TimeLimit(_)) => collapsed = true,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(BenchPoint::of(key, &runs, &histogram, collapsed))
+}
+
+/// Renders every report from the one summary (each file replaced whole, never half-written).
+pub fn write_reports(dir: &Path, summary: &BenchSummary) -> Result<(), Error> {
+    write_file(&dir.join("report.md"), &render_markdown(summary))?;
+    write_file(
+        &dir.join("summary.json"),
+        &serde_json::to_string_pretty(summary).expect("the summary serialises"),
+    )?;
+    write_file(&dir.join("summary.csv"), &render_csv(summary))?;
+    for (name, svg) in bench_plots(summary) {
+        write_file(&dir.join(name), &svg)?;
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), Error> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text)
+        .and_then(|_| fs::rename(&tmp, path))
+        .map_err(|e| io_error(path, e))
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> Error {
+    Error::System(format!("writing {}: {e}", path.display()))
+}
+
+/// The machine, the toolchain and the command, for machine.json.
+pub fn machine_info(command: &[String]) -> MachineInfo {
+    let this = Machine::this();
+    // Child processes only (no thread): the parent stays single-threaded for later forks.
+    let output = |cmd: &str, args: &[&str]| {
+        std::process::Command::new(cmd)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    MachineInfo {
+        cpu: this.cpu,
+        cores: this.cores,
+        kernel: this.kernel,
+        rustc: output("rustc", &["--version"]),
+        git_revision: output("git", &["rev-parse", "HEAD"]),
+        command: command.to_vec(),
+    }
+}
+
+/// Which point is running and an ETA, on stderr when it is a terminal; drawn between points
+/// from the main thread (no thread may live while a run forks).
+struct Progress {
+    on: bool,
+    start: Instant,
+    /// Estimated cost of each point, and their running sum.
+    weights: Vec<f64>,
+    total: f64,
+}
+
+impl Progress {
+    fn new(opts: &BenchOptions, points: &[PointKey]) -> Progress {
+        let runs = opts.repeat as f64 + if opts.warmup { 0.25 } else { 0.0 };
+        // About 0.2 ms to fork or spawn and reap each worker, plus the budget.
+        let weights: Vec<f64> = points
+            .iter()
+            .map(|k| {
+                runs * (point_budget(opts.budget, k.workers).as_secs_f64()
+                    + 0.0002 * k.workers as f64)
+            })
+            .collect();
+        let total = weights.iter().sum();
+        Progress {
+            on: std::io::stderr().is_terminal(),
+            start: Instant::now(),
+            weights,
+            total,
+        }
+    }
+
+    fn show(&self, i: usize, key: PointKey) {
+        if !self.on {
+            return;
+        }
+        let done: f64 = self.weights[..i].iter().sum();
+        let eta = if done > 0.0 {
+            let secs = self.start.elapsed().as_secs_f64() / done * (self.total - done);
+            format!("{}m{:02}s", secs as u64 / 60, secs as u64 % 60)
+        } else {
+            "…".into()
+        };
+        eprint!(
+            "\r\x1b[2K[{}/{}] {}  ETA {eta}",
+            i + 1,
+            self.weights.len(),
+            key.label()
+        );
+        let _ = std::io::stderr().flush();
+    }
+
+    fn done(&self) {
+        if self.on {
+            eprint!("\r\x1b[2K");
+            let _ = std::io::stderr().flush();
+        }
+    }
+}

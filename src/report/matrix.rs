@@ -1,0 +1,603 @@
+//! The bench's one summary: every measured point of the matrix and the ratios derived from
+//! them. JSON, CSV, Markdown and the SVG plots all render this value, so they cannot disagree.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::{Percentiles, RunSummary, Verdict};
+use crate::config::Mode;
+use crate::latency::LatencyMode;
+use crate::region::Layout;
+use crate::strategy::StrategyKind;
+
+/// Everything one `torture bench` measured, in the order it measured it.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchSummary {
+    pub tool: String,
+    pub machine: MachineInfo,
+    pub settings: BenchSettings,
+    pub points: Vec<BenchPoint>,
+    /// True when every point of every strategy that promises exactness was exact.
+    pub all_exact: bool,
+}
+
+/// Where and how the figures were taken (also written alone as `machine.json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct MachineInfo {
+    pub cpu: String,
+    pub cores: usize,
+    pub kernel: String,
+    /// `rustc --version`, when a rustc is on the PATH.
+    pub rustc: Option<String>,
+    /// `git rev-parse HEAD` in the working directory, when it is a git checkout.
+    pub git_revision: Option<String>,
+    /// The exact command line, one argument per element.
+    pub command: Vec<String>,
+}
+
+/// The matrix and the rules every point was measured by.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchSettings {
+    pub quick: bool,
+    /// Each run is told to stop after max(budget_ms, workers x budget_per_worker_ms) (it ends
+    /// after its updates in flight).
+    pub budget_ms: f64,
+    /// Every worker must be scheduled once to see the stop flag: the budget grows with workers.
+    pub budget_per_worker_ms: f64,
+    /// A run still going at `cap_factor` x budget is stopped and its point marked collapsed.
+    pub cap_factor: u32,
+    /// Measured runs per point.
+    pub repeat: u32,
+    /// Whether each point first ran once, unmeasured, for a quarter of the budget.
+    pub warmup: bool,
+    pub strategies: Vec<StrategyKind>,
+    pub workers: Vec<usize>,
+    pub slots: Vec<usize>,
+    pub modes: Vec<Mode>,
+    pub layouts: Vec<Layout>,
+    pub seed: u64,
+}
+
+/// What identifies one point of the matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PointKey {
+    pub strategy: StrategyKind,
+    pub mode: Mode,
+    pub layout: Layout,
+    pub slots: usize,
+    pub workers: usize,
+    #[serde(serialize_with = "display")]
+    pub latency: LatencyMode,
+}
+
+fn display<S: serde::Serializer>(v: &LatencyMode, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+impl PointKey {
+    /// The same point with other coordinates; used to find a point's references.
+    pub fn with(self, f: impl FnOnce(&mut PointKey)) -> PointKey {
+        let mut k = self;
+        f(&mut k);
+        k
+    }
+
+    pub fn label(&self) -> String {
+        format!(
+            "{} {} w={} slots={} {} latency={}",
+            self.strategy.name(),
+            mode_name(self.mode),
+            self.workers,
+            self.slots,
+            layout_name(self.layout),
+            self.latency
+        )
+    }
+}
+
+/// Whether a point ran to its budget or had to be stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PointStatus {
+    /// Every run ended within `cap_factor` x budget.
+    Measured,
+    /// A run did not: killed at the cap (processes) or far past it (threads). The runs
+    /// measured before it are kept; the remaining repeats were skipped.
+    Collapsed,
+}
+
+/// Median and spread of one figure over a point's runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    /// First and third quartile (linear interpolation between runs).
+    pub q1: f64,
+    pub q3: f64,
+}
+
+impl Spread {
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Spread {
+        let mut v: Vec<f64> = values.into_iter().collect();
+        if v.is_empty() {
+            return Spread::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            let pos = q * (v.len() - 1) as f64;
+            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+            v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+        };
+        Spread {
+            median: at(0.5),
+            min: v[0],
+            max: v[v.len() - 1],
+            q1: at(0.25),
+            q3: at(0.75),
+        }
+    }
+}
+
+/// One latency quantile of a point's merged histogram.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Quantile {
+    pub q: f64,
+    pub ns: u64,
+}
+
+/// The quantiles kept for the percentile spectrum plot.
+pub const SPECTRUM: [f64; 9] = [0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999, 0.99999];
+
+/// One configuration, measured `runs` times.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchPoint {
+    #[serde(flatten)]
+    pub key: PointKey,
+    pub status: PointStatus,
+    /// Measured runs (fewer than `repeat` when the point collapsed).
+    pub runs: usize,
+    pub verdict: Verdict,
+    /// Updates the workers completed, over all runs.
+    pub updates: u64,
+    pub lost: u64,
+    pub unexpected: u64,
+    /// lost / updates over all runs (racy's figure; 0 for an exact strategy).
+    pub loss_rate: f64,
+    /// Updates per second in each run's window (barrier release to last worker's end).
+    pub ops_per_sec: Spread,
+    /// Every run's updates merged; None with `--latency off`.
+    pub latency_ns: Option<Percentiles>,
+    pub spectrum: Vec<Quantile>,
+    pub retries_per_update: f64,
+    pub waits_per_update: f64,
+    pub wakes_per_update: f64,
+    /// Median over runs of (slowest worker's rate / median worker's rate): 1 is perfectly fair.
+    pub fairness: f64,
+    /// Most workers slower than a tenth of the median, in any run.
+    pub starved: usize,
+    /// Median involuntary context switches per run.
+    pub preemptions: f64,
+    /// Median ms from the first fork (or spawn) until every worker stood at the barrier.
+    pub spawn_ms: f64,
+    /// Median ms of the measured window.
+    pub window_ms: f64,
+    /// The 1-worker median of the same configuration x min(workers, cores): perfect scaling.
+    pub linear_ops_per_sec: Option<f64>,
+    /// Median throughput over `atomic`'s at the same configuration.
+    pub vs_atomic: Option<f64>,
+    /// Median throughput over `pthread`'s at the same configuration.
+    pub vs_pthread: Option<f64>,
+    /// Process mode's median over thread mode's (for futex-lock: shared over private futex).
+    pub process_vs_thread: Option<f64>,
+    /// For a `latency all` point: the `latency off` median over this one (what timing costs).
+    pub untimed_vs_timed: Option<f64>,
+}
+
+impl BenchPoint {
+    /// Summarises a point's runs and their histograms; ratios are filled by `derive`.
+    pub fn of(
+        key: PointKey,
+        runs: &[RunSummary],
+        histogram: &Histogram<u64>,
+        collapsed: bool,
+    ) -> BenchPoint {
+        let updates: u64 = runs.iter().map(|r| r.updates).sum();
+        let lost: u64 = runs.iter().map(|r| r.count.lost).sum();
+        let unexpected: u64 = runs.iter().map(|r| r.count.unexpected).sum();
+        let verdict = if runs.iter().any(|r| r.verdict == Verdict::Failed) {
+            Verdict::Failed
+        } else if key.strategy.is_exact() {
+            Verdict::Exact
+        } else if lost > 0 {
+            Verdict::RaceCaught
+        } else {
+            Verdict::RaceMissed
+        };
+        let total = |f: fn(&RunSummary) -> f64| {
+            runs.iter().map(|r| f(r) * r.updates as f64).sum::<f64>() / updates.max(1) as f64
+        };
+        let median = |f: fn(&RunSummary) -> f64| Spread::of(runs.iter().map(f)).median;
+        BenchPoint {
+            key,
+            status: if collapsed {
+                PointStatus::Collapsed
+            } else {
+                PointStatus::Measured
+            },
+            runs: runs.len(),
+            verdict,
+            updates,
+            lost,
+            unexpected,
+            loss_rate: lost as f64 / updates.max(1) as f64,
+            ops_per_sec: Spread::of(runs.iter().map(|r| r.ops_per_sec)),
+            latency_ns: Percentiles::of(histogram),
+            spectrum: if histogram.is_empty() {
+                Vec::new()
+            } else {
+                SPECTRUM
+                    .iter()
+                    .map(|&q| Quantile {
+                        q,
+                        ns: histogram.value_at_quantile(q),
+                    })
+                    .collect()
+            },
+            retries_per_update: total(|r| r.retries_per_update),
+            waits_per_update: total(|r| r.waits_per_update),
+            wakes_per_update: total(|r| r.wakes_per_update),
+            fairness: median(|r| {
+                let f = r.fairness;
+                if f.median_ops_per_sec > 0.0 {
+                    f.min_ops_per_sec / f.median_ops_per_sec
+                } else {
+                    0.0
+                }
+            }),
+            starved: runs.iter().map(|r| r.fairness.starved).max().unwrap_or(0),
+            preemptions: median(|r| r.preemptions as f64),
+            spawn_ms: median(|r| r.spawn_ms),
+            window_ms: median(|r| r.window_ms),
+            linear_ops_per_sec: None,
+            vs_atomic: None,
+            vs_pthread: None,
+            process_vs_thread: None,
+            untimed_vs_timed: None,
+        }
+    }
+}
+
+impl BenchSummary {
+    /// Fills every point's references from the others (points not measured yet give None).
+    pub fn derive(&mut self) {
+        let cores = self.machine.cores.max(1);
+        let medians: Vec<(PointKey, f64, bool)> = self
+            .points
+            .iter()
+            .map(|p| (p.key, p.ops_per_sec.median, p.runs > 0))
+            .collect();
+        let find = |k: PointKey| {
+            medians
+                .iter()
+                .find(|(key, _, ok)| *ok && *key == k)
+                .map(|&(_, m, _)| m)
+                .filter(|&m| m > 0.0)
+        };
+        for p in &mut self.points {
+            let k = p.key;
+            let me = p.ops_per_sec.median;
+            let ratio = |other: Option<f64>| other.map(|o| me / o);
+            p.linear_ops_per_sec =
+                find(k.with(|k| k.workers = 1)).map(|one| one * k.workers.min(cores) as f64);
+            p.vs_atomic = ratio(find(k.with(|k| k.strategy = StrategyKind::Atomic)));
+            p.vs_pthread = ratio(find(k.with(|k| k.strategy = StrategyKind::Pthread)));
+            p.process_vs_thread = match k.mode {
+                Mode::Processes => ratio(find(k.with(|k| k.mode = Mode::Threads))),
+                Mode::Threads => None,
+            };
+            p.untimed_vs_timed = match k.latency {
+                LatencyMode::All => find(k.with(|k| k.latency = LatencyMode::Off)).map(|o| o / me),
+                _ => None,
+            }
+            .filter(|r| r.is_finite());
+        }
+        self.all_exact = self.points.iter().all(|p| p.verdict != Verdict::Failed);
+    }
+
+    pub fn point(&self, key: PointKey) -> Option<&BenchPoint> {
+        self.points.iter().find(|p| p.key == key && p.runs > 0)
+    }
+
+    /// The configuration most figures are read at: the first mode, slot count and layout of
+    /// the matrix, timed (`latency all`).
+    pub fn main_axis(&self) -> (Mode, usize, Layout) {
+        let s = &self.settings;
+        (
+            s.modes.first().copied().unwrap_or(Mode::Processes),
+            s.slots.first().copied().unwrap_or(1),
+            s.layouts.first().copied().unwrap_or(Layout::Packed),
+        )
+    }
+
+    /// The configurations measured, in order: (mode, slots, layout, latency).
+    pub fn groups(&self) -> Vec<(Mode, usize, Layout, LatencyMode)> {
+        let mut out: Vec<(Mode, usize, Layout, LatencyMode)> = Vec::new();
+        for p in &self.points {
+            let g = (p.key.mode, p.key.slots, p.key.layout, p.key.latency);
+            if !out.contains(&g) {
+                out.push(g);
+            }
+        }
+        out
+    }
+
+    /// Worker counts measured, ascending.
+    pub fn worker_counts(&self) -> Vec<usize> {
+        let mut w: Vec<usize> = self.points.iter().map(|p| p.key.workers).collect();
+        w.sort_unstable();
+        w.dedup();
+        w
+    }
+
+    /// Strategies measured, in the settings' order.
+    pub fn strategies(&self) -> Vec<StrategyKind> {
+        self.settings
+            .strategies
+            .iter()
+            .copied()
+            .filter(|s| self.points.iter().any(|p| p.key.strategy == *s))
+            .collect()
+    }
+}
+
+pub fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Processes => "processes",
+        Mode::Threads => "threads",
+    }
+}
+
+pub fn layout_name(l: Layout) -> &'static str {
+    match l {
+        Layout::Packed => "packed",
+        Layout::Padded => "padded",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_has_median_and_quartiles() {
+        let s = Spread::of([5.0, 1.0, 3.0, 2.0, 4.0]);
+        assert_eq!(
+            (s.min, s.q1, s.median, s.q3, s.max),
+            (1.0, 2.0, 3.0, 4.0, 5.0)
+        );
+        assert_eq!(Spread::of([2.0, 4.0]).median, 3.0);
+        assert_eq!(Spread::of([]), Spread::default());
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod sample {
+    use super::*;
+
+    /// A small summary with figures that do not round to themselves, for exporter tests.
+    pub fn summary() -> BenchSummary {
+        let mut points = Vec::new();
+        for (i, strategy) in [
+            StrategyKind::Racy,
+            StrategyKind::Atomic,
+            StrategyKind::Pthread,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for (j, workers) in [1usize, 4].into_iter().enumerate() {
+                for mode in [Mode::Processes, Mode::Threads] {
+                    let base = 1_234_567.891 * (i + 1) as f64 / (j + 1) as f64
+                        + if mode == Mode::Threads { 0.5 } else { 0.0 };
+                    points.push(BenchPoint {
+                        key: PointKey {
+                            strategy,
+                            mode,
+                            layout: Layout::Packed,
+                            slots: 1,
+                            workers,
+                            latency: LatencyMode::All,
+                        },
+                        status: if workers == 4 && strategy == StrategyKind::Pthread {
+                            PointStatus::Collapsed
+                        } else {
+                            PointStatus::Measured
+                        },
+                        runs: 3,
+                        verdict: if strategy.is_exact() {
+                            Verdict::Exact
+                        } else {
+                            Verdict::RaceCaught
+                        },
+                        updates: 1000 + i as u64,
+                        lost: if strategy.is_exact() { 0 } else { 17 },
+                        unexpected: 0,
+                        loss_rate: if strategy.is_exact() { 0.0 } else { 0.017 },
+                        ops_per_sec: Spread {
+                            median: base,
+                            min: base * 0.9,
+                            max: base * 1.1,
+                            q1: base * 0.95,
+                            q3: base * 1.05,
+                        },
+                        latency_ns: Some(Percentiles {
+                            count: 1000,
+                            p50: 100 + i as u64,
+                            p90: 200,
+                            p99: 300 + j as u64,
+                            p999: 4000,
+                            max: 5000,
+                        }),
+                        spectrum: vec![Quantile { q: 0.5, ns: 100 }],
+                        retries_per_update: 0.25,
+                        waits_per_update: 0.125,
+                        wakes_per_update: 0.0,
+                        fairness: 0.75,
+                        starved: j,
+                        preemptions: 3.0,
+                        spawn_ms: 1.5,
+                        window_ms: 100.25,
+                        linear_ops_per_sec: None,
+                        vs_atomic: None,
+                        vs_pthread: None,
+                        process_vs_thread: None,
+                        untimed_vs_timed: None,
+                    });
+                }
+            }
+        }
+        let mut s = BenchSummary {
+            tool: "racepool test".into(),
+            machine: MachineInfo {
+                cpu: "test cpu".into(),
+                cores: 2,
+                kernel: "6.0".into(),
+                rustc: None,
+                git_revision: None,
+                command: vec!["torture".into(), "bench".into()],
+            },
+            settings: BenchSettings {
+                quick: true,
+                budget_ms: 100.0,
+                budget_per_worker_ms: 0.5,
+                cap_factor: 10,
+                repeat: 3,
+                warmup: false,
+                strategies: vec![
+                    StrategyKind::Racy,
+                    StrategyKind::Atomic,
+                    StrategyKind::Pthread,
+                ],
+                workers: vec![1, 4],
+                slots: vec![1],
+                modes: vec![Mode::Processes, Mode::Threads],
+                layouts: vec![Layout::Packed],
+                seed: 1,
+            },
+            points,
+            all_exact: false,
+        };
+        s.derive();
+        s
+    }
+}
+
+#[cfg(test)]
+mod exporters_agree {
+    use super::*;
+    use crate::report::csv::{render_csv, HEADER};
+    use crate::report::markdown::render_markdown;
+
+    #[test]
+    fn json_csv_and_markdown_carry_the_same_figures() {
+        let s = sample::summary();
+        assert!(s.all_exact);
+        let json: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        let csv = render_csv(&s);
+        let md = render_markdown(&s);
+        let rows: Vec<Vec<&str>> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').collect())
+            .collect();
+        assert_eq!(csv.lines().next().unwrap(), HEADER.join(","));
+        let col = |name: &str| HEADER.iter().position(|h| *h == name).unwrap();
+        let md_rows: Vec<Vec<&str>> = md
+            .lines()
+            .skip_while(|l| !l.starts_with("## Every point"))
+            .filter(|l| {
+                l.starts_with("| ") && !l.starts_with("| strategy") && !l.starts_with("| ---")
+            })
+            .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+            .collect();
+        let points = json["points"].as_array().unwrap();
+        assert_eq!(points.len(), s.points.len());
+        assert_eq!(rows.len(), s.points.len());
+        assert_eq!(md_rows.len(), s.points.len());
+        for ((p, row), md) in points.iter().zip(&rows).zip(&md_rows) {
+            assert_eq!(row.len(), HEADER.len());
+            for (field, name) in [
+                ("strategy", "strategy"),
+                ("mode", "mode"),
+                ("latency", "latency"),
+                ("status", "status"),
+                ("verdict", "verdict"),
+            ] {
+                assert_eq!(p[field].as_str().unwrap(), row[col(name)], "{field}");
+            }
+            assert_eq!(
+                p["workers"].as_u64().unwrap().to_string(),
+                row[col("workers")]
+            );
+            let median = p["ops_per_sec"]["median"].as_f64().unwrap();
+            let csv_median: f64 = row[col("ops_per_sec_median")].parse().unwrap();
+            // serde_json's default float parser may differ in the last bit.
+            let close = |a: f64, b: f64| (a - b).abs() <= a.abs().max(b.abs()) * 1e-12;
+            assert!(close(median, csv_median), "{median} vs {csv_median}");
+            let csv_vs: Option<f64> = row[col("vs_atomic")].parse().ok();
+            match (p["vs_atomic"].as_f64(), csv_vs) {
+                (Some(a), Some(b)) => assert!(close(a, b)),
+                (a, b) => assert_eq!(a, b),
+            }
+            let p99 = p["latency_ns"]["p99"].as_u64().unwrap();
+            assert_eq!(p99.to_string(), row[col("p99_ns")]);
+            let loss: f64 = row[col("loss_rate")].parse().unwrap();
+            assert!(close(p["loss_rate"].as_f64().unwrap(), loss));
+
+            // Markdown: same identity, the median rounded to whole updates per second.
+            assert_eq!(md[0], row[col("strategy")]);
+            assert_eq!(md[1], row[col("mode")]);
+            assert_eq!(md[4], row[col("workers")]);
+            assert_eq!(md[6], row[col("status")]);
+            assert_eq!(md[7], row[col("verdict")]);
+            let md_median: f64 = md[9].parse().unwrap();
+            assert!((md_median - median).abs() <= 0.5, "{md_median} vs {median}");
+            assert_eq!(md[13], p99.to_string());
+            let md_loss: f64 = md[15].parse().unwrap();
+            assert!((md_loss - loss).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn ratios_are_derived_from_the_same_points() {
+        let s = sample::summary();
+        let find = |strategy, mode, workers| {
+            s.points
+                .iter()
+                .find(|p| {
+                    p.key.strategy == strategy && p.key.mode == mode && p.key.workers == workers
+                })
+                .unwrap()
+        };
+        let racy = find(StrategyKind::Racy, Mode::Processes, 4);
+        let atomic = find(StrategyKind::Atomic, Mode::Processes, 4);
+        assert_eq!(
+            racy.vs_atomic,
+            Some(racy.ops_per_sec.median / atomic.ops_per_sec.median)
+        );
+        let threads = find(StrategyKind::Racy, Mode::Threads, 4);
+        assert_eq!(
+            racy.process_vs_thread,
+            Some(racy.ops_per_sec.median / threads.ops_per_sec.median)
+        );
+        let one = find(StrategyKind::Racy, Mode::Processes, 1);
+        // Linear scaling is capped by the machine's 2 cores.
+        assert_eq!(racy.linear_ops_per_sec, Some(one.ops_per_sec.median * 2.0));
+        assert_eq!(
+            find(StrategyKind::Atomic, Mode::Processes, 1).vs_atomic,
+            Some(1.0)
+        );
+    }
+}
