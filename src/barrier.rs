@@ -22,7 +22,7 @@ pub fn arrive(header: &Header) {
 pub fn wait_go<S: Scope>(header: &Header, alive: impl Fn() -> bool) -> bool {
     // Acquire: pairs with the Release store in `release`.
     while header.go.load(Acquire) == 0 {
-        S::wait(&header.go, 0);
+        S::wait_parked(&header.go, 0);
         if !alive() {
             return false;
         }

@@ -17,10 +17,20 @@ use linux_futex::AsFutex;
 /// comes (its sender died) therefore costs at most this much, never a hang.
 pub const SHARED_WAIT_BOUND: Duration = Duration::from_millis(50);
 
+/// How long a worker parked at the start barrier sleeps between looks at its parent. Long:
+/// 10,000 parked workers waking every 50 ms would take the CPU from the parent still forking
+/// them; PR_SET_PDEATHSIG already covers a dead parent, this is only the backstop.
+pub const PARKED_WAIT_BOUND: Duration = Duration::from_secs(1);
+
 /// A futex scope: where a wake can reach.
 pub trait Scope: Copy + Send + Sync + 'static {
     /// Sleeps while `word == expected` (see the module contract).
     fn wait(word: &AtomicU32, expected: u32);
+    /// Sleeps while `word == expected`, for a worker parked with nothing to do (the start
+    /// barrier). Same contract as `wait`; the bound, where there is one, is longer.
+    fn wait_parked(word: &AtomicU32, expected: u32) {
+        Self::wait(word, expected);
+    }
     /// Wakes at most one waiter on `word`.
     fn wake_one(word: &AtomicU32);
     /// Wakes every waiter on `word`.
