@@ -11,18 +11,25 @@ pub enum Error {
     System(String),
     /// A worker died or misbehaved, so the run's counts cannot be trusted. Exit 2.
     Worker(String),
+    /// SIGINT arrived before anything could be reported. Exit 130 (128 + SIGINT).
+    Interrupted(String),
 }
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
-        2
+        match self {
+            Error::Interrupted(_) => 130,
+            _ => 2,
+        }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Usage(m) | Error::System(m) | Error::Worker(m) => f.write_str(m),
+            Error::Usage(m) | Error::System(m) | Error::Worker(m) | Error::Interrupted(m) => {
+                f.write_str(m)
+            }
         }
     }
 }

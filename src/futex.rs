@@ -7,12 +7,18 @@
 //!
 //! Contract of `wait`: it returns at once if the word no longer holds `expected`, and it may
 //! return spuriously (a signal, a timeout, a stale wake). Callers always re-check and loop.
+//!
+//! Under `cfg(loom)` only the `Scope` trait exists: `tests/loom.rs` supplies a model futex.
 
-use std::sync::atomic::AtomicU32;
+#[cfg(not(loom))]
 use std::time::Duration;
 
+#[cfg(not(loom))]
 use linux_futex::AsFutex;
 
+use crate::sync::AtomicU32;
+
+#[cfg(not(loom))]
 /// How long one process-mode wait may sleep before it re-checks its word. A wake that never
 /// comes (its sender died) therefore costs at most this much, never a hang.
 pub const SHARED_WAIT_BOUND: Duration = Duration::from_millis(50);
@@ -27,14 +33,17 @@ pub trait Scope: Copy + Send + Sync + 'static {
     fn wake_all(word: &AtomicU32);
 }
 
+#[cfg(not(loom))]
 /// Across processes; every wait bounded by [`SHARED_WAIT_BOUND`].
 #[derive(Clone, Copy, Debug)]
 pub struct Shared;
 
+#[cfg(not(loom))]
 /// Within one process (thread mode).
 #[derive(Clone, Copy, Debug)]
 pub struct Private;
 
+#[cfg(not(loom))]
 impl Scope for Shared {
     #[inline]
     fn wait(word: &AtomicU32, expected: u32) {
@@ -52,6 +61,7 @@ impl Scope for Shared {
     }
 }
 
+#[cfg(not(loom))]
 impl Scope for Private {
     #[inline]
     fn wait(word: &AtomicU32, expected: u32) {
@@ -67,6 +77,7 @@ impl Scope for Private {
     }
 }
 
+#[cfg(not(loom))]
 /// Waits with a shared futex for at most `timeout`; true if woken (or the word changed) before
 /// it expired. Used by the parent, which must never block without a bound.
 pub fn shared_wait_for(word: &AtomicU32, expected: u32, timeout: Duration) -> bool {

@@ -1,8 +1,8 @@
 //! One invocation: Config -> (per strategy, per repeat) Region -> Pool -> Count -> Summary.
 
-use crate::check;
 use crate::config::{Config, Mode};
 use crate::error::Error;
+use crate::fault;
 use crate::latency;
 use crate::pool::{self, PoolOutcome};
 use crate::progress::Watcher;
@@ -25,8 +25,14 @@ pub fn run(config: &Config) -> Result<Summary, Error> {
             let (run, histogram) = run_once(config, strategy, config.seed.wrapping_add(r as u64))?;
             runs.push(run);
             histograms.push(histogram);
+            if pool::interrupted() {
+                break;
+            }
         }
         strategies.push(StrategySummary::of(strategy, runs, histograms));
+        if pool::interrupted() {
+            break;
+        }
     }
     let all_exact = strategies.iter().all(|s| s.verdict != Verdict::Failed);
     Ok(Summary {
@@ -35,6 +41,7 @@ pub fn run(config: &Config) -> Result<Summary, Error> {
         config: config.clone(),
         strategies,
         all_exact,
+        interrupted: pool::interrupted(),
     })
 }
 
@@ -54,11 +61,14 @@ pub fn run_once(
         latency: config.latency,
         race_window: config.race_window,
         hold_after_read: config.hold_after_read,
+        strike: config.faults.strike,
     };
     let watcher = Watcher {
         label: strategy.name().into(),
         total: config.ops * config.workers as u64,
         stall_timeout: config.stall_timeout,
+        faults: config.faults.clone(),
+        seed,
     };
     let outcome = match config.mode {
         Mode::Processes => pool::run_processes(&region, &plan, &watcher)?,
@@ -90,7 +100,18 @@ fn summarise(
         let secs = (r.end_ns.saturating_sub(outcome.go_ns)).max(1) as f64 / 1e9;
         rates.push(r.completed as f64 / secs);
     }
-    let (count, mut wrong_slots) = check::count(config.initial, &applied, &region.values());
+    // A dead worker's update in flight may or may not be in the final values.
+    let mut in_flight = vec![0u64; region.slot_count()];
+    for f in outcome
+        .faults
+        .deaths
+        .iter()
+        .filter_map(|d| d.in_flight.as_ref())
+    {
+        in_flight[f.slot] += 1;
+    }
+    let (count, mut wrong_slots) =
+        fault::bounded_count(config.initial, &applied, &in_flight, &region.values());
     wrong_slots.truncate(16);
     let window_ns = end_ns.saturating_sub(outcome.go_ns).max(1);
     let per = |n: u64| n as f64 / updates.max(1) as f64;
@@ -118,6 +139,8 @@ fn summarise(
         voluntary_switches: outcome.voluntary_switches,
         fairness: Fairness::of(rates),
         fingerprint: format!("{:016x}", region.fingerprint()),
+        interrupted: outcome.interrupted,
+        faults: (!outcome.faults.is_empty()).then_some(outcome.faults),
     };
     (run, histogram)
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering::{Relaxed, Release};
 use hdrhistogram::Histogram;
 
 use crate::clock::now_ns;
+use crate::fault::{Faults, StrikeAt};
 use crate::futex::{Private, Shared};
 use crate::latency::{self, LatencyMode};
 use crate::probe::Probe;
@@ -24,6 +25,8 @@ pub struct Plan {
     pub latency: LatencyMode,
     pub race_window: u32,
     pub hold_after_read: bool,
+    /// `--crash-at` / `--stop-at`: struck on worker `Faults::struck_worker(seed, workers)`.
+    pub strike: Option<StrikeAt>,
 }
 
 /// One worker's result, as it travels back to the parent.
@@ -69,12 +72,23 @@ fn drive<S: Strategy>(strategy: &S, region: &Region, w: usize, plan: &Plan) -> W
     } else {
         Probe::off(region.header())
     };
+    let strike = plan
+        .strike
+        .filter(|_| w == Faults::struck_worker(plan.seed, region.worker_count()));
+    // Relaxed: written by the parent before the first fork (or thread spawn).
+    let generation = region.header().generation.load(Relaxed);
+    let probe = probe.for_worker(area, crate::step::owner_id(w, generation), strike);
     let mut picker = SlotPicker::new(plan.seed, w, region.slot_count(), plan.pick);
     let mut histogram = latency::new_histogram();
     let (mut retries, mut waits, mut wakes) = (0u64, 0u64, 0u64);
     let start_ns = now_ns();
+    let mut done = 0;
     for i in 0..plan.ops {
+        if probe.stop_requested() {
+            break;
+        }
         let slot = region.slot(picker.next_slot());
+        probe.begin(slot.index, i + 1);
         let timed = plan.latency.times(i);
         let t0 = if timed { now_ns() } else { 0 };
         let applied = strategy.apply(slot, &probe);
@@ -86,10 +100,11 @@ fn drive<S: Strategy>(strategy: &S, region: &Region, w: usize, plan: &Plan) -> W
         wakes += applied.wakes as u64;
         // Relaxed: read for progress only; final figures are published by `publish`.
         area.completed.store(i + 1, Relaxed);
+        done = i + 1;
     }
     WorkerReport {
         worker: w,
-        completed: plan.ops,
+        completed: done,
         retries,
         waits,
         wakes,

@@ -142,7 +142,32 @@ pub fn render_text(summary: &Summary) -> String {
         out,
         "\nlost = expected - observed, per slot. preempted = involuntary context switches of the workers."
     );
+    render_faults(&mut out, summary);
     out
+}
+
+/// Faults and interruption, after the tables (`fault::render` writes each run's section).
+fn render_faults(out: &mut String, summary: &Summary) {
+    let mut first = true;
+    for s in &summary.strategies {
+        for (i, r) in s.runs.iter().enumerate() {
+            if let Some(f) = &r.faults {
+                if std::mem::take(&mut first) {
+                    let _ = writeln!(
+                        out,
+                        "\nwith deaths, expected is within acknowledged ..= acknowledged + in flight, per slot."
+                    );
+                }
+                crate::fault::render(out, s.strategy.name(), i + 1, f);
+            }
+        }
+    }
+    if summary.interrupted {
+        let _ = writeln!(
+            out,
+            "\nINTERRUPTED (SIGINT): partial figures; workers stopped after their update in flight."
+        );
+    }
 }
 
 /// Left-aligns the first `left` columns, right-aligns the rest, except the last (free text).
