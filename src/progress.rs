@@ -247,26 +247,37 @@ fn pause_one(
     ms: u64,
     go_ns: u64,
 ) -> Option<Paused> {
-    let w = pick_victim(region, live, paused, rng, true)?;
-    if !live.signal(w, Signal::SIGSTOP) {
-        return None;
-    }
-    // SIGSTOP is asynchronous: look until the kernel shows it stopped (bounded; a worker that
-    // exits meanwhile never shows it).
-    let deadline = Instant::now() + Duration::from_millis(500);
-    while proc_state(live.pid(w)) != Some('T') && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    let at = now_ns();
-    // Relaxed: the worker is stopped; what it stored is visible to us after the stop.
-    let holding = match region.worker(w).holding.load(Relaxed) {
-        0 => None,
-        s => {
-            let slot = s as usize - 1;
-            let word = region.slot(slot).lock.load(Relaxed);
-            (step::owner_worker(word) == Some(w)).then_some(slot)
+    // Try to catch a lock holder: stop a worker that looked like one, and keep it only if it
+    // still holds a lock once stopped (bounded tries; then any running worker will do).
+    const TRIES: u32 = 50;
+    let mut tries = 0;
+    let (w, holding) = loop {
+        tries += 1;
+        let w = pick_victim(region, live, paused, rng, true)?;
+        if !live.signal(w, Signal::SIGSTOP) {
+            return None;
         }
+        // SIGSTOP is asynchronous: look until the kernel shows it stopped (bounded; a worker
+        // that exits meanwhile never shows it).
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while proc_state(live.pid(w)) != Some('T') && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        // Relaxed: the worker is stopped; what it stored is visible to us after the stop.
+        let holding = match region.worker(w).holding.load(Relaxed) {
+            0 => None,
+            s => {
+                let slot = s as usize - 1;
+                let word = region.slot(slot).lock.load(Relaxed);
+                (step::owner_worker(word) == Some(w)).then_some(slot)
+            }
+        };
+        if holding.is_some() || tries >= TRIES {
+            break (w, holding);
+        }
+        live.signal(w, Signal::SIGCONT);
     };
+    let at = now_ns();
     Some(Paused {
         worker: w,
         until: Instant::now() + Duration::from_millis(ms),
