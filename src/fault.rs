@@ -303,7 +303,12 @@ pub fn render(out: &mut String, strategy: &str, run: usize, r: &FaultReport) {
     let a = &r.asked;
     let mut asked = Vec::new();
     if a.kill > 0 {
-        asked.push(format!("--kill {} ({} sent)", a.kill, r.kills_sent));
+        let landed = r.deaths.iter().filter(|d| d.cause == "--kill").count();
+        // A kill sent as a worker finished lands on a process that already exited.
+        asked.push(format!(
+            "--kill {} ({} sent, {landed} landed)",
+            a.kill, r.kills_sent
+        ));
     }
     if let Some(p) = a.pause {
         asked.push(format!("--pause {p}"));
