@@ -228,9 +228,24 @@ fn pick_victim(
     });
     if holder {
         let all: Vec<usize> = candidates.collect();
+        // The lock word names its owner: the surest sign of a holder.
         all.iter()
             .copied()
-            .find(|&w| region.worker(w).holding.load(Relaxed) != 0)
+            .find(|&w| {
+                region
+                    .worker(w)
+                    .holding
+                    .load(Relaxed)
+                    .checked_sub(1)
+                    .is_some_and(|s| {
+                        step::owner_worker(region.slot(s as usize).lock.load(Relaxed)) == Some(w)
+                    })
+            })
+            .or_else(|| {
+                all.iter()
+                    .copied()
+                    .find(|&w| region.worker(w).holding.load(Relaxed) != 0)
+            })
             .or_else(|| all.first().copied())
     } else {
         candidates.take(1).next()
@@ -249,7 +264,7 @@ fn pause_one(
 ) -> Option<Paused> {
     // Try to catch a lock holder: stop a worker that looked like one, and keep it only if it
     // still holds a lock once stopped (bounded tries; then any running worker will do).
-    const TRIES: u32 = 50;
+    const TRIES: u32 = 200;
     let mut tries = 0;
     let (w, holding) = loop {
         tries += 1;

@@ -240,7 +240,7 @@ impl Region {
                 "a region of {slots} slots and {workers} workers ({len} bytes) cannot be mapped"
             )));
         }
-        let name = CStr::from_bytes_with_nul(b"racepool\0").expect("literal has one nul");
+        let name: &CStr = c"racepool";
         let fd = memfd_create(name, MemFdCreateFlag::MFD_CLOEXEC)
             .map_err(|e| Error::System(format!("memfd_create: {e}")))?;
         let file = File::from(fd);
