@@ -127,12 +127,13 @@ pub fn is_contended(word: u32) -> bool {
 }
 
 /// Load-only spins before sleeping. Few: with far more workers than cores, the holder is
-/// usually preempted, and spinning only burns the time slice it needs to finish. One under
-/// loom, where every spin is a branch of the model.
+/// usually preempted, and spinning only burns the time slice it needs to finish. None under
+/// loom: a spin is a yield there, which lets the holder run to its release first and would
+/// hide the interleavings where a waiter goes to sleep before the release.
 #[cfg(not(loom))]
 const SPIN_LIMIT: u32 = 40;
 #[cfg(loom)]
-const SPIN_LIMIT: u32 = 1;
+const SPIN_LIMIT: u32 = 0;
 
 /// The futex lock's protocol on a word, in a given futex scope (std's futex mutex, with the
 /// owner's identity in the word).
