@@ -101,8 +101,9 @@ struct RunArgs {
     /// (seeded). Deaths are data: the run checks acknowledged <= final <= acknowledged + in flight.
     #[arg(long, default_value_t = 0, value_name = "K")]
     kill: u32,
-    /// Process mode: SIGSTOP K random workers (a lock holder when one can be caught), SIGCONT
-    /// each MS later. A paused worker is alive: nothing is taken from it.
+    /// Process mode: stop K workers, each while it holds a lock (the next one to take a lock
+    /// stops itself there), and SIGCONT each MS later. A paused worker is alive: nothing is
+    /// taken from it.
     #[arg(long, value_name = "K:MS")]
     pause: Option<PauseSpec>,
     /// For tests, process mode: one worker SIGKILLs itself the N-th time it reaches POINT

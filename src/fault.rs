@@ -2,8 +2,9 @@
 //!
 //! - `--kill K`: the parent's watcher SIGKILLs K random running workers at random moments of
 //!   the measured window (seeded: moments are fractions of the run's updates).
-//! - `--pause K:MS`: SIGSTOP K random running workers (a lock holder when one can be caught),
-//!   SIGCONT each MS later. A paused worker is alive: nothing is taken from it.
+//! - `--pause K:MS`: stop K workers, each the next one to take a lock (it stops itself there
+//!   on the watcher's request; any running worker if none takes a lock soon), SIGCONT each MS
+//!   later. A paused worker is alive: nothing is taken from it.
 //! - `--crash-at POINT:N`: one worker (seed mod workers) SIGKILLs itself the N-th time it
 //!   reaches POINT of its update. `--stop-at POINT:N` SIGSTOPs it there instead and nobody
 //!   resumes it: a hung lock holder, for the watchdog's tests.

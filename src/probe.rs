@@ -156,6 +156,10 @@ impl<'a> Probe<'a> {
     #[inline]
     pub fn point(&self, point: Point) {
         if let Some(m) = &self.me {
+            // Relaxed: a request polled here; the claim below is the CAS that decides.
+            if point == Point::HoldingLock && self.header.pause_request.load(Relaxed) == 1 {
+                self.pause_holding(m);
+            }
             if let Some(s) = m.strike {
                 if s.point == point {
                     let v = m.visits.get() + 1;
@@ -204,6 +208,23 @@ impl<'a> Probe<'a> {
             }
             // Bounded: the lock-waiter condition is not signalled on `held`, so poll it.
             futex::shared_wait_for(held, now_held, Duration::from_millis(1));
+        }
+    }
+}
+
+impl Probe<'_> {
+    /// Claims the watcher's pause request and stops here, holding the lock.
+    #[cold]
+    fn pause_holding(&self, m: &Me<'_>) {
+        let me = step::owner_worker(m.owner_id).unwrap_or(0) as u32 + 2;
+        // SeqCst: rare; one claimant wins and the watcher reads who.
+        if self
+            .header
+            .pause_request
+            .compare_exchange(1, me, SeqCst, SeqCst)
+            .is_ok()
+        {
+            strike(Strike::Stop);
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -262,35 +262,48 @@ fn pause_one(
     ms: u64,
     go_ns: u64,
 ) -> Option<Paused> {
-    // Try to catch a lock holder: stop a worker that looked like one, and keep it only if it
-    // still holds a lock once stopped (bounded tries; then any running worker will do).
-    const TRIES: u32 = 200;
-    let mut tries = 0;
-    let (w, holding) = loop {
-        tries += 1;
-        let w = pick_victim(region, live, paused, rng, true)?;
-        if !live.signal(w, Signal::SIGSTOP) {
-            return None;
+    // Catch a lock holder: ask the next worker that takes a lock to stop itself there (it
+    // claims the request with its index + 2); if none does soon (no lock strategy, or the
+    // run is ending), stop any running worker.
+    let request = &region.header().pause_request;
+    // SeqCst: rare; pairs with the claiming CAS in `Probe::point`.
+    request.store(1, SeqCst);
+    let deadline = Instant::now() + Duration::from_millis(500);
+    let claimed = loop {
+        match request.load(SeqCst) {
+            1 if Instant::now() < deadline => std::thread::sleep(Duration::from_micros(100)),
+            1 => match request.compare_exchange(1, 0, SeqCst, SeqCst) {
+                Ok(_) => break None,
+                Err(v) => break Some(v as usize - 2),
+            },
+            v => break Some(v as usize - 2),
         }
-        // SIGSTOP is asynchronous: look until the kernel shows it stopped (bounded; a worker
-        // that exits meanwhile never shows it).
-        let deadline = Instant::now() + Duration::from_millis(500);
-        while proc_state(live.pid(w)) != Some('T') && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        // Relaxed: the worker is stopped; what it stored is visible to us after the stop.
-        let holding = match region.worker(w).holding.load(Relaxed) {
-            0 => None,
-            s => {
-                let slot = s as usize - 1;
-                let word = region.slot(slot).lock.load(Relaxed);
-                (step::owner_worker(word) == Some(w)).then_some(slot)
+    };
+    request.store(0, SeqCst);
+    let w = match claimed {
+        Some(w) => w,
+        None => {
+            let w = pick_victim(region, live, paused, rng, false)?;
+            if !live.signal(w, Signal::SIGSTOP) {
+                return None;
             }
-        };
-        if holding.is_some() || tries >= TRIES {
-            break (w, holding);
+            w
         }
-        live.signal(w, Signal::SIGCONT);
+    };
+    // SIGSTOP is asynchronous: look until the kernel shows it stopped (bounded; a worker that
+    // exits meanwhile never shows it).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while proc_state(live.pid(w)) != Some('T') && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    // Relaxed: the worker is stopped; what it stored is visible to us after the stop.
+    let holding = match region.worker(w).holding.load(Relaxed) {
+        0 => None,
+        s => {
+            let slot = s as usize - 1;
+            let word = region.slot(slot).lock.load(Relaxed);
+            (step::owner_worker(word) == Some(w)).then_some(slot)
+        }
     };
     let at = now_ns();
     Some(Paused {

@@ -66,7 +66,10 @@ pub struct Header {
     pub clock: AtomicU64,
     /// The generation stamped into lock words with the owner's index (see `step`).
     pub generation: AtomicU32,
-    _pad2: [u8; CACHE_LINE - 28],
+    /// `--pause`: 1 asks the next worker to take a lock to stop itself there; it claims the
+    /// request by storing its index + 2, then SIGSTOPs itself (the watcher resumes it).
+    pub pause_request: AtomicU32,
+    _pad2: [u8; CACHE_LINE - 32],
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() == 2 * CACHE_LINE);
