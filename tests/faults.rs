@@ -137,7 +137,7 @@ fn chaos_kills_among_a_thousand_workers_lose_nothing() {
     // The issue asks for 5 runs each; 2 keep the suite fast. cas gets more updates per worker:
     // it is so fast that 1000 runnable workers finish before the starved watcher thread gets
     // its turn to kill (it runs about once per scheduler round of the 1000).
-    for (strategy, ops) in [("futex-lock", "1000"), ("cas", "4000")] {
+    for (strategy, ops) in [("futex-lock", "3000"), ("cas", "20000")] {
         let runs = runs(&[
             "--strategy",
             strategy,
