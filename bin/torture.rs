@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use racepool::config::{Config, Mode};
 use racepool::error::Error;
+use racepool::fault::{Faults, PauseSpec, Strike, StrikeAt};
 use racepool::latency::LatencyMode;
 use racepool::region::Layout;
 use racepool::report::{self, Verdict};
@@ -153,6 +154,23 @@ struct RunArgs {
     /// read (a lock holder: until another worker queues on the lock). Scripts the lost update.
     #[arg(long)]
     hold_after_read: bool,
+    /// Process mode: SIGKILL K random workers at random moments of the measured window
+    /// (seeded). Deaths are data: the run checks acknowledged <= final <= acknowledged + in flight.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    kill: u32,
+    /// Process mode: stop K workers, each while it holds a lock (the next one to take a lock
+    /// stops itself there), and SIGCONT each MS later. A paused worker is alive: nothing is
+    /// taken from it.
+    #[arg(long, value_name = "K:MS")]
+    pause: Option<PauseSpec>,
+    /// For tests, process mode: one worker SIGKILLs itself the N-th time it reaches POINT
+    /// (after-read, after-cas, holding-lock, after-write, before-wake).
+    #[arg(long, value_name = "POINT:N", value_parser = |s: &str| StrikeAt::parse(s, Strike::Kill))]
+    crash_at: Option<StrikeAt>,
+    /// For tests, process mode: like --crash-at, but the worker SIGSTOPs itself there and
+    /// nobody resumes it (a hung lock holder: the watchdog's case).
+    #[arg(long, value_name = "POINT:N", value_parser = |s: &str| StrikeAt::parse(s, Strike::Stop))]
+    stop_at: Option<StrikeAt>,
     /// Seconds without any completed update before the run is declared stalled and stopped.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     stall_timeout: f64,
@@ -186,6 +204,11 @@ struct RunArgs {
 
 impl RunArgs {
     fn config(&self) -> Result<Config, Error> {
+        if self.crash_at.is_some() && self.stop_at.is_some() {
+            return Err(Error::Usage(
+                "--crash-at and --stop-at strike the same worker: give one".into(),
+            ));
+        }
         if !(self.stall_timeout.is_finite() && self.stall_timeout > 0.0) {
             return Err(Error::Usage(
                 "--stall-timeout must be a positive number of seconds".into(),
@@ -221,6 +244,11 @@ impl RunArgs {
             scenario: None,
             time_limit: None,
             progress: true,
+            faults: Faults {
+                kill: self.kill,
+                pause: self.pause,
+                strike: self.crash_at.or(self.stop_at),
+            },
         };
         self.scenario
             .apply(&mut config, !self.strategy.is_empty())?;
@@ -228,7 +256,7 @@ impl RunArgs {
     }
 }
 
-fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
@@ -362,7 +390,10 @@ fn torture(args: &RunArgs) -> Result<ExitCode, Error> {
             }
         }
     }
-    Ok(if summary.all_exact {
+    Ok(if summary.interrupted {
+        // 128 + SIGINT, as a shell reports a command ended by Ctrl-C.
+        ExitCode::from(130)
+    } else if summary.all_exact {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

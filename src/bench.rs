@@ -147,6 +147,7 @@ impl BenchOptions {
             scenario: None,
             store: None,
             history: None,
+            faults: crate::fault::Faults::default(),
         }
     }
 

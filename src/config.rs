@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::fault::Faults;
 use crate::latency::LatencyMode;
 use crate::region::{Layout, Region, MAX_REGION_BYTES};
 use crate::store::StoreConfig;
@@ -51,6 +52,8 @@ pub struct Config {
     /// Draw the per-run progress bar on stderr (when it is a terminal).
     #[serde(skip)]
     pub progress: bool,
+    /// `--kill`, `--pause`, `--crash-at`, `--stop-at` (process mode only).
+    pub faults: Faults,
 }
 
 /// A timed run still going at this many times its time limit has collapsed and is stopped.
@@ -113,6 +116,14 @@ impl Config {
                 (available / 2).min(MAX_REGION_BYTES as u64) >> 20
             ));
         }
+        if self.workers > crate::step::MAX_OWNERS {
+            return usage(format!(
+                "--workers {} is more than a lock word can name ({})",
+                self.workers,
+                crate::step::MAX_OWNERS
+            ));
+        }
+        self.validate_faults()?;
         if self.history.is_some() && self.store.is_none() {
             return usage("--history exports what a store recorded: give --store too".into());
         }
@@ -146,6 +157,60 @@ impl Config {
                     "--hold-after-read applies to racy, cas and futex-lock, not {}",
                     s.name()
                 ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_faults(&self) -> Result<(), Error> {
+        let f = &self.faults;
+        if !f.any() {
+            return Ok(());
+        }
+        if self.scenario.is_some() {
+            return Err(Error::Usage(
+                "--kill, --pause, --crash-at and --stop-at do not apply to --scenario yet".into(),
+            ));
+        }
+        if self.mode != Mode::Processes {
+            return Err(Error::Usage(
+                "--kill, --pause, --crash-at and --stop-at need --mode processes: a thread cannot be killed or stopped alone"
+                    .into(),
+            ));
+        }
+        if f.kill as usize > self.workers {
+            return Err(Error::Usage(format!(
+                "--kill {} is more than the {} workers",
+                f.kill, self.workers
+            )));
+        }
+        if let Some(p) = f.pause {
+            if p.count as usize > self.workers {
+                return Err(Error::Usage(format!(
+                    "--pause {p}: more than the {} workers",
+                    self.workers
+                )));
+            }
+        }
+        if let Some(s) = f.strike {
+            if let Some(k) = self.strategies.iter().find(|k| !s.point.applies_to(**k)) {
+                let fit: Vec<&str> = crate::strategy::StrategyKind::ALL
+                    .iter()
+                    .filter(|k| s.point.applies_to(**k))
+                    .map(|k| k.name())
+                    .collect();
+                return Err(Error::Usage(format!(
+                    "{} {s}: {} never reaches {}; it applies to {}",
+                    match s.strike {
+                        crate::fault::Strike::Kill => "--crash-at",
+                        crate::fault::Strike::Stop => "--stop-at",
+                    },
+                    k.name(),
+                    s.point,
+                    fit.join(", ")
+                )));
             }
         }
         Ok(())

@@ -17,11 +17,16 @@ pub enum Error {
     /// A timed run did not end within `CAP_FACTOR` times its time limit; its workers were
     /// killed. The bench marks such a point "collapsed". Exit 2.
     TimeLimit(String),
+    /// SIGINT arrived before anything could be reported. Exit 130 (128 + SIGINT).
+    Interrupted(String),
 }
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
-        2
+        match self {
+            Error::Interrupted(_) => 130,
+            _ => 2,
+        }
     }
 }
 
@@ -32,7 +37,8 @@ impl fmt::Display for Error {
             | Error::System(m)
             | Error::Worker(m)
             | Error::Store(m)
-            | Error::TimeLimit(m) => f.write_str(m),
+            | Error::TimeLimit(m)
+            | Error::Interrupted(m) => f.write_str(m),
         }
     }
 }

@@ -7,16 +7,23 @@
 //!
 //! Contract of `wait`: it returns at once if the word no longer holds `expected`, and it may
 //! return spuriously (a signal, a timeout, a stale wake). Callers always re-check and loop.
+//!
+//! Under `cfg(loom)` only the `Scope` trait exists: `tests/loom.rs` supplies a model futex.
 
-use std::sync::atomic::AtomicU32;
+#[cfg(not(loom))]
 use std::time::Duration;
 
+#[cfg(not(loom))]
 use linux_futex::AsFutex;
 
+use crate::sync::AtomicU32;
+
+#[cfg(not(loom))]
 /// How long one process-mode wait may sleep before it re-checks its word. A wake that never
 /// comes (its sender died) therefore costs at most this much, never a hang.
 pub const SHARED_WAIT_BOUND: Duration = Duration::from_millis(50);
 
+#[cfg(not(loom))]
 /// How long a worker parked at the start barrier sleeps between looks at its parent. Long:
 /// 10,000 parked workers waking every 50 ms would take the CPU from the parent still forking
 /// them; PR_SET_PDEATHSIG already covers a dead parent, this is only the backstop.
@@ -37,14 +44,17 @@ pub trait Scope: Copy + Send + Sync + 'static {
     fn wake_all(word: &AtomicU32);
 }
 
+#[cfg(not(loom))]
 /// Across processes; every wait bounded by [`SHARED_WAIT_BOUND`].
 #[derive(Clone, Copy, Debug)]
 pub struct Shared;
 
+#[cfg(not(loom))]
 /// Within one process (thread mode).
 #[derive(Clone, Copy, Debug)]
 pub struct Private;
 
+#[cfg(not(loom))]
 impl Scope for Shared {
     #[inline]
     fn wait(word: &AtomicU32, expected: u32) {
@@ -62,6 +72,7 @@ impl Scope for Shared {
     }
 }
 
+#[cfg(not(loom))]
 impl Scope for Private {
     #[inline]
     fn wait(word: &AtomicU32, expected: u32) {
@@ -77,6 +88,7 @@ impl Scope for Private {
     }
 }
 
+#[cfg(not(loom))]
 /// Waits with a shared futex for at most `timeout`; true if woken (or the word changed) before
 /// it expired. Used by the parent, which must never block without a bound.
 pub fn shared_wait_for(word: &AtomicU32, expected: u32, timeout: Duration) -> bool {

@@ -5,13 +5,19 @@
 //! loses an update on every run, not by luck. A worker that holds a lock cannot wait for the
 //! others to read (they are queued behind it), so it waits until one of them is queued: the
 //! lock word shows a waiter.
+//!
+//! The probe is also the worker's voice to the parent during an update (`for_worker`): its
+//! lock identity, its intent record, what it waits for and holds (the watchdog's dump), and
+//! the named points where `--crash-at` / `--stop-at` strike (`fault::Point`).
 
 use std::cell::Cell;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::{Duration, Instant};
 
+use crate::fault::{Point, Strike, StrikeAt};
 use crate::futex;
-use crate::region::{Header, Slot};
+use crate::region::{intent, Header, Slot, WorkerArea};
+use crate::step;
 use crate::store::Recorder;
 
 /// How long a held worker waits for the others before giving up on the script.
@@ -26,6 +32,17 @@ pub struct Probe<'a> {
     pub timed_out: Cell<bool>,
     /// Where winning updates are persisted, when the run has a store.
     recorder: Option<&'a Recorder<'a>>,
+    /// The worker this probe speaks for, once `for_worker` named it.
+    me: Option<Me<'a>>,
+}
+
+/// The worker behind a probe: where it reports, and how it names itself in lock words.
+struct Me<'a> {
+    area: &'a WorkerArea,
+    owner_id: u32,
+    strike: Option<StrikeAt>,
+    /// Visits to the strike's point so far.
+    visits: Cell<u32>,
 }
 
 impl<'a> Probe<'a> {
@@ -37,6 +54,7 @@ impl<'a> Probe<'a> {
             armed: Cell::new(false),
             timed_out: Cell::new(false),
             recorder: None,
+            me: None,
         }
     }
 
@@ -48,6 +66,114 @@ impl<'a> Probe<'a> {
             armed: Cell::new(true),
             timed_out: Cell::new(false),
             recorder: None,
+            me: None,
+        }
+    }
+
+    /// Names the worker this probe speaks for: its area, its lock identity (`step::owner_id`)
+    /// and the strike it carries, if `--crash-at` / `--stop-at` chose it.
+    pub fn for_worker(
+        mut self,
+        area: &'a WorkerArea,
+        owner_id: u32,
+        strike: Option<StrikeAt>,
+    ) -> Probe<'a> {
+        self.me = Some(Me {
+            area,
+            owner_id,
+            strike,
+            visits: Cell::new(0),
+        });
+        self
+    }
+
+    /// The identity this worker writes into lock words it takes.
+    #[inline]
+    pub fn owner_id(&self) -> u32 {
+        self.me
+            .as_ref()
+            .map_or(step::owner_id(0, 0), |m| m.owner_id)
+    }
+
+    /// Whether the parent asked every worker to stop (SIGINT).
+    #[inline]
+    pub fn stop_requested(&self) -> bool {
+        // Relaxed: a request, not a publication; seeing it one update late is fine.
+        self.header.stop.load(Relaxed) != 0
+    }
+
+    /// Records the intent of update `op` (1-based) on `slot`, before anything is touched.
+    #[inline]
+    pub fn begin(&self, slot: usize, op: u64) {
+        if let Some(m) = &self.me {
+            // Relaxed: the parent reads these only after the worker is dead (seen with waitid)
+            // or done (the Acquire of DONE); a process's death publishes all it stored.
+            m.area.intent_slot.store(slot as u32, Relaxed);
+            m.area.intent_stage.store(intent::CHOSEN, Relaxed);
+            m.area.intent_op.store(op, Relaxed);
+        }
+    }
+
+    /// Records the values of the update in flight, after the read and before the write.
+    #[inline]
+    pub fn intent(&self, old: u32, new: u32) {
+        if let Some(m) = &self.me {
+            // Relaxed: as in `begin`.
+            m.area.intent_old.store(old, Relaxed);
+            m.area.intent_new.store(new, Relaxed);
+            m.area.intent_stage.store(intent::READ, Relaxed);
+        }
+    }
+
+    /// This worker waits for the lock of `slot` (None: it waits for nothing).
+    #[inline]
+    pub fn waiting(&self, slot: Option<usize>) {
+        if let Some(m) = &self.me {
+            // Relaxed: read by the watchdog for a dump only.
+            m.area
+                .waiting_on
+                .store(slot.map_or(0, |s| s as u32 + 1), Relaxed);
+        }
+    }
+
+    /// This worker holds the lock of `slot` (None: it holds none). Clears `waiting`.
+    #[inline]
+    pub fn holding(&self, slot: Option<usize>) {
+        if let Some(m) = &self.me {
+            // Relaxed: read by the watchdog and the death report only.
+            m.area.waiting_on.store(0, Relaxed);
+            m.area
+                .holding
+                .store(slot.map_or(0, |s| s as u32 + 1), Relaxed);
+        }
+    }
+
+    /// A robust mutex came back EOWNERDEAD and this worker made it consistent.
+    #[cold]
+    pub fn repaired(&self) {
+        if let Some(m) = &self.me {
+            // Relaxed: a counter the parent reads after the worker is done.
+            m.area.repairs.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The worker reached `point`: the strike, if this is its N-th visit there.
+    #[inline]
+    pub fn point(&self, point: Point) {
+        if let Some(m) = &self.me {
+            // Relaxed: a request polled here; the claim below is the CAS that decides.
+            if point == Point::HoldingLock && self.header.pause_request.load(Relaxed) == 1 {
+                self.pause_holding(m);
+            }
+            if let Some(s) = m.strike {
+                if s.point == point {
+                    let v = m.visits.get() + 1;
+                    m.visits.set(v);
+                    if v == s.n {
+                        strike(s.strike);
+                    }
+                }
+            }
         }
     }
 
@@ -105,4 +231,31 @@ impl<'a> Probe<'a> {
             futex::shared_wait_for(held, now_held, Duration::from_millis(1));
         }
     }
+}
+
+impl Probe<'_> {
+    /// Claims the watcher's pause request and stops here, holding the lock.
+    #[cold]
+    fn pause_holding(&self, m: &Me<'_>) {
+        let me = step::owner_worker(m.owner_id).unwrap_or(0) as u32 + 2;
+        // SeqCst: rare; one claimant wins and the watcher reads who.
+        if self
+            .header
+            .pause_request
+            .compare_exchange(1, me, SeqCst, SeqCst)
+            .is_ok()
+        {
+            strike(Strike::Stop);
+        }
+    }
+}
+
+/// The worker strikes itself: SIGKILL (it dies here) or SIGSTOP (it hangs here).
+#[cold]
+fn strike(how: Strike) {
+    use nix::sys::signal::{raise, Signal};
+    let _ = raise(match how {
+        Strike::Kill => Signal::SIGKILL,
+        Strike::Stop => Signal::SIGSTOP,
+    });
 }

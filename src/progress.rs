@@ -1,27 +1,42 @@
 //! The parent's watcher thread during the measured window: a progress bar on stderr (only when
-//! stderr is a terminal) and a watchdog that ends a run which stops making progress.
+//! stderr is a terminal), the faults `--kill` and `--pause` ask for, SIGINT, and a watchdog
+//! that ends a run which stops making progress, saying who holds which lock and who waits.
 
+use std::fmt::Write as _;
 use std::io::IsTerminal;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
+use crate::clock::now_ns;
 use crate::config::CAP_FACTOR;
 use crate::error::Error;
-use crate::pool;
-use crate::region::Region;
+use crate::fault::{Faults, Pause, Rng};
+use crate::pool::{self, Live};
+use crate::region::{status, Region};
+use crate::step;
 
+/// How often the watcher looks, without faults to time.
 const TICK: Duration = Duration::from_millis(100);
+/// How often it looks when faults must strike at chosen moments of a short window.
+const FAULT_TICK: Duration = Duration::from_millis(2);
+/// After SIGINT, how long workers get to finish their update and report before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// How a run is watched.
 #[derive(Clone, Debug)]
 pub struct Watcher {
     pub label: String,
     pub total: u64,
-    /// No update completed anywhere for this long: the run is declared stalled.
+    /// No update completed anywhere for this long: the run is declared stalled. Time while a
+    /// worker is paused by `--pause` does not count (a paused worker is alive).
     pub stall_timeout: Duration,
+    /// `--kill` and `--pause` (the strikes are the workers' own business).
+    pub faults: Faults,
+    /// Seeds the choice of victims and moments.
+    pub seed: u64,
     /// Says what the stalled workers wait for (the ledger names a lock cycle), if it can.
     pub explain_stall: Option<fn(&Region) -> Option<String>>,
     /// Run by time: tell the workers to stop after this long, kill them at `CAP_FACTOR` times it.
@@ -30,101 +45,432 @@ pub struct Watcher {
     pub show: bool,
 }
 
+/// What the watcher saw and did.
+#[derive(Debug, Default)]
+pub struct WatchOutcome {
+    /// Why the run was stopped: stalled (`Error::Worker`, with the lock dump) or still running
+    /// at `CAP_FACTOR` times its time limit (`Error::TimeLimit`).
+    pub stalled: Option<Error>,
+    /// SIGINT arrived: the workers were asked to stop.
+    pub interrupted: bool,
+    pub kills_sent: u32,
+    pub pauses: Vec<Pause>,
+}
+
+/// A worker stopped by `--pause`, to be resumed.
+struct Paused {
+    worker: usize,
+    until: Instant,
+    record: Pause,
+    others_cpu_before: u64,
+}
+
 impl Watcher {
-    /// Runs `body` on this thread while a watcher thread shows progress and guards against a
-    /// stall. On a stall in process mode it kills the workers (so `body`'s reaping returns) and
-    /// reports why; in thread mode it cannot stop threads, so it ends the process. With a time
-    /// limit it raises the region's stop flag when the limit is spent, and in process mode kills
-    /// the workers still running at `CAP_FACTOR` times the limit (threads cannot be killed:
-    /// they stop by themselves at their next update, and the caller sees the long window).
+    /// Runs `body` on this thread while a watcher thread shows progress, injects faults and
+    /// guards against a stall. On a stall in process mode it kills the workers (so `body`'s
+    /// reaping returns) and reports why; in thread mode it cannot stop threads, so it ends
+    /// the process. With a time limit it raises the region's stop flag when the limit is spent,
+    /// and in process mode kills the workers still running at `CAP_FACTOR` times the limit
+    /// (threads cannot be killed: they stop by themselves at their next update).
     pub fn watch<T>(
         &self,
         region: &Region,
-        pids: Option<&[Pid]>,
+        live: Option<&Live>,
         body: impl FnOnce() -> T,
-    ) -> (T, Option<Error>) {
+    ) -> (T, WatchOutcome) {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
         std::thread::scope(|scope| {
-            let watcher = scope.spawn(move || {
-                let bar = if self.show && std::io::stderr().is_terminal() {
-                    ProgressBar::with_draw_target(Some(self.total), ProgressDrawTarget::stderr())
-                } else {
-                    ProgressBar::hidden()
-                };
-                bar.set_style(
-                    ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} updates {per_sec}")
-                        .expect("static template")
-                        .progress_chars("=> "),
-                );
-                bar.set_prefix(self.label.clone());
-                let started = Instant::now();
-                let mut last = (0u64, started);
-                let mut stalled = None;
-                let mut stop_sent = false;
-                let kill_all = |pids: &[Pid]| {
-                    for &p in pids {
-                        let _ = kill(p, Signal::SIGKILL);
-                    }
-                };
-                loop {
-                    // Wake at the time limit itself, not at the next tick after it.
-                    let tick = match self.time_limit {
-                        Some(limit) if !stop_sent => {
-                            TICK.min(limit.saturating_sub(started.elapsed()))
-                        }
-                        _ => TICK,
-                    };
-                    if stop_rx.recv_timeout(tick).is_ok() {
-                        break;
-                    }
-                    if let Some(limit) = self.time_limit {
-                        let elapsed = started.elapsed();
-                        if !stop_sent && elapsed >= limit {
-                            // Relaxed: a flag; the workers' figures travel by `publish`.
-                            region.header().stop.store(1, std::sync::atomic::Ordering::Relaxed);
-                            stop_sent = true;
-                        }
-                        if stalled.is_none() && elapsed >= limit * CAP_FACTOR {
-                            if let Some(pids) = pids {
-                                kill_all(pids);
-                                stalled = Some(Error::TimeLimit(format!(
-                                    "collapsed: still running at {CAP_FACTOR}x its time limit of {limit:?}; workers stopped"
-                                )));
-                            }
-                        }
-                    }
-                    let done = pool::completed(region);
-                    bar.set_position(done);
-                    if done != last.0 {
-                        last = (done, Instant::now());
-                    } else if stalled.is_none() && last.1.elapsed() >= self.stall_timeout {
-                        let why = match self.explain_stall.and_then(|f| f(region)) {
-                            Some(cause) => format!(
-                                "{cause}; no update completed for {:?} ({done} of {} done); workers stopped",
-                                self.stall_timeout, self.total
-                            ),
-                            None => format!(
-                                "stalled: no update completed for {:?} ({done} of {} done); workers stopped",
-                                self.stall_timeout, self.total
-                            ),
-                        };
-                        match pids {
-                            Some(pids) => kill_all(pids),
-                            None => {
-                                eprintln!("torture: {why}");
-                                std::process::exit(2);
-                            }
-                        }
-                        stalled = Some(Error::Worker(why));
-                    }
-                }
-                bar.finish_and_clear();
-                stalled
-            });
+            let watcher = scope.spawn(move || self.watch_loop(region, live, stop_rx));
             let out = body();
             let _ = stop_tx.send(());
-            let stalled = watcher.join().expect("the watcher thread does not panic");
-            (out, stalled)
+            let watched = watcher.join().expect("the watcher thread does not panic");
+            (out, watched)
         })
+    }
+
+    fn watch_loop(
+        &self,
+        region: &Region,
+        live: Option<&Live>,
+        stop_rx: crossbeam_channel::Receiver<()>,
+    ) -> WatchOutcome {
+        let bar = if self.show && std::io::stderr().is_terminal() {
+            ProgressBar::with_draw_target(Some(self.total), ProgressDrawTarget::stderr())
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} updates {per_sec}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(self.label.clone());
+        if self.faults.any() && live.is_some() {
+            raise_priority();
+        }
+        let go_ns = now_ns();
+        let mut out = WatchOutcome::default();
+        let mut rng = Rng::new(self.seed);
+        // Moments, as numbers of completed updates, spread over 5%..90% of the run.
+        let mut moments = |n: u32| {
+            let lo = self.total / 20;
+            let span = (self.total * 17 / 20).max(1);
+            let mut m: Vec<u64> = (0..n).map(|_| lo + rng.below(span)).collect();
+            m.sort_unstable();
+            m.reverse(); // pop() takes the earliest
+            m
+        };
+        let mut kill_at = if live.is_some() {
+            moments(self.faults.kill)
+        } else {
+            Vec::new()
+        };
+        let mut pause_at = match (live, self.faults.pause) {
+            (Some(_), Some(p)) => moments(p.count),
+            _ => Vec::new(),
+        };
+        let mut rng = Rng::new(self.seed.rotate_left(17));
+        let mut paused: Vec<Paused> = Vec::new();
+        let tick = if self.faults.any() { FAULT_TICK } else { TICK };
+        let started = Instant::now();
+        let mut last = (0u64, started);
+        let mut stop_asked: Option<Instant> = None;
+        let mut force_killed = false;
+        let mut limit_stop_sent = false;
+        loop {
+            // Wake at the time limit itself, not at the next tick after it.
+            let wait = match self.time_limit {
+                Some(limit) if !limit_stop_sent => {
+                    tick.min(limit.saturating_sub(started.elapsed()))
+                }
+                _ => tick,
+            };
+            if stop_rx.recv_timeout(wait).is_ok() {
+                break;
+            }
+            let done = pool::completed(region);
+            bar.set_position(done);
+
+            if let Some(limit) = self.time_limit {
+                let elapsed = started.elapsed();
+                if !limit_stop_sent && elapsed >= limit {
+                    // Relaxed: a request the workers poll; their figures travel by `publish`.
+                    region.header().stop.store(1, Relaxed);
+                    limit_stop_sent = true;
+                }
+                if out.stalled.is_none() && elapsed >= limit * CAP_FACTOR {
+                    if let Some(live) = live {
+                        live.kill_all();
+                        out.stalled = Some(Error::TimeLimit(format!(
+                            "collapsed: still running at {CAP_FACTOR}x its time limit of {limit:?}; workers stopped"
+                        )));
+                    }
+                }
+            }
+
+            if pool::interrupted() && stop_asked.is_none() {
+                // Relaxed: a request the workers poll; it publishes nothing.
+                region.header().stop.store(1, Relaxed);
+                stop_asked = Some(Instant::now());
+                out.interrupted = true;
+                kill_at.clear();
+                pause_at.clear();
+                for p in paused.drain(..) {
+                    if let Some(live) = live {
+                        live.signal(p.worker, Signal::SIGCONT);
+                    }
+                }
+            }
+            if let (Some(t), Some(live)) = (stop_asked, live) {
+                if !force_killed && t.elapsed() >= STOP_GRACE {
+                    live.kill_all();
+                    force_killed = true;
+                }
+            }
+
+            if let Some(live) = live {
+                while kill_at.last().is_some_and(|&m| m <= done) {
+                    kill_at.pop();
+                    if let Some(v) = pick_victim(region, live, &paused, &mut rng, false) {
+                        if live.signal(v, Signal::SIGKILL) {
+                            out.kills_sent += 1;
+                        }
+                    }
+                }
+                while pause_at.last().is_some_and(|&m| m <= done) {
+                    pause_at.pop();
+                    let ms = self.faults.pause.map_or(0, |p| p.ms);
+                    if let Some(p) = pause_one(region, live, &paused, &mut rng, ms, go_ns) {
+                        paused.push(p);
+                    }
+                }
+                let now = Instant::now();
+                let mut i = 0;
+                while i < paused.len() {
+                    if paused[i].until <= now {
+                        let mut p = paused.swap_remove(i);
+                        live.signal(p.worker, Signal::SIGCONT);
+                        let cpu = others_cpu_ticks(live, p.worker);
+                        p.record.others_cpu_ms =
+                            cpu.saturating_sub(p.others_cpu_before) as f64 * 1000.0 / clk_tck();
+                        out.pauses.push(p.record);
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+
+            if done != last.0 || !paused.is_empty() || stop_asked.is_some() {
+                // Progress, or a pause we made (a stopped worker is alive, not stalled).
+                last = (done, Instant::now());
+            } else if out.stalled.is_none() && last.1.elapsed() >= self.stall_timeout {
+                let head = match self.explain_stall.and_then(|f| f(region)) {
+                    Some(cause) => format!("{cause};"),
+                    None => "stalled:".to_string(),
+                };
+                let why = format!(
+                    "{head} no update completed for {:?} ({done} of {} done); workers stopped\n{}",
+                    self.stall_timeout,
+                    self.total,
+                    lock_dump(region)
+                );
+                match live {
+                    Some(live) => live.kill_all(),
+                    None => {
+                        eprintln!("torture: {why}");
+                        std::process::exit(2);
+                    }
+                }
+                out.stalled = Some(Error::Worker(why));
+            }
+        }
+        // The run ended with pauses still pending (workers were killed): resume, account.
+        if let Some(live) = live {
+            for p in paused.drain(..) {
+                live.signal(p.worker, Signal::SIGCONT);
+                out.pauses.push(p.record);
+            }
+        }
+        bar.finish_and_clear();
+        out
+    }
+}
+
+/// Raises this (watcher) thread's priority where allowed, so that with a thousand runnable
+/// workers it still strikes at its moments instead of once per scheduler round. Best effort:
+/// without CAP_SYS_NICE it stays as it is.
+fn raise_priority() {
+    // SAFETY: gettid and setpriority have no memory preconditions; who = this thread's TID
+    // (PRIO_PROCESS with a TID addresses one thread on Linux).
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, -10);
+    }
+}
+
+/// A random worker still running, not killed, not paused; with `holder`, one holding a lock
+/// if any does.
+fn pick_victim(
+    region: &Region,
+    live: &Live,
+    paused: &[Paused],
+    rng: &mut Rng,
+    holder: bool,
+) -> Option<usize> {
+    let n = live.len();
+    let start = rng.below(n as u64) as usize;
+    let candidates = (0..n).map(|i| (start + i) % n).filter(|&w| {
+        let area = region.worker(w);
+        // Relaxed: a choice of victim; a stale reading only picks another worker.
+        let running = !matches!(area.status.load(Relaxed), status::DONE | status::FAILED);
+        running && !live.is_reaped(w) && !paused.iter().any(|p| p.worker == w)
+    });
+    if holder {
+        let all: Vec<usize> = candidates.collect();
+        // The lock word names its owner: the surest sign of a holder.
+        all.iter()
+            .copied()
+            .find(|&w| {
+                region
+                    .worker(w)
+                    .holding
+                    .load(Relaxed)
+                    .checked_sub(1)
+                    .is_some_and(|s| {
+                        step::owner_worker(region.slot(s as usize).lock.load(Relaxed)) == Some(w)
+                    })
+            })
+            .or_else(|| {
+                all.iter()
+                    .copied()
+                    .find(|&w| region.worker(w).holding.load(Relaxed) != 0)
+            })
+            .or_else(|| all.first().copied())
+    } else {
+        candidates.take(1).next()
+    }
+}
+
+/// Stops one worker (a lock holder when one can be caught), waits until it is stopped, and
+/// notes what it holds.
+fn pause_one(
+    region: &Region,
+    live: &Live,
+    paused: &[Paused],
+    rng: &mut Rng,
+    ms: u64,
+    go_ns: u64,
+) -> Option<Paused> {
+    // Catch a lock holder: ask the next worker that takes a lock to stop itself there (it
+    // claims the request with its index + 2); if none does soon (no lock strategy, or the
+    // run is ending), stop any running worker.
+    let request = &region.header().pause_request;
+    // SeqCst: rare; pairs with the claiming CAS in `Probe::point`.
+    request.store(1, SeqCst);
+    let deadline = Instant::now() + Duration::from_millis(500);
+    let claimed = loop {
+        match request.load(SeqCst) {
+            1 if Instant::now() < deadline => std::thread::sleep(Duration::from_micros(100)),
+            1 => match request.compare_exchange(1, 0, SeqCst, SeqCst) {
+                Ok(_) => break None,
+                Err(v) => break Some(v as usize - 2),
+            },
+            v => break Some(v as usize - 2),
+        }
+    };
+    request.store(0, SeqCst);
+    let w = match claimed {
+        Some(w) => w,
+        None => {
+            let w = pick_victim(region, live, paused, rng, false)?;
+            if !live.signal(w, Signal::SIGSTOP) {
+                return None;
+            }
+            w
+        }
+    };
+    // SIGSTOP is asynchronous: look until the kernel shows it stopped (bounded; a worker that
+    // exits meanwhile never shows it).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while proc_state(live.pid(w)) != Some('T') && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    // Relaxed: the worker is stopped; what it stored is visible to us after the stop.
+    let holding = match region.worker(w).holding.load(Relaxed) {
+        0 => None,
+        s => {
+            let slot = s as usize - 1;
+            let word = region.slot(slot).lock.load(Relaxed);
+            (step::owner_worker(word) == Some(w)).then_some(slot)
+        }
+    };
+    let at = now_ns();
+    Some(Paused {
+        worker: w,
+        until: Instant::now() + Duration::from_millis(ms),
+        others_cpu_before: others_cpu_ticks(live, w),
+        record: Pause {
+            worker: w,
+            at_ms: at.saturating_sub(go_ns) as f64 / 1e6,
+            ms,
+            holding,
+            others_cpu_ms: 0.0,
+        },
+    })
+}
+
+/// Who holds which lock and who waits for it, from the lock words and the workers' areas.
+pub fn lock_dump(region: &Region) -> String {
+    let mut out = String::new();
+    let mut slots: Vec<usize> = Vec::new();
+    let mut waiting: Vec<(usize, usize)> = Vec::new();
+    for w in 0..region.worker_count() {
+        let area = region.worker(w);
+        // Relaxed: a snapshot for a human; the run is stuck anyway.
+        if let Some(s) = area.waiting_on.load(Relaxed).checked_sub(1) {
+            waiting.push((s as usize, w));
+            slots.push(s as usize);
+        }
+        if let Some(s) = area.holding.load(Relaxed).checked_sub(1) {
+            slots.push(s as usize);
+        }
+    }
+    slots.sort_unstable();
+    slots.dedup();
+    if slots.is_empty() {
+        out.push_str("  no worker holds or waits for a lock");
+    }
+    for s in slots.iter().take(16) {
+        let word = region.slot(*s).lock.load(Relaxed);
+        let holder = match step::owner_worker(word) {
+            Some(w) => format!(
+                "held by worker {w}{}",
+                if step::is_contended(word) {
+                    " (contended)"
+                } else {
+                    ""
+                }
+            ),
+            None => "free".into(),
+        };
+        let mut who: Vec<String> = waiting
+            .iter()
+            .filter(|(slot, _)| slot == s)
+            .map(|(_, w)| w.to_string())
+            .collect();
+        let more = who.len().saturating_sub(20);
+        who.truncate(20);
+        if more > 0 {
+            who.push(format!("… {more} more"));
+        }
+        let _ = writeln!(
+            out,
+            "  slot {s}: lock word {word:#010x} {holder}; waiting: {}",
+            if who.is_empty() {
+                "nobody".into()
+            } else {
+                format!("workers {}", who.join(", "))
+            }
+        );
+    }
+    out.trim_end().to_string()
+}
+
+/// The state letter of a process in /proc (`T` when stopped).
+fn proc_state(pid: nix::unistd::Pid) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command is in parentheses and may hold spaces: the state follows the last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: nix::unistd::Pid) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    // After ')': state is field 3; utime and stime are fields 14 and 15.
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    num(11) + num(12)
+}
+
+/// CPU ticks used so far by every live worker but `except`.
+fn others_cpu_ticks(live: &Live, except: usize) -> u64 {
+    (0..live.len())
+        .filter(|&w| w != except && !live.is_reaped(w))
+        .map(|w| cpu_ticks(live.pid(w)))
+        .sum()
+}
+
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
     }
 }

@@ -1,9 +1,18 @@
 //! A glibc `pthread_mutex_t` living in shared memory, initialised `PTHREAD_PROCESS_SHARED`:
-//! the baseline a C programmer would reach for.
+//! the baseline a C programmer would reach for. It is also robust (`PTHREAD_MUTEX_ROBUST`):
+//! glibc registers it on the thread's robust list (`set_robust_list`), so when its owner dies
+//! the kernel marks it FUTEX_OWNER_DIED and wakes a waiter, whose lock returns EOWNERDEAD.
 
 use std::cell::UnsafeCell;
 
 use crate::error::Error;
+
+/// What `lock` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Locked {
+    pub owner_died: bool,
+}
 
 /// A process-shared pthread mutex. It never moves: it lives at a fixed offset of the region.
 #[repr(transparent)]
@@ -38,18 +47,35 @@ impl PthreadMutex {
             )?;
             let shared =
                 libc::pthread_mutexattr_setpshared(attr.as_mut_ptr(), libc::PTHREAD_PROCESS_SHARED);
+            let robust =
+                libc::pthread_mutexattr_setrobust(attr.as_mut_ptr(), libc::PTHREAD_MUTEX_ROBUST);
             let init = libc::pthread_mutex_init(self.0.get(), attr.as_ptr());
             libc::pthread_mutexattr_destroy(attr.as_mut_ptr());
             check("pthread_mutexattr_setpshared", shared)?;
+            check("pthread_mutexattr_setrobust", robust)?;
             check("pthread_mutex_init", init)
         }
     }
 
+    /// Takes the mutex. `owner_died`: its previous owner died holding it; the caller now
+    /// holds it, repairs what it guards, then calls `make_consistent` before `unlock`.
     #[inline]
-    pub fn lock(&self) {
+    pub fn lock(&self) -> Locked {
         // SAFETY: the mutex was initialised by `init` before any worker could reach it.
         let rc = unsafe { libc::pthread_mutex_lock(self.0.get()) };
-        assert_eq!(rc, 0, "pthread_mutex_lock failed: {rc}");
+        match rc {
+            0 => Locked { owner_died: false },
+            libc::EOWNERDEAD => Locked { owner_died: true },
+            _ => panic!("pthread_mutex_lock failed: {rc}"),
+        }
+    }
+
+    /// Marks a mutex taken with `owner_died` consistent again (else its unlock makes it
+    /// unusable: ENOTRECOVERABLE for everyone after).
+    pub fn make_consistent(&self) {
+        // SAFETY: initialised, and the caller holds it after an EOWNERDEAD lock.
+        let rc = unsafe { libc::pthread_mutex_consistent(self.0.get()) };
+        assert_eq!(rc, 0, "pthread_mutex_consistent failed: {rc}");
     }
 
     #[inline]

@@ -60,12 +60,16 @@ pub struct Header {
     pub go: AtomicU32,
     /// Scripted hold point: workers that have reached it (see `probe`).
     pub held: AtomicU32,
-    /// Time limit: 0 while the run lasts; the parent stores 1 when the run's time budget is
-    /// spent, and each worker stops after the update it has in flight.
+    /// 1 asks every worker to stop after its current update and report (SIGINT).
     pub stop: AtomicU32,
     /// Global clock, advanced with `fetch_add` (the incident's `Atomics.add`).
     pub clock: AtomicU64,
-    _pad2: [u8; CACHE_LINE - 24],
+    /// The generation stamped into lock words with the owner's index (see `step`).
+    pub generation: AtomicU32,
+    /// `--pause`: 1 asks the next worker to take a lock to stop itself there; it claims the
+    /// request by storing its index + 2, then SIGSTOPs itself (the watcher resumes it).
+    pub pause_request: AtomicU32,
+    _pad2: [u8; CACHE_LINE - 32],
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() == 2 * CACHE_LINE);
@@ -81,6 +85,14 @@ pub mod status {
     pub const DONE: u32 = 2;
     /// Gave up (its histogram did not fit, or the parent vanished).
     pub const FAILED: u32 = 3;
+}
+
+/// Stages of a worker's intent record, in `WorkerArea::intent_stage`.
+pub mod intent {
+    /// The slot is chosen; nothing was read yet.
+    pub const CHOSEN: u32 = 0;
+    /// The value was read: `intent_old` and `intent_new` hold the update about to be written.
+    pub const READ: u32 = 1;
 }
 
 /// Bytes reserved per worker for its serialized latency histogram.
@@ -99,7 +111,22 @@ pub struct WorkerArea {
     pub wakes: AtomicU64,
     pub start_ns: AtomicU64,
     pub end_ns: AtomicU64,
-    _pad: [u8; CACHE_LINE - 56],
+    /// The update in flight (crash recovery): its op id, the worker's 1-based sequence number,
+    /// written before the update starts. In flight while `intent_op > completed`.
+    pub intent_op: AtomicU64,
+    /// The slot it updates (written before `intent_op`, before the lock is taken).
+    pub intent_slot: AtomicU32,
+    /// `intent::CHOSEN` until the value was read, then `intent::READ` with old and new below.
+    pub intent_stage: AtomicU32,
+    pub intent_old: AtomicU32,
+    pub intent_new: AtomicU32,
+    /// Slot index + 1 whose lock this worker waits for; 0 when it waits for none (watchdog).
+    pub waiting_on: AtomicU32,
+    /// Slot index + 1 whose lock this worker holds; 0 when none (watchdog, death reports).
+    pub holding: AtomicU32,
+    /// Robust-mutex repairs this worker made (EOWNERDEAD, then `pthread_mutex_consistent`).
+    pub repairs: AtomicU32,
+    _pad: [u8; CACHE_LINE - 92],
     histogram: UnsafeCell<[u8; HISTOGRAM_CAPACITY]>,
 }
 

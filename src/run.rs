@@ -1,8 +1,8 @@
 //! One invocation: Config -> (per strategy, per repeat) Region -> Pool -> Count -> Summary.
 
-use crate::check;
 use crate::config::{Config, Mode};
 use crate::error::Error;
+use crate::fault;
 use crate::history::{RunEnd, RunInfo};
 use crate::latency;
 use crate::pool::{self, PoolOutcome};
@@ -34,8 +34,14 @@ pub fn run(config: &Config) -> Result<Summary, Error> {
             let (run, histogram) = run_once(config, strategy, config.seed.wrapping_add(r as u64))?;
             runs.push(run);
             histograms.push(histogram);
+            if pool::interrupted() {
+                break;
+            }
         }
         strategies.push(StrategySummary::of(strategy, runs, histograms));
+        if pool::interrupted() {
+            break;
+        }
     }
     if let (Some(store), Some(path)) = (&config.store, &config.history) {
         export_history(store.spec.path(), path)?;
@@ -47,6 +53,7 @@ pub fn run(config: &Config) -> Result<Summary, Error> {
         config: config.clone(),
         strategies,
         all_exact,
+        interrupted: pool::interrupted(),
     })
 }
 
@@ -83,6 +90,7 @@ pub fn run_once(
             )?)),
             None => None,
         },
+        strike: config.faults.strike,
     };
     let watcher = Watcher {
         label: strategy.name().into(),
@@ -91,6 +99,8 @@ pub fn run_once(
         explain_stall: None,
         time_limit: config.time_limit,
         show: config.progress,
+        faults: config.faults.clone(),
+        seed,
     };
     let outcome = match config.mode {
         Mode::Processes => pool::run_processes(&region, &plan, &watcher),
@@ -185,7 +195,18 @@ fn summarise(
         let secs = (r.end_ns.saturating_sub(outcome.go_ns)).max(1) as f64 / 1e9;
         rates.push(r.completed as f64 / secs);
     }
-    let (count, mut wrong_slots) = check::count(config.initial, &applied, &region.values());
+    // A dead worker's update in flight may or may not be in the final values.
+    let mut in_flight = vec![0u64; region.slot_count()];
+    for f in outcome
+        .faults
+        .deaths
+        .iter()
+        .filter_map(|d| d.in_flight.as_ref())
+    {
+        in_flight[f.slot] += 1;
+    }
+    let (count, mut wrong_slots) =
+        fault::bounded_count(config.initial, &applied, &in_flight, &region.values());
     wrong_slots.truncate(16);
     let window_ns = end_ns.saturating_sub(outcome.go_ns).max(1);
     let per = |n: u64| n as f64 / updates.max(1) as f64;
@@ -218,6 +239,8 @@ fn summarise(
         fingerprint: format!("{:016x}", region.fingerprint()),
         check: None,
         history: None,
+        interrupted: outcome.interrupted,
+        faults: (!outcome.faults.is_empty()).then_some(outcome.faults),
     };
     (run, histogram)
 }

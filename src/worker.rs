@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering::{Relaxed, Release};
 use hdrhistogram::Histogram;
 
 use crate::clock::now_ns;
+use crate::fault::{Faults, StrikeAt};
 use crate::futex::{Private, Shared};
 use crate::latency::{self, LatencyMode};
 use crate::probe::Probe;
@@ -29,6 +30,8 @@ pub struct Plan {
     pub scenario: Option<crate::scenario::WorkerPlan>,
     /// Where winning updates are persisted; each worker opens its own writer after the fork.
     pub store: Option<std::sync::Arc<RunStore>>,
+    /// `--crash-at` / `--stop-at`: struck on worker `Faults::struck_worker(seed, workers)`.
+    pub strike: Option<StrikeAt>,
 }
 
 /// One worker's result, as it travels back to the parent.
@@ -77,28 +80,33 @@ fn drive<S: Strategy>(strategy: &S, region: &Region, w: usize, plan: &Plan) -> W
     } else {
         Probe::off(region.header())
     };
+    let strike = plan
+        .strike
+        .filter(|_| w == Faults::struck_worker(plan.seed, region.worker_count()));
+    // Relaxed: written by the parent before the first fork (or thread spawn).
+    let generation = region.header().generation.load(Relaxed);
+    let probe = probe.for_worker(area, crate::step::owner_id(w, generation), strike);
     // Opened here, in the worker (after the fork): never a file or connection of the parent's.
     let recorder = plan.store.as_deref().map(|s| Recorder::open(s, w));
     let probe = match &recorder {
         Some(r) => probe.with_recorder(r),
         None => probe,
     };
-    let mut completed = 0;
     let mut picker = SlotPicker::new(plan.seed, w, region.slot_count(), plan.pick);
     let mut histogram = latency::new_histogram();
     let (mut retries, mut waits, mut wakes) = (0u64, 0u64, 0u64);
-    let stop = &region.header().stop;
     let start_ns = now_ns();
+    let mut done = 0;
     for i in 0..plan.ops {
-        // Relaxed: a flag only; seeing it one update late costs one more update, and every
-        // figure reaches the parent through `publish`'s Release. The line is not written
-        // during the run, so the load stays in this core's cache.
-        if stop.load(Relaxed) != 0 || recorder.as_ref().is_some_and(|r| r.failed()) {
-            // Stopped by time, or the store failed: the run proves nothing more (the parent
-            // reports it).
+        // Relaxed (inside `stop_requested`): a flag only; seeing it one update late costs
+        // one more update, and every figure reaches the parent through `publish`'s Release.
+        // Stopped by time or SIGINT, or the store failed: the run proves nothing more (the
+        // parent reports it).
+        if probe.stop_requested() || recorder.as_ref().is_some_and(|r| r.failed()) {
             break;
         }
         let slot = region.slot(picker.next_slot());
+        probe.begin(slot.index, i + 1);
         let timed = plan.latency.times(i);
         let t0 = if timed || recorder.is_some() {
             now_ns()
@@ -117,14 +125,14 @@ fn drive<S: Strategy>(strategy: &S, region: &Region, w: usize, plan: &Plan) -> W
         wakes += applied.wakes as u64;
         // Relaxed: read for progress only; final figures are published by `publish`.
         area.completed.store(i + 1, Relaxed);
-        completed = i + 1;
+        done = i + 1;
     }
     if let Some(r) = &recorder {
         r.finish();
     }
     WorkerReport {
         worker: w,
-        completed,
+        completed: done,
         retries,
         waits,
         wakes,

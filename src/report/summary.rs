@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::check::{Count, SlotCount};
 use crate::config::{Config, Mode};
+use crate::fault::FaultReport;
 use crate::latency;
 use crate::region::Layout;
 use crate::strategy::StrategyKind;
@@ -18,6 +19,8 @@ pub struct Summary {
     pub strategies: Vec<StrategySummary>,
     /// True when every strategy that promises exactness was exact in every run.
     pub all_exact: bool,
+    /// SIGINT stopped the run: the figures are partial.
+    pub interrupted: bool,
 }
 
 /// Where the figures were measured.
@@ -118,6 +121,11 @@ pub struct RunSummary {
     /// The scenario's invariant check of this run (`--scenario`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<crate::scenario::Check>,
+    /// SIGINT stopped this run: its workers stopped early and reported what they had done.
+    pub interrupted: bool,
+    /// Faults injected and what recovery did (absent when none were asked and nobody died).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faults: Option<FaultReport>,
 }
 
 /// Latency percentiles in nanoseconds.

@@ -147,6 +147,7 @@ pub fn render_text(summary: &Summary) -> String {
         "\nlost = expected - observed, per slot. preempted = involuntary context switches of the workers."
     );
     store_lines(&mut out, summary);
+    render_faults(&mut out, summary);
     out
 }
 
@@ -193,6 +194,30 @@ fn store_lines(out: &mut String, summary: &Summary) {
         for w in h.witness_list.iter().take(2) {
             let _ = writeln!(out, "witness ({}): {w}", h.strategy);
         }
+    }
+}
+
+/// Faults and interruption, after the tables (`fault::render` writes each run's section).
+fn render_faults(out: &mut String, summary: &Summary) {
+    let mut first = true;
+    for s in &summary.strategies {
+        for (i, r) in s.runs.iter().enumerate() {
+            if let Some(f) = &r.faults {
+                if std::mem::take(&mut first) {
+                    let _ = writeln!(
+                        out,
+                        "\nwith deaths, expected is within acknowledged ..= acknowledged + in flight, per slot."
+                    );
+                }
+                crate::fault::render(out, s.strategy.name(), i + 1, f);
+            }
+        }
+    }
+    if summary.interrupted {
+        let _ = writeln!(
+            out,
+            "\nINTERRUPTED (SIGINT): partial figures; workers stopped after their update in flight."
+        );
     }
 }
 

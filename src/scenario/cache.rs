@@ -119,7 +119,7 @@ impl<S: Scope> Cache<S> {
                 }
             }
             Fix::PairLock => {
-                let (retries, waits) = LockWord::<S>::lock(value.lock);
+                let (retries, waits) = LockWord::<S>::lock(value.lock, env.owner_id());
                 let v = Self::ticket(env);
                 value.value.store(v, Relaxed);
                 self.set_related(env, v);
@@ -134,7 +134,7 @@ impl<S: Scope> Cache<S> {
             }
             Fix::Seqlock => {
                 // Writers exclude each other with the lock; readers never take it.
-                let (retries, waits) = LockWord::<S>::lock(value.lock);
+                let (retries, waits) = LockWord::<S>::lock(value.lock, env.owner_id());
                 let seq = Self::seq(env);
                 // Relaxed: only writers store it, and they hold the lock.
                 let s = seq.load(Relaxed);
@@ -209,7 +209,7 @@ impl<S: Scope> Cache<S> {
             }
             Fix::PairLock => {
                 let lock = env.region.slot(0).lock;
-                let (retries, waits) = LockWord::<S>::lock(lock);
+                let (retries, waits) = LockWord::<S>::lock(lock, env.owner_id());
                 let seen = self.read_plain(env, 0);
                 let woke = LockWord::<S>::unlock(lock);
                 applied = Applied {

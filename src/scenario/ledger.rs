@@ -73,7 +73,7 @@ impl<S: Scope> Ledger<S> {
         // Relaxed: announcements for the watchdog's diagnosis only; a deadlocked worker's
         // words stay put, and that is when they are read.
         t[tally::WAITING].store(a as u64 + 1, Relaxed);
-        let (retries, waits) = LockWord::<S>::lock(env.region.slot(a).lock);
+        let (retries, waits) = LockWord::<S>::lock(env.region.slot(a).lock, env.owner_id());
         t[tally::WAITING].store(0, Relaxed);
         t[tally::HOLDING].fetch_or(1 << a, Relaxed);
         applied.retries += retries;
@@ -165,7 +165,7 @@ impl<S: Scope> Ledger<S> {
             }
             Fix::GlobalLock => {
                 let lock = env.region.slot(0).lock;
-                let (retries, waits) = LockWord::<S>::lock(lock);
+                let (retries, waits) = LockWord::<S>::lock(lock, env.owner_id());
                 let moved = Self::transfer_locked(env, from, to, amount);
                 let woke = LockWord::<S>::unlock(lock);
                 applied.retries += retries;
@@ -208,7 +208,7 @@ impl<S: Scope> Ledger<S> {
             }
             Fix::GlobalLock => {
                 let lock = env.region.slot(0).lock;
-                let (retries, waits) = LockWord::<S>::lock(lock);
+                let (retries, waits) = LockWord::<S>::lock(lock, env.owner_id());
                 let total = sum(env);
                 applied.wakes += LockWord::<S>::unlock(lock) as u32;
                 applied.retries += retries;

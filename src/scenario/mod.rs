@@ -528,6 +528,17 @@ impl Env<'_> {
     pub fn tally(&self) -> &[AtomicU64] {
         &self.scratch[self.layout.tally(self.w)]
     }
+
+    /// This worker's identity in lock words (`step::owner_id`).
+    pub fn owner_id(&self) -> u32 {
+        // Relaxed: written by the parent before the first fork (or thread spawn).
+        let generation = self
+            .region
+            .header()
+            .generation
+            .load(std::sync::atomic::Ordering::Relaxed);
+        crate::step::owner_id(self.w, generation)
+    }
 }
 
 /// The per-worker step of a scenario; the loop around it (timing, progress, tallies) is
@@ -733,6 +744,7 @@ pub fn run(config: &Config, sc: &ScenarioConfig) -> Result<Summary, Error> {
         config: config.clone(),
         strategies,
         all_exact,
+        interrupted: crate::pool::interrupted(),
     })
 }
 
@@ -793,6 +805,7 @@ fn run_once(
         scenario: Some(sp.clone()),
         // Scenarios do not persist yet: config validation refuses --scenario with --store.
         store: None,
+        strike: config.faults.strike,
     };
     let watcher = Watcher {
         label: format!("{} {}", sc.kind.name(), variant.name()),
@@ -801,6 +814,8 @@ fn run_once(
         explain_stall: (sc.kind == ScenarioKind::Ledger).then_some(ledger::explain_stall as _),
         time_limit: config.time_limit,
         show: config.progress,
+        faults: config.faults.clone(),
+        seed,
     };
     let outcome = match config.mode {
         Mode::Processes => pool::run_processes(&region, &plan, &watcher)?,
@@ -876,6 +891,8 @@ fn summarise(
         fingerprint: format!("{:016x}", region.fingerprint()),
         check: Some(check),
         history: None,
+        interrupted: outcome.interrupted,
+        faults: (!outcome.faults.is_empty()).then_some(outcome.faults),
     };
     (run, histogram)
 }

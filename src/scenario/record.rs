@@ -119,7 +119,7 @@ impl<S: Scope> super::Scenario for Record<S> {
             }
             Fix::RecordLock => {
                 let lock = env.region.slot(0).lock;
-                let (retries, waits) = LockWord::<S>::lock(lock);
+                let (retries, waits) = LockWord::<S>::lock(lock, env.owner_id());
                 self.read_all(env, &mut copy);
                 copy[field] = copy[field].wrapping_add(1);
                 self.write_all(env, &copy, me);

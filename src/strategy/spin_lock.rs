@@ -1,53 +1,29 @@
 //! The futex lock's word without the futex: waiters never sleep. Under oversubscription the
 //! holder is preempted and every waiter burns its time slice, which is what this shows.
 
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-
-use super::futex_lock::{LOCKED, UNLOCKED};
 use super::{Applied, Strategy};
+use crate::fault::Point;
 use crate::probe::Probe;
 use crate::region::Slot;
-
-/// Backoff doubles up to this many spins; after that every wait yields the CPU instead.
-const MAX_SPINS: u32 = 64;
+use crate::step;
 
 pub struct SpinLock;
 
 impl Strategy for SpinLock {
     #[inline]
     fn apply(&self, slot: Slot<'_>, probe: &Probe<'_>) -> Applied {
-        let mut retries = 0;
-        let mut spins = 1;
-        // Acquire: pairs with the Release store below, made by the previous holder.
-        while slot
-            .lock
-            .compare_exchange_weak(UNLOCKED, LOCKED, Acquire, Relaxed)
-            .is_err()
-        {
-            retries += 1;
-            // Wait until it looks free (load only), backing off; past the bound, yield: the
-            // holder is most likely preempted and needs our CPU more than we do.
-            loop {
-                if spins <= MAX_SPINS {
-                    for _ in 0..spins {
-                        std::hint::spin_loop();
-                    }
-                    spins *= 2;
-                } else {
-                    std::thread::yield_now();
-                }
-                if slot.lock.load(Relaxed) == UNLOCKED {
-                    break;
-                }
-            }
-        }
-        // Relaxed: ordered by the lock's Acquire/Release.
-        let read = slot.value.load(Relaxed);
-        let written = read.wrapping_add(1);
-        slot.value.store(written, Relaxed);
+        probe.waiting(Some(slot.index));
+        let retries = step::spin_lock(slot.lock, probe.owner_id());
+        probe.holding(Some(slot.index));
+        probe.point(Point::HoldingLock);
+        let read = step::read(slot.value);
+        probe.intent(read, read.wrapping_add(1));
+        probe.point(Point::AfterRead);
+        let written = step::write_successor(slot.value, read);
         probe.won(slot, read, written, retries);
-        // Release: publishes the critical section to the next Acquire.
-        slot.lock.store(UNLOCKED, Release);
+        probe.point(Point::AfterWrite);
+        probe.holding(None);
+        step::spin_unlock(slot.lock);
         Applied {
             read,
             written,
