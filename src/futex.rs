@@ -62,6 +62,10 @@ impl Scope for Shared {
         let _ =
             AsFutex::<linux_futex::Shared>::as_futex(word).wait_for(expected, SHARED_WAIT_BOUND);
     }
+    fn wait_parked(word: &AtomicU32, expected: u32) {
+        let _ =
+            AsFutex::<linux_futex::Shared>::as_futex(word).wait_for(expected, PARKED_WAIT_BOUND);
+    }
     #[inline]
     fn wake_one(word: &AtomicU32) {
         AsFutex::<linux_futex::Shared>::as_futex(word).wake(1);
