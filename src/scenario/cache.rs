@@ -284,10 +284,7 @@ impl<S: Scope> super::Scenario for Cache<S> {
     }
 
     fn finish(&self, env: &Env<'_>, me: Worker) {
-        for (k, v) in me.tally.iter().enumerate() {
-            // Relaxed: published by the worker's Release store of DONE (see `super::tally`).
-            env.tally()[k].store(*v, Relaxed);
-        }
+        env.publish_tally(&me.tally);
     }
 }
 
@@ -298,12 +295,7 @@ pub fn check(
     region: &Region,
     reports: &[WorkerReport],
 ) -> (Count, Check) {
-    let sum = |k: usize| -> u64 {
-        reports
-            .iter()
-            .map(|r| super::tally(region, r.worker, k))
-            .sum()
-    };
+    let sum = |k: usize| super::tally_sum(region, reports, k);
     let (reads, torn, new_beside_stale, writes) = (
         sum(tally::READS),
         sum(tally::TORN),

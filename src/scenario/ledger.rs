@@ -249,10 +249,7 @@ impl<S: Scope> super::Scenario for Ledger<S> {
     }
 
     fn finish(&self, env: &Env<'_>, me: Teller) {
-        for (k, v) in me.tally.iter().enumerate() {
-            // Relaxed: published by the worker's Release store of DONE (see `super::tally`).
-            env.tally()[k].store(*v, Relaxed);
-        }
+        env.publish_tally(&me.tally);
     }
 }
 
@@ -263,12 +260,7 @@ pub fn check(
     region: &Region,
     reports: &[WorkerReport],
 ) -> (Count, Check) {
-    let sum = |k: usize| -> u64 {
-        reports
-            .iter()
-            .map(|r| super::tally(region, r.worker, k))
-            .sum()
-    };
+    let sum = |k: usize| super::tally_sum(region, reports, k);
     let balances: Vec<i64> = region.values().iter().map(|&v| v as i32 as i64).collect();
     let expected = config.initial as i32 as i64 * balances.len() as i64;
     let total: i64 = balances.iter().sum();

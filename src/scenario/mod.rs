@@ -529,6 +529,14 @@ impl Env<'_> {
         &self.scratch[self.layout.tally(self.w)]
     }
 
+    /// Stores this worker's final tallies where the parent reads them (`tally`, `tally_sum`).
+    pub fn publish_tally(&self, tally: &[u64]) {
+        for (word, v) in self.tally().iter().zip(tally) {
+            // Relaxed: published by the worker's Release store of DONE (see `tally`).
+            word.store(*v, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// This worker's identity in lock words (`step::owner_id`).
     pub fn owner_id(&self) -> u32 {
         // Relaxed: written by the parent before the first fork (or thread spawn).
@@ -905,6 +913,11 @@ pub fn tally(region: &Region, w: usize, k: usize) -> u64 {
     // Relaxed: the worker stored it before its Release store of DONE (or before sending its
     // report over the channel in thread mode), which the parent has already observed.
     region.scratch()[layout.tally(w)][k].load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Tally word `k` summed over every reporting worker.
+pub fn tally_sum(region: &Region, reports: &[WorkerReport], k: usize) -> u64 {
+    reports.iter().map(|r| tally(region, r.worker, k)).sum()
 }
 
 /// Below the table: each scenario row's tallies and what broke.

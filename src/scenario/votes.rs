@@ -272,10 +272,7 @@ impl<St: Strategy> super::Scenario for Votes<'_, St> {
     }
 
     fn finish(&self, env: &Env<'_>, me: Voter) {
-        for (k, v) in me.tally.iter().enumerate() {
-            // Relaxed: published by the worker's Release store of DONE (see `super::tally`).
-            env.tally()[k].store(*v, Relaxed);
-        }
+        env.publish_tally(&me.tally);
     }
 }
 
