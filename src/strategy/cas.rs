@@ -14,7 +14,7 @@ impl Strategy for Cas {
     fn apply(&self, slot: Slot<'_>, probe: &Probe<'_>) -> Applied {
         let seen = step::read(slot.value);
         probe.intent(seen, seen.wrapping_add(1));
-        probe.after_read(slot, None);
+        probe.after_read(None);
         probe.point(Point::AfterRead);
         let (read, retries) = step::cas_add(slot.value, seen);
         probe.won(slot, read, read.wrapping_add(1), retries);

@@ -47,7 +47,7 @@ impl<S: Scope> Strategy for FutexLock<S> {
         let read = step::read(slot.value);
         probe.intent(read, read.wrapping_add(1));
         // A held worker waits until someone is queued: our identity with CONTENDED set.
-        probe.after_read(slot, Some(me | CONTENDED));
+        probe.after_read(Some((slot.lock, me | CONTENDED)));
         probe.point(Point::AfterRead);
         let written = step::write_successor(slot.value, read);
         probe.won(slot, read, written, retries);

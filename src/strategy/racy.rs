@@ -17,7 +17,7 @@ impl Strategy for Racy {
     fn apply(&self, slot: Slot<'_>, probe: &Probe<'_>) -> Applied {
         let read = step::read(slot.value);
         probe.intent(read, read.wrapping_add(1));
-        probe.after_read(slot, None);
+        probe.after_read(None);
         probe.point(Point::AfterRead);
         for _ in 0..self.window {
             std::hint::spin_loop();
