@@ -12,6 +12,8 @@ pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
     pub dashed: bool,
+    /// Index into the palette: one colour per strategy, the same in every plot.
+    pub colour: usize,
 }
 
 pub struct Plot {
@@ -126,7 +128,7 @@ impl Plot {
 
         // Lines, markers and the legend.
         for (i, s) in self.series.iter().enumerate() {
-            let colour = COLOURS[i % COLOURS.len()];
+            let colour = COLOURS[s.colour % COLOURS.len()];
             let pts: Vec<(f64, f64)> = s
                 .points
                 .iter()
@@ -226,6 +228,21 @@ impl Axis {
     }
 }
 
+/// A strategy's palette index: its place in `StrategyKind::ALL`.
+fn colour_of(s: StrategyKind) -> usize {
+    StrategyKind::ALL.iter().position(|&k| k == s).unwrap_or(0)
+}
+
+/// The `linear` reference line's colour: after every strategy's.
+const LINEAR_COLOUR: usize = StrategyKind::ALL.len() + 1;
+
+/// A percentile tick: 0.99999 as "99.999%", without float noise.
+fn percent(q: f64) -> String {
+    let text = format!("{:.4}", q * 100.0);
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}%")
+}
+
 /// A short axis label: 1, 250, 1.5k, 12M, 0.05.
 fn number(v: f64) -> String {
     let a = v.abs();
@@ -291,6 +308,7 @@ pub fn bench_plots(summary: &BenchSummary) -> Vec<(&'static str, String)> {
                 })
                 .collect(),
             dashed: false,
+            colour: colour_of(s),
         })
         .collect();
     throughput.push(Series {
@@ -303,6 +321,7 @@ pub fn bench_plots(summary: &BenchSummary) -> Vec<(&'static str, String)> {
             })
             .collect(),
         dashed: true,
+        colour: LINEAR_COLOUR,
     });
 
     let mut tails = Vec::new();
@@ -326,6 +345,7 @@ pub fn bench_plots(summary: &BenchSummary) -> Vec<(&'static str, String)> {
                     })
                     .collect(),
                 dashed,
+                colour: colour_of(s),
             });
         }
     }
@@ -345,11 +365,12 @@ pub fn bench_plots(summary: &BenchSummary) -> Vec<(&'static str, String)> {
                 })
                 .unwrap_or_default(),
             dashed: false,
+            colour: colour_of(s),
         })
         .collect();
     let spectrum_ticks = [0.5, 0.9, 0.99, 0.999, 0.9999, 0.99999]
         .iter()
-        .map(|&q| (nines(q), format!("{}%", q * 100.0)))
+        .map(|&q| (nines(q), percent(q)))
         .collect();
 
     let loss: Vec<Series> = summary
@@ -365,6 +386,7 @@ pub fn bench_plots(summary: &BenchSummary) -> Vec<(&'static str, String)> {
                 })
                 .collect(),
             dashed: m == Mode::Threads,
+            colour: colour_of(StrategyKind::Racy),
         })
         .collect();
 
@@ -441,6 +463,7 @@ mod tests {
                 name: "s".into(),
                 points: vec![(1.0, 10.0), (10.0, 1000.0), (0.0, 5.0)],
                 dashed: true,
+                colour: 0,
             }],
         }
         .render();
@@ -455,5 +478,7 @@ mod tests {
         assert_eq!(number(2_500_000.0), "2.5M");
         assert_eq!(number(0.25), "0.25");
         assert_eq!(number(16.0), "16");
+        assert_eq!(percent(0.99999), "99.999%");
+        assert_eq!(percent(0.5), "50%");
     }
 }
