@@ -20,12 +20,21 @@ use crate::workload::SlotPicker;
 /// Runs every strategy `repeat` times and summarises.
 pub fn run(config: &Config) -> Result<Summary, Error> {
     config.validate()?;
-    if let Some(scenario) = &config.scenario {
-        return crate::scenario::run(config, scenario);
-    }
     if let Some(store) = &config.store {
         store.prepare()?;
     }
+    let summary = match &config.scenario {
+        Some(scenario) => crate::scenario::run(config, scenario)?,
+        None => run_strategies(config)?,
+    };
+    if let (Some(store), Some(path)) = (&config.store, &config.history) {
+        export_history(store.spec.path(), path)?;
+    }
+    Ok(summary)
+}
+
+/// The plain counter: every strategy, `repeat` times.
+fn run_strategies(config: &Config) -> Result<Summary, Error> {
     let mut strategies = Vec::new();
     for &strategy in &config.strategies {
         let mut runs = Vec::new();
@@ -42,9 +51,6 @@ pub fn run(config: &Config) -> Result<Summary, Error> {
         if pool::interrupted() {
             break;
         }
-    }
-    if let (Some(store), Some(path)) = (&config.store, &config.history) {
-        export_history(store.spec.path(), path)?;
     }
     let all_exact = strategies.iter().all(|s| s.verdict != Verdict::Failed);
     Ok(Summary {
@@ -112,7 +118,13 @@ pub fn run_once(
     }
     let outcome = outcome?;
     let history = match &plan.store {
-        Some(store) => Some(persist_end_and_verify(store, &region, &outcome)?),
+        Some(store) => {
+            let mut completed = vec![0u64; region.worker_count()];
+            for r in &outcome.reports {
+                completed[r.worker] = r.completed;
+            }
+            Some(persist_end_and_verify(store, &region, completed)?)
+        }
         None => None,
     };
     let (mut run, histogram) = summarise(config, &plan, &region, outcome);
@@ -125,17 +137,13 @@ pub fn run_once(
     Ok((run, histogram))
 }
 
-/// Saves the run's end (final values, fingerprint, acknowledgements), then checks the stored
-/// record of this run exactly as `torture verify` would.
-fn persist_end_and_verify(
+/// Saves the run's end (final values, fingerprint, each worker's acknowledged updates), then
+/// checks the stored record of this run exactly as `torture verify` would.
+pub(crate) fn persist_end_and_verify(
     store: &RunStore,
     region: &Region,
-    outcome: &PoolOutcome,
+    completed: Vec<u64>,
 ) -> Result<RunCheck, Error> {
-    let mut completed = vec![0u64; region.worker_count()];
-    for r in &outcome.reports {
-        completed[r.worker] = r.completed;
-    }
     store.end(&RunEnd {
         run: store.info.run,
         fingerprint: region.fingerprint(),
