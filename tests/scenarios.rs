@@ -616,6 +616,32 @@ fn votes_and_record_bugs_leave_duplicates_with_witnesses_in_the_log_and_in_sqlit
     }
 }
 
+#[test]
+fn votes_and_record_verify_from_either_store_in_thread_mode() {
+    for prefix in ["log:", "sqlite:"] {
+        for (flags, fixes) in stored_runs(false) {
+            let store = TempPath::new(&format!("threads-{}-{}", flags[1], &prefix[..3]));
+            let spec = store.arg(prefix);
+            let list = fixes.join(",");
+            let pick = if flags[1] == "votes" {
+                "--strategy"
+            } else {
+                "--fix"
+            };
+            let mut args = flags.clone();
+            args.extend([pick, &list, "--mode", "threads", "--workers", "64"]);
+            args.extend(["--ops", "200", "--store", &spec]);
+            let (json, code) = summary(&args);
+            assert_eq!(code, 0, "{args:?}");
+            for fix in &fixes {
+                let h = &row(&json, fix)["runs"][0]["history"];
+                assert_eq!(h["verified"], true, "{fix} in threads with {prefix}: {h}");
+                assert!(h["persisted"].as_u64().unwrap() > 0, "{h}");
+            }
+        }
+    }
+}
+
 // ---- every scenario in thread mode ----
 
 #[test]

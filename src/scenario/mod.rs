@@ -40,9 +40,7 @@ use crate::latency;
 use crate::pool::{self, PoolOutcome};
 use crate::progress::Watcher;
 use crate::region::{Region, WorkerArea};
-use crate::report::{
-    Fairness, Machine, Percentiles, RunSummary, StrategySummary, Summary, Verdict,
-};
+use crate::report::{Machine, RunSummary, StrategySummary, Summary, Verdict};
 use crate::store::{Recorder, RunStore};
 use crate::strategy::{Applied, StrategyKind};
 use crate::worker::{Plan, WorkerReport};
@@ -937,62 +935,21 @@ fn summarise(
     mut check: Check,
 ) -> (RunSummary, Histogram<u64>) {
     let variant = plan.scenario.as_ref().expect("a scenario plan").variant;
-    let mut histogram = latency::new_histogram();
-    let (mut retries, mut waits, mut wakes, mut updates) = (0u64, 0u64, 0u64, 0u64);
-    let mut end_ns = outcome.go_ns;
-    let mut rates = Vec::with_capacity(outcome.reports.len());
-    for r in &outcome.reports {
-        histogram.add(&r.histogram).expect("same bounds");
-        retries += r.retries;
-        waits += r.waits;
-        wakes += r.wakes;
-        updates += r.completed;
-        end_ns = end_ns.max(r.end_ns);
-        let secs = (r.end_ns.saturating_sub(outcome.go_ns)).max(1) as f64 / 1e9;
-        rates.push(r.completed as f64 / secs);
-    }
     check.findings.truncate(8);
-    let window_ns = end_ns.saturating_sub(outcome.go_ns).max(1);
-    let per = |n: u64| n as f64 / updates.max(1) as f64;
+    // The invariant decides, not the slot count: a bug is expected to break it.
     let verdict = match (variant.is_bug(), check.violations == 0) {
         (false, true) => Verdict::Exact,
         (false, false) => Verdict::Failed,
         (true, false) => Verdict::RaceCaught,
         (true, true) => Verdict::RaceMissed,
     };
-    let run = RunSummary {
-        strategy: plan.strategy,
-        mode: config.mode,
-        layout: config.layout,
-        workers: config.workers,
-        slots: config.slots,
-        ops_per_worker: config.ops,
-        seed: plan.seed,
-        updates,
-        loss_rate: count.loss_rate(updates),
-        verdict,
+    let judged = crate::run::Judged {
         count,
+        verdict,
         wrong_slots: Vec::new(),
-        spawn_ms: outcome.spawn_ns as f64 / 1e6,
-        window_ms: window_ns as f64 / 1e6,
-        ops_per_sec: updates as f64 / (window_ns as f64 / 1e9),
-        latency_ns: Percentiles::of(&histogram),
-        retries,
-        waits,
-        wakes,
-        retries_per_update: per(retries),
-        waits_per_update: per(waits),
-        wakes_per_update: per(wakes),
-        preemptions: outcome.preemptions,
-        voluntary_switches: outcome.voluntary_switches,
-        fairness: Fairness::of(rates),
-        fingerprint: format!("{:016x}", region.fingerprint()),
         check: Some(check),
-        history: None,
-        interrupted: outcome.interrupted,
-        faults: (!outcome.faults.is_empty()).then_some(outcome.faults),
     };
-    (run, histogram)
+    crate::run::run_summary(config, plan, region, outcome, judged)
 }
 
 /// Reads worker `w`'s tally word `k` (after the pool reaped every worker).
