@@ -14,6 +14,11 @@
 //! publishes its tallies before it reports DONE; the parent reads them after reaping, like the
 //! rest of the report.
 //!
+//! With `--store`, votes and record workers persist each winning update (one slot, v to v+1)
+//! through the same `Recorder` as the counter, and the run's stored record is verified like
+//! the counter's; cache and ledger are not counter-shaped, so `--store` is refused for them
+//! (`ScenarioKind::why_no_store`).
+//!
 //! Variants are named after the incident's own code (`whole-record`, `seqlock`, …) and map to
 //! the strategy whose mechanism they use, so the summary keeps one row type.
 
@@ -764,8 +769,6 @@ pub fn run(config: &Config, sc: &ScenarioConfig) -> Result<Summary, Error> {
                     row.findings = check.findings.clone();
                 }
             }
-            // Where events will be emitted once the history store lands (branch `history`):
-            // one event per update is written by the worker; the run's check goes here.
             runs.push(run);
             histograms.push(histogram);
         }
