@@ -144,11 +144,18 @@ impl Config {
             }
         }
         if let Some(scenario) = &self.scenario {
-            if self.store.is_some() {
-                return usage(
-                    "--store does not apply to --scenario yet: scenarios do not persist events"
-                        .into(),
-                );
+            if let Some(store) = &self.store {
+                if let Some(why) = scenario.kind.why_no_store() {
+                    return usage(format!(
+                        "--store does not apply to --scenario {}: {why}",
+                        scenario.kind.name()
+                    ));
+                }
+                if store.hold_before_persist {
+                    return usage(
+                        "--hold-before-persist scripts the plain counter, not --scenario".into(),
+                    );
+                }
             }
             scenario.validate(self)?;
         } else if self.hold_after_read {

@@ -1,5 +1,6 @@
 //! One invocation: Config -> (per strategy, per repeat) Region -> Pool -> Count -> Summary.
 
+use crate::check::{Count, SlotCount};
 use crate::config::{Config, Mode};
 use crate::error::Error;
 use crate::fault;
@@ -20,12 +21,21 @@ use crate::workload::SlotPicker;
 /// Runs every strategy `repeat` times and summarises.
 pub fn run(config: &Config) -> Result<Summary, Error> {
     config.validate()?;
-    if let Some(scenario) = &config.scenario {
-        return crate::scenario::run(config, scenario);
-    }
     if let Some(store) = &config.store {
         store.prepare()?;
     }
+    let summary = match &config.scenario {
+        Some(scenario) => crate::scenario::run(config, scenario)?,
+        None => run_strategies(config)?,
+    };
+    if let (Some(store), Some(path)) = (&config.store, &config.history) {
+        export_history(store.spec.path(), path)?;
+    }
+    Ok(summary)
+}
+
+/// The plain counter: every strategy, `repeat` times.
+fn run_strategies(config: &Config) -> Result<Summary, Error> {
     let mut strategies = Vec::new();
     for &strategy in &config.strategies {
         let mut runs = Vec::new();
@@ -42,9 +52,6 @@ pub fn run(config: &Config) -> Result<Summary, Error> {
         if pool::interrupted() {
             break;
         }
-    }
-    if let (Some(store), Some(path)) = (&config.store, &config.history) {
-        export_history(store.spec.path(), path)?;
     }
     let all_exact = strategies.iter().all(|s| s.verdict != Verdict::Failed);
     Ok(Summary {
@@ -112,7 +119,13 @@ pub fn run_once(
     }
     let outcome = outcome?;
     let history = match &plan.store {
-        Some(store) => Some(persist_end_and_verify(store, &region, &outcome)?),
+        Some(store) => {
+            let mut completed = vec![0u64; region.worker_count()];
+            for r in &outcome.reports {
+                completed[r.worker] = r.completed;
+            }
+            Some(persist_end_and_verify(store, &region, completed)?)
+        }
         None => None,
     };
     let (mut run, histogram) = summarise(config, &plan, &region, outcome);
@@ -125,17 +138,13 @@ pub fn run_once(
     Ok((run, histogram))
 }
 
-/// Saves the run's end (final values, fingerprint, acknowledgements), then checks the stored
-/// record of this run exactly as `torture verify` would.
-fn persist_end_and_verify(
+/// Saves the run's end (final values, fingerprint, each worker's acknowledged updates), then
+/// checks the stored record of this run exactly as `torture verify` would.
+pub(crate) fn persist_end_and_verify(
     store: &RunStore,
     region: &Region,
-    outcome: &PoolOutcome,
+    completed: Vec<u64>,
 ) -> Result<RunCheck, Error> {
-    let mut completed = vec![0u64; region.worker_count()];
-    for r in &outcome.reports {
-        completed[r.worker] = r.completed;
-    }
     store.end(&RunEnd {
         run: store.info.run,
         fingerprint: region.fingerprint(),
@@ -179,21 +188,9 @@ fn summarise(
     outcome: PoolOutcome,
 ) -> (RunSummary, hdrhistogram::Histogram<u64>) {
     let mut applied = vec![0u64; region.slot_count()];
-    let mut histogram = latency::new_histogram();
-    let (mut retries, mut waits, mut wakes, mut updates) = (0u64, 0u64, 0u64, 0u64);
-    let mut end_ns = outcome.go_ns;
-    let mut rates = Vec::with_capacity(outcome.reports.len());
     for r in &outcome.reports {
         SlotPicker::new(plan.seed, r.worker, region.slot_count(), plan.pick)
             .replay(r.completed, &mut applied);
-        histogram.add(&r.histogram).expect("same bounds");
-        retries += r.retries;
-        waits += r.waits;
-        wakes += r.wakes;
-        updates += r.completed;
-        end_ns = end_ns.max(r.end_ns);
-        let secs = (r.end_ns.saturating_sub(outcome.go_ns)).max(1) as f64 / 1e9;
-        rates.push(r.completed as f64 / secs);
     }
     // A dead worker's update in flight may or may not be in the final values.
     let mut in_flight = vec![0u64; region.slot_count()];
@@ -208,6 +205,46 @@ fn summarise(
     let (count, mut wrong_slots) =
         fault::bounded_count(config.initial, &applied, &in_flight, &region.values());
     wrong_slots.truncate(16);
+    let judged = Judged {
+        verdict: Verdict::of(plan.strategy, &count),
+        count,
+        wrong_slots,
+        check: None,
+    };
+    run_summary(config, plan, region, outcome, judged)
+}
+
+/// What a run's own check decided: the plain counter's exact count, or a scenario's invariant.
+pub(crate) struct Judged {
+    pub count: Count,
+    pub verdict: Verdict,
+    pub wrong_slots: Vec<SlotCount>,
+    pub check: Option<crate::scenario::Check>,
+}
+
+/// One run's summary: the figures every run reports (timing, latency, retries, fairness),
+/// around what its check decided. The counter and every scenario share it.
+pub(crate) fn run_summary(
+    config: &Config,
+    plan: &Plan,
+    region: &Region,
+    outcome: PoolOutcome,
+    judged: Judged,
+) -> (RunSummary, hdrhistogram::Histogram<u64>) {
+    let mut histogram = latency::new_histogram();
+    let (mut retries, mut waits, mut wakes, mut updates) = (0u64, 0u64, 0u64, 0u64);
+    let mut end_ns = outcome.go_ns;
+    let mut rates = Vec::with_capacity(outcome.reports.len());
+    for r in &outcome.reports {
+        histogram.add(&r.histogram).expect("same bounds");
+        retries += r.retries;
+        waits += r.waits;
+        wakes += r.wakes;
+        updates += r.completed;
+        end_ns = end_ns.max(r.end_ns);
+        let secs = (r.end_ns.saturating_sub(outcome.go_ns)).max(1) as f64 / 1e9;
+        rates.push(r.completed as f64 / secs);
+    }
     let window_ns = end_ns.saturating_sub(outcome.go_ns).max(1);
     let per = |n: u64| n as f64 / updates.max(1) as f64;
     let run = RunSummary {
@@ -219,10 +256,10 @@ fn summarise(
         ops_per_worker: config.ops,
         seed: plan.seed,
         updates,
-        loss_rate: count.loss_rate(updates),
-        verdict: Verdict::of(plan.strategy, &count),
-        count,
-        wrong_slots,
+        loss_rate: judged.count.loss_rate(updates),
+        verdict: judged.verdict,
+        count: judged.count,
+        wrong_slots: judged.wrong_slots,
         spawn_ms: outcome.spawn_ns as f64 / 1e6,
         window_ms: window_ns as f64 / 1e6,
         ops_per_sec: updates as f64 / (window_ns as f64 / 1e9),
@@ -237,7 +274,7 @@ fn summarise(
         voluntary_switches: outcome.voluntary_switches,
         fairness: Fairness::of(rates),
         fingerprint: format!("{:016x}", region.fingerprint()),
-        check: None,
+        check: judged.check,
         history: None,
         interrupted: outcome.interrupted,
         faults: (!outcome.faults.is_empty()).then_some(outcome.faults),

@@ -5,8 +5,11 @@
 //! every run when scripted (two workers held at the losing step); every fix keeps the
 //! invariant in every run with 1000 workers, repeated, and in thread mode.
 
+mod common;
+
 use std::process::{Command, Output};
 
+use common::TempPath;
 use serde_json::Value;
 
 /// One `torture` at a time: each forks up to 1000 workers on a small machine, and runs in
@@ -487,6 +490,158 @@ fn ledger_unordered_locks_deadlock_is_named_and_nothing_is_left_behind() {
     }
 }
 
+// ---- stores and torture verify ----
+
+/// votes and record with each store: `(scenario flags, variants)`, 1000 workers.
+fn stored_runs(bug: bool) -> [(Vec<&'static str>, Vec<&'static str>); 2] {
+    let (votes, record) = if bug {
+        (vec!["racy"], vec!["whole-record"])
+    } else {
+        (
+            vec!["atomic", "futex-lock"],
+            vec!["record-lock", "field-atomic", "version-cas"],
+        )
+    };
+    let votes_flags = if bug {
+        // One option: every voter on the same slot.
+        vec!["--scenario", "votes", "--slots", "1"]
+    } else {
+        vec![
+            "--scenario",
+            "votes",
+            "--slots",
+            "3",
+            "--initial",
+            "50",
+            "--invalid-rate",
+            "0.2",
+        ]
+    };
+    [(votes_flags, votes), (vec!["--scenario", "record"], record)]
+}
+
+/// Runs one stored scenario at 1000 workers; returns the summary, the exit code and the
+/// `torture verify --json` verdict on the store with its exit code.
+fn run_stored(store: &str, flags: &[&str], variants: &[&str]) -> (Value, i32, Value, i32) {
+    let list = variants.join(",");
+    let pick = if flags[1] == "votes" {
+        "--strategy"
+    } else {
+        "--fix"
+    };
+    let mut args = flags.to_vec();
+    args.extend([pick, &list, "--workers", "1000", "--ops", "20"]);
+    args.extend(["--race-window", "2000", "--store", store]);
+    let (json, code) = summary(&args);
+    let path = store.split_once(':').unwrap().1;
+    let out = torture(&["verify", path, "--json"]);
+    let verdict: Value = serde_json::from_slice(&out.stdout).expect("verify --json");
+    (json, code, verdict, out.status.code().expect("exited"))
+}
+
+#[test]
+fn votes_and_record_fixes_verify_from_the_log_and_from_sqlite_with_1000_workers() {
+    for prefix in ["log:", "sqlite:"] {
+        for (flags, fixes) in stored_runs(false) {
+            let store = TempPath::new(&format!("fix-{}-{}", flags[1], &prefix[..3]));
+            let spec = store.arg(prefix);
+            let (json, code, verdict, verify_code) = run_stored(&spec, &flags, &fixes);
+            assert_eq!(code, 0, "{spec} {flags:?}");
+            assert_eq!(json["all_exact"], true, "{flags:?}");
+            for fix in &fixes {
+                let run = &row(&json, fix)["runs"][0];
+                let h = &run["history"];
+                assert_eq!(h["verified"], true, "{fix} with {prefix}: {h}");
+                assert_eq!(h["duplicates"], 0, "{fix}");
+                assert_eq!(h["gaps"], 0, "{fix}");
+                assert_eq!(h["persisted"], h["acknowledged"], "{fix}: {h}");
+                // One event per winning update: rejected ballots are not events.
+                if flags[1] == "votes" {
+                    let accepted = &run["check"]["counters"]["accepted"];
+                    assert_eq!(&h["persisted"], accepted, "{fix}");
+                    assert!(accepted.as_u64().unwrap() < 20_000, "none rejected?");
+                } else {
+                    assert_eq!(h["persisted"], 20_000, "{fix}");
+                }
+            }
+            // The store alone, read back by `torture verify`, says the same.
+            assert_eq!(verify_code, 0, "{spec}: {verdict}");
+            let runs = verdict["runs"].as_array().unwrap();
+            let names: Vec<String> = fixes.iter().map(|f| format!("{} {f}", flags[1])).collect();
+            let stored: Vec<&str> = runs
+                .iter()
+                .map(|r| r["strategy"].as_str().unwrap())
+                .collect();
+            assert_eq!(stored, names, "the run headers name scenario and variant");
+            assert!(runs.iter().all(|r| r["verified"] == true), "{verdict}");
+        }
+    }
+}
+
+#[test]
+fn votes_and_record_bugs_leave_duplicates_with_witnesses_in_the_log_and_in_sqlite() {
+    for prefix in ["log:", "sqlite:"] {
+        for (flags, bug) in stored_runs(true) {
+            let store = TempPath::new(&format!("bug-{}-{}", flags[1], &prefix[..3]));
+            let spec = store.arg(prefix);
+            let (json, code, verdict, verify_code) = run_stored(&spec, &flags, &bug);
+            // A caught bug is the expected outcome of the run ...
+            assert_eq!(code, 0, "{spec} {flags:?}");
+            let run = &row(&json, bug[0])["runs"][0];
+            assert_eq!(run["verdict"], "race-caught", "{run}");
+            let h = &run["history"];
+            assert_eq!(h["verified"], false, "{h}");
+            assert!(h["duplicates"].as_u64().unwrap() > 0, "{h}");
+            // ... and the store names the two workers that won the same value.
+            let w = &h["witness_list"][0];
+            assert_eq!(
+                w["written"].as_u64(),
+                w["read"].as_u64().map(|r| r + 1),
+                "{w}"
+            );
+            assert_eq!(w["workers"].as_array().map(Vec::len), Some(2), "{w}");
+            // `torture verify` on the store alone fails with the same duplicates.
+            assert_ne!(verify_code, 0, "{verdict}");
+            let stored = &verdict["runs"][0];
+            assert_eq!(stored["strategy"], format!("{} {}", flags[1], bug[0]));
+            assert_eq!(stored["duplicates"], h["duplicates"], "{verdict}");
+            assert!(
+                stored["problems"][0]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("lost update: "),
+                "{verdict}"
+            );
+        }
+    }
+}
+
+#[test]
+fn votes_and_record_verify_from_either_store_in_thread_mode() {
+    for prefix in ["log:", "sqlite:"] {
+        for (flags, fixes) in stored_runs(false) {
+            let store = TempPath::new(&format!("threads-{}-{}", flags[1], &prefix[..3]));
+            let spec = store.arg(prefix);
+            let list = fixes.join(",");
+            let pick = if flags[1] == "votes" {
+                "--strategy"
+            } else {
+                "--fix"
+            };
+            let mut args = flags.clone();
+            args.extend([pick, &list, "--mode", "threads", "--workers", "64"]);
+            args.extend(["--ops", "200", "--store", &spec]);
+            let (json, code) = summary(&args);
+            assert_eq!(code, 0, "{args:?}");
+            for fix in &fixes {
+                let h = &row(&json, fix)["runs"][0]["history"];
+                assert_eq!(h["verified"], true, "{fix} in threads with {prefix}: {h}");
+                assert!(h["persisted"].as_u64().unwrap() > 0, "{h}");
+            }
+        }
+    }
+}
+
 // ---- every scenario in thread mode ----
 
 #[test]
@@ -597,6 +752,14 @@ fn a_variant_that_does_not_apply_is_refused_with_one_line_and_exit_2() {
         (
             &["--invalid-rate", "0.1"],
             "--invalid-rate applies to --scenario votes",
+        ),
+        (
+            &["--scenario", "cache", "--store", "log:unused.log"],
+            "--store does not apply to --scenario cache: its invariant is what readers saw",
+        ),
+        (
+            &["--scenario", "ledger", "--store", "sqlite:unused.db"],
+            "--store does not apply to --scenario ledger: a transfer moves two balances",
         ),
     ] {
         let out = torture(args);

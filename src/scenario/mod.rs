@@ -14,6 +14,11 @@
 //! publishes its tallies before it reports DONE; the parent reads them after reaping, like the
 //! rest of the report.
 //!
+//! With `--store`, votes and record workers persist each winning update (one slot, v to v+1)
+//! through the same `Recorder` as the counter, and the run's stored record is verified like
+//! the counter's; cache and ledger are not counter-shaped, so `--store` is refused for them
+//! (`ScenarioKind::why_no_store`).
+//!
 //! Variants are named after the incident's own code (`whole-record`, `seqlock`, …) and map to
 //! the strategy whose mechanism they use, so the summary keeps one row type.
 
@@ -35,13 +40,13 @@ use crate::clock::now_ns;
 use crate::config::{Config, Mode};
 use crate::error::Error;
 use crate::futex::{self, Scope};
+use crate::history::RunInfo;
 use crate::latency;
 use crate::pool::{self, PoolOutcome};
 use crate::progress::Watcher;
 use crate::region::{Region, WorkerArea};
-use crate::report::{
-    Fairness, Machine, Percentiles, RunSummary, StrategySummary, Summary, Verdict,
-};
+use crate::report::{Machine, RunSummary, StrategySummary, Summary, Verdict};
+use crate::store::{Recorder, RunStore};
 use crate::strategy::{Applied, StrategyKind};
 use crate::worker::{Plan, WorkerReport};
 
@@ -78,6 +83,20 @@ impl ScenarioKind {
             ScenarioKind::Record => "every field update kept",
             ScenarioKind::Cache => "no torn read",
             ScenarioKind::Ledger => "total unchanged",
+        }
+    }
+
+    /// Why `--store` cannot record this scenario, if it cannot. The store's events say "slot s
+    /// went from v to v+1", which votes and record are made of; cache and ledger are not.
+    pub fn why_no_store(self) -> Option<&'static str> {
+        match self {
+            ScenarioKind::Votes | ScenarioKind::Record => None,
+            ScenarioKind::Cache => Some(
+                "its invariant is what readers saw (no torn read) and readers write nothing, so a record of slots moving v to v+1 cannot check it",
+            ),
+            ScenarioKind::Ledger => Some(
+                "a transfer moves two balances, one down and one up, and the store records one slot moving v to v+1 per event",
+            ),
         }
     }
 
@@ -521,6 +540,9 @@ pub struct Env<'a> {
     pub plan: &'a Plan,
     pub sp: &'a WorkerPlan,
     pub script: Script<'a>,
+    /// Where this worker persists its winning updates, when the run has a store (votes and
+    /// record only: `Config::validate` refuses `--store` for the others).
+    pub recorder: Option<&'a Recorder<'a>>,
 }
 
 impl Env<'_> {
@@ -534,6 +556,15 @@ impl Env<'_> {
         for (word, v) in self.tally().iter().zip(tally) {
             // Relaxed: published by the worker's Release store of DONE (see `tally`).
             word.store(*v, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Persists one winning update when the run has a store: inside the critical section for
+    /// lock fixes, right after the winning step otherwise (as `Probe::won`).
+    #[inline]
+    pub fn won(&self, slot: usize, read: u32, written: u32, retries: u32) {
+        if let Some(r) = self.recorder {
+            r.won(slot, read, written, retries);
         }
     }
 
@@ -601,6 +632,8 @@ impl Script<'_> {
 /// Runs worker `w` of a scenario plan (called by `worker::run`).
 pub fn run_worker(region: &Region, w: usize, plan: &Plan, sp: &WorkerPlan) -> WorkerReport {
     use crate::futex::{Private, Shared};
+    // Opened here, in the worker (after the fork): never a file or connection of the parent's.
+    let recorder = plan.store.as_deref().map(|s| Recorder::open(s, w));
     let env = Env {
         region,
         scratch: region.scratch(),
@@ -615,6 +648,7 @@ pub fn run_worker(region: &Region, w: usize, plan: &Plan, sp: &WorkerPlan) -> Wo
             // Only the first two workers play the script; the others run freely.
             on: plan.hold_after_read && w < 2,
         },
+        recorder: recorder.as_ref(),
     };
     match (sp.kind, plan.processes) {
         (ScenarioKind::Votes, true) => votes::run::<Shared>(&env),
@@ -635,9 +669,21 @@ pub fn drive<Sc: Scenario>(scenario: &Sc, env: &Env<'_>) -> WorkerReport {
     let mut histogram = latency::new_histogram();
     let (mut retries, mut waits, mut wakes) = (0u64, 0u64, 0u64);
     let start_ns = now_ns();
+    let mut done = 0;
     for i in 0..env.plan.ops {
+        // A worker whose store failed stops: the parent reports the failure for the run.
+        if env.recorder.is_some_and(|r| r.failed()) {
+            break;
+        }
         let timed = env.plan.latency.times(i);
-        let t0 = if timed { now_ns() } else { 0 };
+        let t0 = if timed || env.recorder.is_some() {
+            now_ns()
+        } else {
+            0
+        };
+        if let Some(r) = env.recorder {
+            r.begin(t0);
+        }
         let applied = scenario.step(env, &mut me, i);
         if timed {
             histogram.saturating_record(now_ns().saturating_sub(t0).max(1));
@@ -649,12 +695,16 @@ pub fn drive<Sc: Scenario>(scenario: &Sc, env: &Env<'_>) -> WorkerReport {
         // by `WorkerReport::publish`.
         area.completed
             .store(i + 1, std::sync::atomic::Ordering::Relaxed);
+        done = i + 1;
     }
     let end_ns = now_ns();
+    if let Some(r) = env.recorder {
+        r.finish();
+    }
     scenario.finish(env, me);
     WorkerReport {
         worker: env.w,
-        completed: env.plan.ops,
+        completed: done,
         retries,
         waits,
         wakes,
@@ -719,8 +769,6 @@ pub fn run(config: &Config, sc: &ScenarioConfig) -> Result<Summary, Error> {
                     row.findings = check.findings.clone();
                 }
             }
-            // Where events will be emitted once the history store lands (branch `history`):
-            // one event per update is written by the worker; the run's check goes here.
             runs.push(run);
             histograms.push(histogram);
         }
@@ -811,8 +859,23 @@ fn run_once(
         race_window: config.race_window,
         hold_after_read: config.hold_after_read,
         scenario: Some(sp.clone()),
-        // Scenarios do not persist yet: config validation refuses --scenario with --store.
-        store: None,
+        store: match &config.store {
+            Some(store) => Some(std::sync::Arc::new(RunStore::begin(
+                store,
+                RunInfo {
+                    run: RunStore::new_run_id(),
+                    // The scenario and variant, so `torture verify` names what it checks.
+                    strategy: format!("{} {}", sc.kind.name(), variant.name()),
+                    workers: config.workers as u32,
+                    slots: config.slots as u32,
+                    ops: config.ops,
+                    initial: config.initial,
+                    seed,
+                    persist: String::new(),
+                },
+            )?)),
+            None => None,
+        },
         strike: config.faults.strike,
     };
     let watcher = Watcher {
@@ -826,8 +889,27 @@ fn run_once(
         seed,
     };
     let outcome = match config.mode {
-        Mode::Processes => pool::run_processes(&region, &plan, &watcher)?,
-        Mode::Threads => pool::run_threads(&region, &plan, &watcher)?,
+        Mode::Processes => pool::run_processes(&region, &plan, &watcher),
+        Mode::Threads => pool::run_threads(&region, &plan, &watcher),
+    };
+    // A store that failed explains any worker trouble better than the trouble itself.
+    if let Some(failure) = plan.store.as_ref().and_then(|s| s.failure()) {
+        return Err(Error::Store(failure));
+    }
+    let outcome = outcome?;
+    let history = match &plan.store {
+        Some(store) => {
+            // Acknowledged = events each worker persisted: a rejected ballot is no update.
+            let mut acked = vec![0u64; region.worker_count()];
+            for r in &outcome.reports {
+                acked[r.worker] = match sc.kind {
+                    ScenarioKind::Votes => votes::accepted(&region, r.worker),
+                    _ => r.completed,
+                };
+            }
+            Some(crate::run::persist_end_and_verify(store, &region, acked)?)
+        }
+        None => None,
     };
     let (count, check) = match sc.kind {
         ScenarioKind::Votes => votes::check(config, sc, &sp, seed, &region, &outcome.reports),
@@ -835,7 +917,16 @@ fn run_once(
         ScenarioKind::Cache => cache::check(config, &sp, &region, &outcome.reports),
         ScenarioKind::Ledger => ledger::check(config, &sp, &region, &outcome.reports),
     };
-    Ok(summarise(config, &plan, &region, outcome, count, check))
+    let (mut run, histogram) = summarise(config, &plan, &region, outcome, count, check);
+    if let Some(h) = history {
+        // A fix whose stored record does not verify failed, whatever memory says; the bug's
+        // record is expected to show the damage (its witnesses).
+        if !h.verified && !variant.is_bug() {
+            run.verdict = Verdict::Failed;
+        }
+        run.history = Some(h);
+    }
+    Ok((run, histogram))
 }
 
 fn summarise(
@@ -847,62 +938,21 @@ fn summarise(
     mut check: Check,
 ) -> (RunSummary, Histogram<u64>) {
     let variant = plan.scenario.as_ref().expect("a scenario plan").variant;
-    let mut histogram = latency::new_histogram();
-    let (mut retries, mut waits, mut wakes, mut updates) = (0u64, 0u64, 0u64, 0u64);
-    let mut end_ns = outcome.go_ns;
-    let mut rates = Vec::with_capacity(outcome.reports.len());
-    for r in &outcome.reports {
-        histogram.add(&r.histogram).expect("same bounds");
-        retries += r.retries;
-        waits += r.waits;
-        wakes += r.wakes;
-        updates += r.completed;
-        end_ns = end_ns.max(r.end_ns);
-        let secs = (r.end_ns.saturating_sub(outcome.go_ns)).max(1) as f64 / 1e9;
-        rates.push(r.completed as f64 / secs);
-    }
     check.findings.truncate(8);
-    let window_ns = end_ns.saturating_sub(outcome.go_ns).max(1);
-    let per = |n: u64| n as f64 / updates.max(1) as f64;
+    // The invariant decides, not the slot count: a bug is expected to break it.
     let verdict = match (variant.is_bug(), check.violations == 0) {
         (false, true) => Verdict::Exact,
         (false, false) => Verdict::Failed,
         (true, false) => Verdict::RaceCaught,
         (true, true) => Verdict::RaceMissed,
     };
-    let run = RunSummary {
-        strategy: plan.strategy,
-        mode: config.mode,
-        layout: config.layout,
-        workers: config.workers,
-        slots: config.slots,
-        ops_per_worker: config.ops,
-        seed: plan.seed,
-        updates,
-        loss_rate: count.loss_rate(updates),
-        verdict,
+    let judged = crate::run::Judged {
         count,
+        verdict,
         wrong_slots: Vec::new(),
-        spawn_ms: outcome.spawn_ns as f64 / 1e6,
-        window_ms: window_ns as f64 / 1e6,
-        ops_per_sec: updates as f64 / (window_ns as f64 / 1e9),
-        latency_ns: Percentiles::of(&histogram),
-        retries,
-        waits,
-        wakes,
-        retries_per_update: per(retries),
-        waits_per_update: per(waits),
-        wakes_per_update: per(wakes),
-        preemptions: outcome.preemptions,
-        voluntary_switches: outcome.voluntary_switches,
-        fairness: Fairness::of(rates),
-        fingerprint: format!("{:016x}", region.fingerprint()),
         check: Some(check),
-        history: None,
-        interrupted: outcome.interrupted,
-        faults: (!outcome.faults.is_empty()).then_some(outcome.faults),
     };
-    (run, histogram)
+    crate::run::run_summary(config, plan, region, outcome, judged)
 }
 
 /// Reads worker `w`'s tally word `k` (after the pool reaped every worker).

@@ -111,6 +111,9 @@ impl<S: Scope> super::Scenario for Record<S> {
                 widen(env.plan.race_window);
                 copy[field] = copy[field].wrapping_add(1);
                 self.write_all(env, &copy, me);
+                // Recorded as the worker believes it happened: a stale copy shows in the store
+                // as a value of its field won twice.
+                env.won(field, copy[field].wrapping_sub(1), copy[field], 0);
                 Applied {
                     read: copy[field].wrapping_sub(1),
                     written: copy[field],
@@ -123,6 +126,8 @@ impl<S: Scope> super::Scenario for Record<S> {
                 self.read_all(env, &mut copy);
                 copy[field] = copy[field].wrapping_add(1);
                 self.write_all(env, &copy, me);
+                // Inside the lock: events reach the store in the order the values were made.
+                env.won(field, copy[field].wrapping_sub(1), copy[field], retries);
                 let woke = LockWord::<S>::unlock(lock);
                 Applied {
                     read: copy[field].wrapping_sub(1),
@@ -136,6 +141,7 @@ impl<S: Scope> super::Scenario for Record<S> {
                 // Relaxed: the field is the only data this update touches; RMWs on one atomic
                 // form a single modification order, which is all an exact count needs.
                 let read = env.region.slot(field).value.fetch_add(1, Relaxed);
+                env.won(field, read, read.wrapping_add(1), 0);
                 Applied {
                     read,
                     written: read.wrapping_add(1),
@@ -175,6 +181,8 @@ impl<S: Scope> super::Scenario for Record<S> {
                 }
                 copy[field] = copy[field].wrapping_add(1);
                 self.write_all(env, &copy, me);
+                // While the claim is held (the version is odd): like a lock's critical section.
+                env.won(field, copy[field].wrapping_sub(1), copy[field], retries);
                 // Release: pairs with the Acquire loads above in the next writer.
                 version.store(seen + 2, Release);
                 Applied {

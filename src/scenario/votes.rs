@@ -86,6 +86,11 @@ mod tally {
     pub const ACCEPTED: usize = 6;
 }
 
+/// Votes worker `w` had accepted (each one persisted as an event when the run has a store).
+pub fn accepted(region: &Region, w: usize) -> u64 {
+    super::tally(region, w, tally::ACCEPTED)
+}
+
 /// One ballot: the text a voter sent and what it should parse to.
 fn ballot(
     picker: &mut SlotPicker,
@@ -248,10 +253,15 @@ impl<St: Strategy> super::Scenario for Votes<'_, St> {
         } else {
             Probe::off(header)
         };
+        // With a store, the strategy persists the vote's event (option, read, votes_after)
+        // through the probe: inside its lock, or right after its winning step.
+        let probe = match env.recorder {
+            Some(r) => probe.with_recorder(r),
+            None => probe,
+        };
         let applied = self.strategy.apply(env.region.slot(option), &probe);
         me.tally[tally::ACCEPTED] += 1;
-        // votes_after: the value this vote left behind. (Once the history store lands, this is
-        // where the accepted vote's event is emitted: option, votes_after, retries.)
+        // votes_after: the value this vote left behind.
         let votes_after = applied.written as u64;
         let first = env.sp.bitmap[option];
         let len = env.sp.bitmap[option + 1] - first;
