@@ -53,7 +53,12 @@ impl<S: Scope> Strategy for FutexLock<S> {
         probe.won(slot, read, written, retries);
         probe.point(Point::AfterWrite);
         probe.holding(None);
-        let contended = LockWord::<S>::release(slot.lock);
+        let was = LockWord::<S>::release_word(slot.lock);
+        if step::identity(was) != me {
+            // A recovery freed our lock while we lived: the failure `lock_steals` counts.
+            probe.robbed();
+        }
+        let contended = step::is_contended(was);
         probe.point(Point::BeforeWake);
         if contended {
             LockWord::<S>::wake(slot.lock);
