@@ -200,6 +200,8 @@ pub struct InFlight {
 #[derive(Clone, Debug, Serialize)]
 pub struct Death {
     pub worker: usize,
+    /// Its PID, pinned (a zombie) while the parent recovered; free for reuse once reaped.
+    pub pid: i32,
     /// ms after the start barrier's release.
     pub at_ms: f64,
     /// The signal that killed it.
@@ -214,9 +216,20 @@ pub struct Death {
     pub holding: Option<usize>,
     /// What recovery did, in words.
     pub recovery: String,
+    /// futex-lock, spin-lock: workers queued for the lock it held when the parent freed it
+    /// (other workers naming the slot in `waiting_on`); None when it held none.
+    pub waiters: Option<u32>,
     /// ms from the death being seen to a live worker owning the repaired lock (when waiters
     /// were queued on it).
     pub handover_ms: Option<f64>,
+}
+
+impl Death {
+    /// Whether it died between its first update and its last: it had begun (acknowledged one,
+    /// or has one in flight), not merely been forked.
+    pub fn was_mid_run(&self) -> bool {
+        self.acknowledged > 0 || self.in_flight.is_some()
+    }
 }
 
 /// A pause the watcher made.
@@ -241,7 +254,9 @@ pub struct FaultReport {
     pub pauses: Vec<Pause>,
     /// Locks the parent freed because their owner died.
     pub lock_recoveries: u32,
-    /// Lock recoveries whose owner was alive: must be 0 (a paused owner is never robbed).
+    /// Releases that found the lock word no longer naming the releaser: a recovery robbed a
+    /// live owner (counted by the owners themselves, futex-lock). Must be 0: a paused owner is
+    /// never robbed, and no recycled PID can pass for a dead one.
     pub lock_steals: u32,
     /// pthread robust-mutex repairs (EOWNERDEAD) made by the next lockers.
     pub robust_repairs: u64,
@@ -252,6 +267,11 @@ pub struct FaultReport {
     pub rolled_back: u64,
     /// The longest handover after a recovery, in ms.
     pub max_handover_ms: Option<f64>,
+    /// Workers of this run whose PID a worker of an earlier run of this invocation had: the
+    /// PID space wrapped (a lock word naming PIDs would be ambiguous from here on).
+    pub pids_reused: u32,
+    /// Of those, PIDs whose earlier worker died holding a lock.
+    pub holder_pids_reused: u32,
 }
 
 impl FaultReport {
@@ -304,11 +324,14 @@ pub fn render(out: &mut String, strategy: &str, run: usize, r: &FaultReport) {
     let a = &r.asked;
     let mut asked = Vec::new();
     if a.kill > 0 {
-        let landed = r.deaths.iter().filter(|d| d.cause == "--kill").count();
+        let landed = r.deaths.iter().filter(|d| d.cause == "--kill");
+        let mid_run = landed.clone().filter(|d| d.was_mid_run()).count();
         // A kill sent as a worker finished lands on a process that already exited.
         asked.push(format!(
-            "--kill {} ({} sent, {landed} landed)",
-            a.kill, r.kills_sent
+            "--kill {} ({} sent, {} landed, {mid_run} mid-run)",
+            a.kill,
+            r.kills_sent,
+            landed.count()
         ));
     }
     if let Some(p) = a.pause {
@@ -335,6 +358,13 @@ pub fn render(out: &mut String, strategy: &str, run: usize, r: &FaultReport) {
         r.max_handover_ms
             .map_or(String::new(), |h| format!(", max handover {h:.1}ms")),
     );
+    if r.pids_reused > 0 {
+        let _ = writeln!(
+            out,
+            "  {} worker PID(s) reused from earlier runs ({} of workers that died holding a lock)",
+            r.pids_reused, r.holder_pids_reused
+        );
+    }
     const SHOWN: usize = 8;
     for d in r.deaths.iter().take(SHOWN) {
         let flight = match &d.in_flight {

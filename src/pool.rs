@@ -76,6 +76,30 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// Bumped per run: the generation stamped into lock words (see `step::owner_id`).
 static GENERATION: AtomicU32 = AtomicU32::new(0);
 
+/// The PIDs earlier runs of this invocation gave their workers, each with whether its worker
+/// died holding a lock: to show PIDs being recycled across runs (`FaultReport::pids_reused`).
+static EARLIER_PIDS: Mutex<Option<HashMap<Pid, bool>>> = Mutex::new(None);
+
+/// Counts this run's workers whose PID an earlier run's worker had (and, of those, whose
+/// earlier worker died holding a lock), then remembers this run's PIDs for the next runs.
+fn note_pid_reuse(pids: &[Pid], report: &mut FaultReport) {
+    let mut earlier = EARLIER_PIDS.lock().unwrap_or_else(|e| e.into_inner());
+    let earlier = earlier.get_or_insert_with(HashMap::new);
+    for p in pids {
+        if let Some(&held) = earlier.get(p) {
+            report.pids_reused += 1;
+            report.holder_pids_reused += held as u32;
+        }
+    }
+    for (w, &p) in pids.iter().enumerate() {
+        let held = report
+            .deaths
+            .iter()
+            .any(|d| d.worker == w && d.holding.is_some());
+        earlier.insert(p, held);
+    }
+}
+
 extern "C" fn on_sigint(_: libc::c_int) {
     // Async-signal-safe: one atomic store. Relaxed: a flag, polled; it publishes nothing.
     INTERRUPTED.store(true, Relaxed);
@@ -154,6 +178,13 @@ impl Live {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).reaped[w]
     }
 
+    /// Whether worker `w` is neither reaped nor already SIGKILLed (a killed worker still
+    /// waiting for a CPU to die on is not a new victim).
+    pub fn may_signal(&self, w: usize) -> bool {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        !st.reaped[w] && !st.killed[w]
+    }
+
     fn was_killed(&self, w: usize) -> bool {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).killed[w]
     }
@@ -189,6 +220,12 @@ pub fn run_processes(
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     let before = children_switches();
+    // Give the heap an earlier run freed back to the kernel: every fork copies the page
+    // table entries of every resident page of ours, so after a run of a thousand workers
+    // (whose reports and histograms were freed but stay resident) each fork costs ~7x more.
+    // SAFETY: malloc_trim has no preconditions; no other thread allocates meanwhile (the
+    // parent is single-threaded here).
+    unsafe { libc::malloc_trim(0) };
 
     let fail_at: Option<usize> = std::env::var(FAIL_FORK_AT)
         .ok()
@@ -238,12 +275,14 @@ pub fn run_processes(
             )));
         }
     }
-    let go_ns = now_ns();
-    barrier::release::<Shared>(region.header());
-
-    // Every fork is done: threads are allowed from here on.
+    // Every fork is done: threads are allowed from here on. The watcher starts before the
+    // release: started after it, it would wait for a CPU behind a thousand released workers
+    // and look first when most of them are done.
     let live = Live::new(pids);
+    let mut go_ns = 0;
     let (reaped, watched) = watcher.watch(region, Some(&live), || {
+        go_ns = now_ns();
+        barrier::release::<Shared>(region.header());
         reap_recovering(region, &live, plan, go_ns)
     });
     let after = children_switches();
@@ -251,6 +290,7 @@ pub fn run_processes(
     faults.kills_sent = watched.kills_sent;
     faults.pauses = watched.pauses;
     faults.asked = watcher.faults.clone();
+    note_pid_reuse(&live.pids, &mut faults);
 
     if let Some(stall) = watched.stalled {
         return Err(stall);
@@ -278,6 +318,7 @@ pub fn run_processes(
         let area = region.worker(w);
         // Relaxed: every worker is reaped; a dead process's stores are all in the region.
         faults.robust_repairs += area.repairs.load(Relaxed) as u64;
+        faults.lock_steals += area.robbed.load(Relaxed);
         // Acquire: pairs with the Release of DONE in `WorkerReport::publish`.
         let report = if area.status.load(Acquire) == status::DONE {
             WorkerReport::read_back(area, w).map_err(Error::Worker)?
@@ -339,18 +380,24 @@ fn reap_recovering(
         };
         if let WaitStatus::Signaled(_, sig, _) = st {
             let seen_ns = now_ns();
-            let cause = if live.was_killed(w) {
-                "--kill".to_string()
-            } else if let Some(s) = plan.strike.filter(|s| {
-                s.strike == Strike::Kill
+            // Relaxed: the worker is dead; everything it stored is in the region.
+            let struck = region.worker(w).struck.load(Relaxed) != 0;
+            let cause = if let Some(s) = plan.strike.filter(|s| {
+                struck
+                    && s.strike == Strike::Kill
                     && sig == Signal::SIGKILL
                     && w == Faults::struck_worker(plan.seed, live.len())
             }) {
                 format!("--crash-at {s}")
+            } else if live.was_killed(w) {
+                "--kill".to_string()
             } else {
                 "unexpected".to_string()
             };
-            let death = recover(region, w, plan, sig, cause, seen_ns, go_ns);
+            let death = Death {
+                pid: pid.as_raw(),
+                ..recover(region, w, plan, sig, cause, seen_ns, go_ns)
+            };
             report.in_flight += death.in_flight.is_some() as u64;
             if death.recovery.starts_with("freed") {
                 report.lock_recoveries += 1;
@@ -403,15 +450,24 @@ fn recover(
     };
     let me = step::owner_id(w, region.header().generation.load(Relaxed));
     let mut holding = None;
+    let mut waiters = None;
     let mut handover_ms = None;
     let recovery = match (plan.strategy, &in_flight) {
         (StrategyKind::FutexLock | StrategyKind::SpinLock, Some(f)) => {
             let slot = region.slot(f.slot);
             // Read the value while the dead owner's lock still keeps everyone out.
             let value = slot.value.load(Relaxed);
+            // Relaxed: a count for the report. A queued worker names the slot from before its
+            // first attempt until it holds the lock.
+            let queued = (0..region.worker_count())
+                .filter(|&o| {
+                    o != w && region.worker(o).waiting_on.load(Relaxed) == f.slot as u32 + 1
+                })
+                .count() as u32;
             match LockWord::<Shared>::repair(slot.lock, me) {
                 Some(word) => {
                     holding = Some(f.slot);
+                    waiters = Some(queued);
                     let fate = match (f.old, f.new) {
                         (Some(_), Some(n)) if value == n => {
                             "rolled forward (its write is in: counted in flight)"
@@ -419,8 +475,8 @@ fn recover(
                         (Some(_), Some(_)) => "rolled back (its write never happened)",
                         _ => "rolled back (it had not read yet)",
                     };
-                    if step::is_contended(word) {
-                        handover_ms = handover(slot.lock, seen_ns);
+                    if queued > 0 {
+                        handover_ms = handover(slot.lock, slot.value, value, seen_ns);
                     }
                     format!(
                         "freed the lock of slot {} (word {word:#010x}), woke its waiters; {fate}",
@@ -446,6 +502,7 @@ fn recover(
     };
     Death {
         worker: w,
+        pid: 0, // the caller knows it
         at_ms: seen_ns.saturating_sub(go_ns) as f64 / 1e6,
         signal: format!("{sig}"),
         cause,
@@ -453,19 +510,27 @@ fn recover(
         in_flight,
         holding,
         recovery,
+        waiters,
         handover_ms,
     }
 }
 
-/// After a repair with waiters queued: how long until a live worker owns the lock, in ms from
-/// the death being seen (None if nobody took it within the bound). It polls without sleeping
-/// on the word: the new owner's CAS wakes nobody.
-fn handover(word: &std::sync::atomic::AtomicU32, seen_ns: u64) -> Option<f64> {
+/// After a repair with waiters queued: how long until a live worker owned the lock, in ms from
+/// the death being seen (None if nobody took it within the bound). Owned: the word is held
+/// again, or the slot no longer holds `value` (read under the dead owner's lock), for a new
+/// owner may take, update and release it between two looks. It polls without sleeping on the
+/// word: the new owner's CAS wakes nobody.
+fn handover(
+    word: &std::sync::atomic::AtomicU32,
+    slot: &std::sync::atomic::AtomicU32,
+    value: u32,
+    seen_ns: u64,
+) -> Option<f64> {
     const BOUND: Duration = Duration::from_secs(2);
     let start = Instant::now();
     while start.elapsed() < BOUND {
-        // Relaxed: a reading for the report; it orders nothing.
-        if !step::is_unlocked(word.load(Relaxed)) {
+        // Relaxed: readings for the report; they order nothing.
+        if !step::is_unlocked(word.load(Relaxed)) || slot.load(Relaxed) != value {
             return Some(now_ns().saturating_sub(seen_ns) as f64 / 1e6);
         }
         std::thread::yield_now();

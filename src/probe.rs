@@ -4,20 +4,22 @@
 //! update stops right after its read until every worker has read too, so a read-then-write
 //! loses an update on every run, not by luck. A worker that holds a lock cannot wait for the
 //! others to read (they are queued behind it), so it waits until one of them is queued: the
-//! lock word shows a waiter.
+//! lock word shows a waiter. In a run with a strike (`--crash-at`), a lock holder instead waits
+//! until every other worker has passed its own hold or is queued behind it, and one is queued
+//! (unless all are done): so the worker struck after its read dies holding the lock with a
+//! live waiter behind it on every run, whichever turn it gets.
 //!
 //! The probe is also the worker's voice to the parent during an update (`for_worker`): its
 //! lock identity, its intent record, what it waits for and holds (the watchdog's dump), and
 //! the named points where `--crash-at` / `--stop-at` strike (`fault::Point`).
 
 use std::cell::Cell;
-use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::fault::{Point, Strike, StrikeAt};
 use crate::futex;
-use crate::region::{intent, Header, Slot, WorkerArea};
+use crate::region::{intent, status, Header, Region, Slot, WorkerArea};
 use crate::step;
 use crate::store::Recorder;
 
@@ -35,6 +37,10 @@ pub struct Probe<'a> {
     recorder: Option<&'a Recorder<'a>>,
     /// The worker this probe speaks for, once `for_worker` named it.
     me: Option<Me<'a>>,
+    /// The region, when a lock holder's hold waits for the others by their areas (`queued`).
+    region: Option<&'a Region>,
+    /// Set after such a hold: the next update waits until every worker has held.
+    barrier_next: Cell<bool>,
 }
 
 /// The worker behind a probe: where it reports, and how it names itself in lock words.
@@ -56,6 +62,8 @@ impl<'a> Probe<'a> {
             timed_out: Cell::new(false),
             recorder: None,
             me: None,
+            region: None,
+            barrier_next: Cell::new(false),
         }
     }
 
@@ -68,6 +76,8 @@ impl<'a> Probe<'a> {
             timed_out: Cell::new(false),
             recorder: None,
             me: None,
+            region: None,
+            barrier_next: Cell::new(false),
         }
     }
 
@@ -106,6 +116,9 @@ impl<'a> Probe<'a> {
     /// Records the intent of update `op` (1-based) on `slot`, before anything is touched.
     #[inline]
     pub fn begin(&self, slot: usize, op: u64) {
+        if self.barrier_next.get() {
+            self.wait_all_held();
+        }
         if let Some(m) = &self.me {
             // Relaxed: the parent reads these only after the worker is dead (seen with waitid)
             // or done (the Acquire of DONE); a process's death publishes all it stored.
@@ -158,6 +171,15 @@ impl<'a> Probe<'a> {
         }
     }
 
+    /// This worker's release found its lock word naming someone else: it was robbed.
+    #[cold]
+    pub fn robbed(&self) {
+        if let Some(m) = &self.me {
+            // Relaxed: a counter the parent reads after the worker is done or dead.
+            m.area.robbed.fetch_add(1, Relaxed);
+        }
+    }
+
     /// The worker reached `point`: the strike, if this is its N-th visit there.
     #[inline]
     pub fn point(&self, point: Point) {
@@ -171,11 +193,21 @@ impl<'a> Probe<'a> {
                     let v = m.visits.get() + 1;
                     m.visits.set(v);
                     if v == s.n {
+                        // Relaxed: read by the parent after the death (waitid), which
+                        // publishes everything the dead process stored.
+                        m.area.struck.store(1, Relaxed);
                         strike(s.strike);
                     }
                 }
             }
         }
+    }
+
+    /// The same probe, whose lock holders hold until every other worker has passed its hold
+    /// or is queued behind them, and one is queued (see the module doc).
+    pub fn queued_by_areas(mut self, region: &'a Region) -> Probe<'a> {
+        self.region = Some(region);
+        self
     }
 
     /// The same probe, persisting every winning update through `recorder`.
@@ -195,35 +227,50 @@ impl<'a> Probe<'a> {
     }
 
     /// Called by a strategy right after it read the slot. `lock_waiter` is, when the caller
-    /// holds the slot's lock, that lock word and its value meaning "someone is queued". Only
-    /// the word is passed (not the `Slot`) so an unarmed probe costs no address arithmetic.
+    /// holds the slot's lock, that slot and the lock word's value meaning "someone is queued".
+    /// Strategies without a lock pass None and so never build a `Slot`: an unarmed probe costs
+    /// them no address arithmetic.
     #[inline]
-    pub fn after_read(&self, lock_waiter: Option<(&AtomicU32, u32)>) {
+    pub fn after_read(&self, lock_waiter: Option<(Slot<'_>, u32)>) {
         if self.armed.get() {
             self.hold(lock_waiter);
         }
     }
 
     #[cold]
-    fn hold(&self, lock_waiter: Option<(&AtomicU32, u32)>) {
+    fn hold(&self, lock_waiter: Option<(Slot<'_>, u32)>) {
         self.armed.set(false);
         let held = &self.header.held;
         // SeqCst: test-only path; the simplest reasoning is worth more than speed here.
         let arrived = held.fetch_add(1, SeqCst) + 1;
+        // A holder that waits by the areas waits for a queued worker even when it is the last
+        // to hold (the struck worker must die with one behind it).
+        let by_areas = lock_waiter.is_some() && self.region.is_some();
         if arrived >= self.workers {
             <futex::Shared as futex::Scope>::wake_all(held);
-            return;
+            if !by_areas {
+                return;
+            }
         }
         let deadline = Instant::now() + HOLD_LIMIT;
         loop {
             let now_held = held.load(SeqCst);
-            if now_held >= self.workers {
+            if now_held >= self.workers && !by_areas {
                 return;
             }
-            if let Some((lock, waiter)) = lock_waiter {
-                if lock.load(Relaxed) == waiter {
-                    return;
+            match (lock_waiter, self.region) {
+                (Some((slot, _)), Some(region)) => {
+                    if self.others_queued(region, slot.index) {
+                        self.barrier_next.set(true);
+                        return;
+                    }
                 }
+                (Some((slot, waiter)), None) => {
+                    if slot.lock.load(Relaxed) == waiter {
+                        return;
+                    }
+                }
+                (None, _) => {}
             }
             if Instant::now() >= deadline {
                 self.timed_out.set(true);
@@ -236,6 +283,58 @@ impl<'a> Probe<'a> {
 }
 
 impl Probe<'_> {
+    /// After a hold by the areas: wait until every worker has held once (bounded), so those
+    /// done with their hold cannot take the lock again and again ahead of one still queued
+    /// (the lock is not fair) and finish before it has held.
+    #[cold]
+    fn wait_all_held(&self) {
+        self.barrier_next.set(false);
+        let held = &self.header.held;
+        let deadline = Instant::now() + HOLD_LIMIT;
+        loop {
+            // SeqCst: as in `hold`.
+            let now_held = held.load(SeqCst);
+            if now_held >= self.workers {
+                return;
+            }
+            if Instant::now() >= deadline {
+                self.timed_out.set(true);
+                return;
+            }
+            // The last to hold wakes `held`; bounded all the same.
+            futex::shared_wait_for(held, now_held, Duration::from_millis(1));
+        }
+    }
+
+    /// Whether every other worker has passed its hold (read in its first update, even if it
+    /// died there), is queued for `slot`'s lock, or is done. The worker about to be struck
+    /// right here also wants one of them queued, unless all are done: its death must leave a
+    /// live waiter behind it (none can finish meanwhile: each needs the lock it holds).
+    fn others_queued(&self, region: &Region, slot: usize) -> bool {
+        let me = self.me.as_ref();
+        let me_w = me.and_then(|m| step::owner_worker(m.owner_id));
+        let struck_here = me
+            .and_then(|m| m.strike)
+            .is_some_and(|s| s.point == Point::AfterRead && s.n == 1);
+        let (mut queued, mut running) = (0, 0);
+        for o in (0..region.worker_count()).filter(|&o| Some(o) != me_w) {
+            let area = region.worker(o);
+            // Relaxed: a script's progress readings; a stale one only holds a little longer.
+            if matches!(area.status.load(Relaxed), status::DONE | status::FAILED) {
+                continue;
+            }
+            running += 1;
+            if area.waiting_on.load(Relaxed) == slot as u32 + 1 {
+                queued += 1;
+            } else if area.completed.load(Relaxed) == 0
+                && area.intent_stage.load(Relaxed) != intent::READ
+            {
+                return false; // it has not reached its hold yet
+            }
+        }
+        !struck_here || queued > 0 || running == 0
+    }
+
     /// Claims the watcher's pause request and stops here, holding the lock.
     #[cold]
     fn pause_holding(&self, m: &Me<'_>) {

@@ -67,9 +67,10 @@ struct Paused {
 
 impl Watcher {
     /// Runs `body` on this thread while a watcher thread shows progress, injects faults and
-    /// guards against a stall. On a stall in process mode it kills the workers (so `body`'s
-    /// reaping returns) and reports why; in thread mode it cannot stop threads, so it ends
-    /// the process. With a time limit it raises the region's stop flag when the limit is spent,
+    /// guards against a stall. `body` starts once the watcher runs (with its priority raised
+    /// when it has faults to inject), so it may release the workers itself. On a stall in
+    /// process mode it kills the workers (so `body`'s reaping returns) and reports why; in
+    /// thread mode it cannot stop threads, so it ends the process. With a time limit it raises the region's stop flag when the limit is spent,
     /// and in process mode kills the workers still running at `CAP_FACTOR` times the limit
     /// (threads cannot be killed: they stop by themselves at their next update).
     pub fn watch<T>(
@@ -79,8 +80,17 @@ impl Watcher {
         body: impl FnOnce() -> T,
     ) -> (T, WatchOutcome) {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<()>(1);
         std::thread::scope(|scope| {
-            let watcher = scope.spawn(move || self.watch_loop(region, live, stop_rx));
+            let watcher = scope.spawn(move || {
+                if self.faults.any() && live.is_some() {
+                    raise_priority();
+                }
+                let _ = ready_tx.send(());
+                self.watch_loop(region, live, stop_rx)
+            });
+            // An error here means the watcher ended before it was ready: its join says why.
+            let _ = ready_rx.recv();
             let out = body();
             let _ = stop_tx.send(());
             let watched = watcher.join().expect("the watcher thread does not panic");
@@ -105,9 +115,6 @@ impl Watcher {
                 .progress_chars("=> "),
         );
         bar.set_prefix(self.label.clone());
-        if self.faults.any() && live.is_some() {
-            raise_priority();
-        }
         let go_ns = now_ns();
         let mut out = WatchOutcome::default();
         let mut rng = Rng::new(self.seed);
@@ -190,11 +197,14 @@ impl Watcher {
 
             if let Some(live) = live {
                 while kill_at.last().is_some_and(|&m| m <= done) {
+                    // A victim in the middle of its updates; when none is at this instant
+                    // (between two workers' time slices), the kill waits for the next look.
+                    let Some(v) = pick_victim(region, live, &paused, &mut rng, true) else {
+                        break;
+                    };
                     kill_at.pop();
-                    if let Some(v) = pick_victim(region, live, &paused, &mut rng, false) {
-                        if live.signal(v, Signal::SIGKILL) {
-                            out.kills_sent += 1;
-                        }
+                    if live.signal(v, Signal::SIGKILL) {
+                        out.kills_sent += 1;
                     }
                 }
                 while pause_at.last().is_some_and(|&m| m <= done) {
@@ -257,58 +267,48 @@ impl Watcher {
 }
 
 /// Raises this (watcher) thread's priority where allowed, so that with a thousand runnable
-/// workers it still strikes at its moments instead of once per scheduler round. Best effort:
-/// without CAP_SYS_NICE it stays as it is.
+/// workers it still looks every `FAULT_TICK` instead of once per scheduler round (tens of ms
+/// late under CFS even at nice -10, by when a cas worker has long finished). SCHED_FIFO at the
+/// lowest real-time priority: the thread sleeps between looks and does microseconds of work
+/// in each, and the kernel's real-time throttling bounds it anyway. Best effort: without
+/// CAP_SYS_NICE it falls back to nice -10, then stays as it is.
 fn raise_priority() {
-    // SAFETY: gettid and setpriority have no memory preconditions; who = this thread's TID
-    // (PRIO_PROCESS with a TID addresses one thread on Linux).
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: gettid, sched_setscheduler and setpriority have no memory preconditions; `param`
+    // is a valid sched_param for the call's duration; pid = this thread's TID addresses this
+    // thread alone on Linux (the workers are separate processes and keep their policy).
     unsafe {
         let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, -10);
+        if libc::sched_setscheduler(tid, libc::SCHED_FIFO, &param) != 0 {
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, -10);
+        }
     }
 }
 
-/// A random worker still running, not killed, not paused; with `holder`, one holding a lock
-/// if any does.
+/// A random worker still running, not killed, not paused; with `mid_run`, only one that has
+/// begun its first update. Without that, most victims of a fast strategy would be workers not
+/// yet scheduled since the start (a cas worker makes its updates within one time slice, so at
+/// any moment nearly every unfinished worker has not begun).
 fn pick_victim(
     region: &Region,
     live: &Live,
     paused: &[Paused],
     rng: &mut Rng,
-    holder: bool,
+    mid_run: bool,
 ) -> Option<usize> {
     let n = live.len();
     let start = rng.below(n as u64) as usize;
-    let candidates = (0..n).map(|i| (start + i) % n).filter(|&w| {
+    (0..n).map(|i| (start + i) % n).find(|&w| {
         let area = region.worker(w);
-        // Relaxed: a choice of victim; a stale reading only picks another worker.
+        // Relaxed: a choice of victim; a stale reading only picks another worker (or one
+        // that finishes first: that kill is sent but does not land).
         let running = !matches!(area.status.load(Relaxed), status::DONE | status::FAILED);
-        running && !live.is_reaped(w) && !paused.iter().any(|p| p.worker == w)
-    });
-    if holder {
-        let all: Vec<usize> = candidates.collect();
-        // The lock word names its owner: the surest sign of a holder.
-        all.iter()
-            .copied()
-            .find(|&w| {
-                region
-                    .worker(w)
-                    .holding
-                    .load(Relaxed)
-                    .checked_sub(1)
-                    .is_some_and(|s| {
-                        step::owner_worker(region.slot(s as usize).lock.load(Relaxed)) == Some(w)
-                    })
-            })
-            .or_else(|| {
-                all.iter()
-                    .copied()
-                    .find(|&w| region.worker(w).holding.load(Relaxed) != 0)
-            })
-            .or_else(|| all.first().copied())
-    } else {
-        candidates.take(1).next()
-    }
+        let begun = area.intent_op.load(Relaxed) > 0;
+        running
+            && (begun || !mid_run)
+            && live.may_signal(w)
+            && !paused.iter().any(|p| p.worker == w)
+    })
 }
 
 /// Stops one worker (a lock holder when one can be caught), waits until it is stopped, and

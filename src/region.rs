@@ -126,7 +126,13 @@ pub struct WorkerArea {
     pub holding: AtomicU32,
     /// Robust-mutex repairs this worker made (EOWNERDEAD, then `pthread_mutex_consistent`).
     pub repairs: AtomicU32,
-    _pad: [u8; CACHE_LINE - 92],
+    /// Releases where the lock word no longer named this worker: a recovery robbed a live
+    /// owner. Must stay 0.
+    pub robbed: AtomicU32,
+    /// Set by the worker just before it strikes itself (`--crash-at`): its death is its own,
+    /// even if a `--kill` reached it too while it was dying.
+    pub struck: AtomicU32,
+    _pad: [u8; CACHE_LINE - 100],
     histogram: UnsafeCell<[u8; HISTOGRAM_CAPACITY]>,
 }
 

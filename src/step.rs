@@ -224,8 +224,15 @@ impl<S: Scope> LockWord<S> {
     /// Gives the lock back; true if waiters may sleep and one must be woken (`wake`).
     #[inline]
     pub fn release(word: &AtomicU32) -> bool {
+        is_contended(Self::release_word(word))
+    }
+
+    /// `release`, returning the word it replaced: an owner that finds another identity there
+    /// was robbed (a recovery freed its lock while it was alive: `lock_steals`).
+    #[inline]
+    pub fn release_word(word: &AtomicU32) -> u32 {
         // Release: pairs with the Acquire in `lock`, publishing the critical section.
-        is_contended(word.swap(UNLOCKED, Release))
+        word.swap(UNLOCKED, Release)
     }
 
     /// Wakes one waiter after a contended `release`.
@@ -340,5 +347,20 @@ mod tests {
         // Same worker, another generation: not the same identity.
         word.store(owner_id(3, 2), Relaxed);
         assert_eq!(LockWord::<crate::futex::Private>::repair(&word, dead), None);
+    }
+
+    #[test]
+    fn a_robbed_owner_sees_a_foreign_word_at_its_release() {
+        type Lock = LockWord<crate::futex::Private>;
+        let me = owner_id(2, 7);
+        let word = AtomicU32::new(UNLOCKED);
+        Lock::lock(&word, me);
+        assert_eq!(identity(Lock::release_word(&word)), me, "not robbed");
+        // Negative control: a wrong repair (as a recycled-PID identity would make) frees the
+        // live owner's lock and another worker takes it: the owner's release must tell.
+        Lock::lock(&word, me);
+        assert!(Lock::repair(&word, me).is_some());
+        Lock::lock(&word, owner_id(5, 7));
+        assert_ne!(identity(Lock::release_word(&word)), me, "robbed");
     }
 }

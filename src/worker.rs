@@ -75,10 +75,12 @@ pub fn run(region: &Region, w: usize, plan: &Plan) -> WorkerReport {
 
 fn drive<S: Strategy>(strategy: &S, region: &Region, w: usize, plan: &Plan) -> WorkerReport {
     let area = region.worker(w);
-    let probe = if plan.hold_after_read {
-        Probe::hold_after_read(region.header(), region.worker_count() as u32)
-    } else {
-        Probe::off(region.header())
+    let probe = match (plan.hold_after_read, plan.strike) {
+        // A strike in the script: lock holders wait for real waiters (see `probe`).
+        (true, Some(_)) => Probe::hold_after_read(region.header(), region.worker_count() as u32)
+            .queued_by_areas(region),
+        (true, None) => Probe::hold_after_read(region.header(), region.worker_count() as u32),
+        (false, _) => Probe::off(region.header()),
     };
     let strike = plan
         .strike

@@ -47,13 +47,18 @@ impl<S: Scope> Strategy for FutexLock<S> {
         let read = step::read(slot.value);
         probe.intent(read, read.wrapping_add(1));
         // A held worker waits until someone is queued: our identity with CONTENDED set.
-        probe.after_read(Some((slot.lock, me | CONTENDED)));
+        probe.after_read(Some((slot, me | CONTENDED)));
         probe.point(Point::AfterRead);
         let written = step::write_successor(slot.value, read);
         probe.won(slot, read, written, retries);
         probe.point(Point::AfterWrite);
         probe.holding(None);
-        let contended = LockWord::<S>::release(slot.lock);
+        let was = LockWord::<S>::release_word(slot.lock);
+        if step::identity(was) != me {
+            // A recovery freed our lock while we lived: the failure `lock_steals` counts.
+            probe.robbed();
+        }
+        let contended = step::is_contended(was);
         probe.point(Point::BeforeWake);
         if contended {
             LockWord::<S>::wake(slot.lock);
