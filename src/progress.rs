@@ -234,15 +234,16 @@ impl Watcher {
                 // Progress, or a pause we made (a stopped worker is alive, not stalled).
                 last = (done, Instant::now());
             } else if out.stalled.is_none() && last.1.elapsed() >= self.stall_timeout {
-                let head = match self.explain_stall.and_then(|f| f(region)) {
-                    Some(cause) => format!("{cause};"),
-                    None => "stalled:".to_string(),
+                // A scenario that explains its stall names its own locks; the strategies'
+                // lock dump would only add "no worker holds or waits for a lock" beside it.
+                let (head, dump) = match self.explain_stall.and_then(|f| f(region)) {
+                    Some(cause) => (format!("{cause};"), String::new()),
+                    None => ("stalled:".to_string(), format!("\n{}", lock_dump(region))),
                 };
                 let why = format!(
-                    "{head} no update completed for {:?} ({done} of {} done); workers stopped\n{}",
+                    "{head} no update completed for {:?} ({done} of {} done); workers stopped{dump}",
                     self.stall_timeout,
                     self.total,
-                    lock_dump(region)
                 );
                 match live {
                     Some(live) => live.kill_all(),
