@@ -15,7 +15,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::history::event::{fingerprint, link_hash};
+use crate::history::event::{fingerprint, ChainKey};
 use crate::history::frame::{self, Corrupt, Tail};
 use crate::history::{Event, Record, RunEnd, RunInfo};
 
@@ -40,46 +40,138 @@ pub struct Loaded {
     pub records: u64,
 }
 
+/// Bytes read at a time: the log is streamed, never held whole (a fresh buffer the size of
+/// the file cost more in page faults than the parse itself).
+const CHUNK: usize = 4 << 20;
+/// The smallest framed event: frame, tag and seven one-byte fields and the 8-byte hash.
+const MIN_EVENT_FRAME: u64 = (frame::HEADER + 1 + 7 + 8 + frame::TRAILER) as u64;
+
 /// Reads an event log. Only I/O errors are errors: corruption is part of what it returns.
 pub fn load_log(path: &Path) -> Result<Loaded, Error> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::Usage(format!("reading {}: {e}", path.display())))?;
-    Ok(parse_log(&bytes))
+    load_log_in_chunks(path, CHUNK)
+}
+
+fn load_log_in_chunks(path: &Path, chunk: usize) -> Result<Loaded, Error> {
+    use std::io::Read;
+    let fail = |e: std::io::Error| Error::Usage(format!("reading {}: {e}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(fail)?;
+    let size = file.metadata().map_err(fail)?.len();
+    let mut parser = Parser::new(size);
+    let mut buf = vec![0u8; chunk.min(size as usize + 1).max(frame::HEADER)];
+    // `buf[..filled]` holds the file from byte `base`: whole records, then a partial one.
+    let (mut base, mut filled) = (0u64, 0usize);
+    loop {
+        if filled == buf.len() {
+            // One record longer than the buffer (a run end of many slots).
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = match file.read(&mut buf[filled..]) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => other.map_err(fail)?,
+        };
+        filled += n;
+        let eof = n == 0;
+        if !eof && filled < buf.len() {
+            continue;
+        }
+        let scanned = frame::scan(&buf[..filled], |f| parser.frame(f, base));
+        match scanned {
+            // The end of the buffer is not the end of the file: keep the partial record.
+            Ok(Tail::Torn { offset, .. }) if !eof => {
+                buf.copy_within(offset as usize..filled, 0);
+                filled -= offset as usize;
+                base += offset;
+            }
+            Ok(Tail::Clean) if !eof => {
+                base += filled as u64;
+                filled = 0;
+            }
+            Ok(tail) => return Ok(parser.finish(shift(tail, base), None)),
+            Err(mut c) => {
+                c.offset += base;
+                return Ok(parser.finish(Tail::Clean, Some(c)));
+            }
+        }
+    }
+}
+
+fn shift(tail: Tail, base: u64) -> Tail {
+    match tail {
+        Tail::Clean => Tail::Clean,
+        Tail::Torn { offset, bytes } => Tail::Torn {
+            offset: offset + base,
+            bytes,
+        },
+    }
 }
 
 /// Parses the bytes of an event log.
 pub fn parse_log(bytes: &[u8]) -> Loaded {
-    let mut runs: Vec<RunHistory> = Vec::new();
-    let mut records = 0u64;
-    let scanned = frame::scan(bytes, |f| {
-        records += 1;
-        match frame::decode(&f)? {
-            Record::Run(info) => runs.push(RunHistory {
-                info,
-                events: Vec::new(),
-                end: None,
-                stored: None,
-            }),
-            Record::Event(e) => match runs.last_mut() {
-                Some(r) if r.info.run == e.run && r.end.is_none() => r.events.push(e),
-                _ => return Err(format!("event of run {} outside that run", e.run)),
+    let mut parser = Parser::new(bytes.len() as u64);
+    match frame::scan(bytes, |f| parser.frame(f, 0)) {
+        Ok(tail) => parser.finish(tail, None),
+        Err(c) => parser.finish(Tail::Clean, Some(c)),
+    }
+}
+
+/// Sorts a log's records into runs.
+struct Parser {
+    runs: Vec<RunHistory>,
+    records: u64,
+    /// The file's size: bounds how many events a run header may make room for.
+    size: u64,
+}
+
+impl Parser {
+    fn new(size: u64) -> Parser {
+        Parser {
+            runs: Vec::new(),
+            records: 0,
+            size,
+        }
+    }
+
+    /// One complete record, `base` bytes into the file.
+    #[inline]
+    fn frame(&mut self, f: frame::Frame<'_>, base: u64) -> Result<(), String> {
+        self.records += 1;
+        // An event belongs to the run whose header it follows (version 2 stores no run id in
+        // an event; the hash chain, which includes the run id, catches a misattributed one).
+        let open = self
+            .runs
+            .last()
+            .filter(|r| r.end.is_none())
+            .map(|r| r.info.run);
+        match frame::decode(&f, open.unwrap_or(0))? {
+            Record::Run(info) => {
+                let left = self.size.saturating_sub(base + f.offset) / MIN_EVENT_FRAME;
+                let expected = (info.workers as u64).saturating_mul(info.ops).min(left);
+                self.runs.push(RunHistory {
+                    info,
+                    events: Vec::with_capacity(expected as usize),
+                    end: None,
+                    stored: None,
+                })
+            }
+            Record::Event(e) => match self.runs.last_mut() {
+                Some(r) if open.is_some() => r.events.push(e),
+                _ => return Err(format!("event of worker {} outside any run", e.worker)),
             },
-            Record::End(end) => match runs.last_mut() {
+            Record::End(end) => match self.runs.last_mut() {
                 Some(r) if r.info.run == end.run && r.end.is_none() => r.end = Some(end),
                 _ => return Err(format!("end of run {} without its start", end.run)),
             },
         }
         Ok(())
-    });
-    let (tail, corrupt) = match scanned {
-        Ok(tail) => (tail, None),
-        Err(c) => (Tail::Clean, Some(c)),
-    };
-    Loaded {
-        runs,
-        tail,
-        corrupt,
-        records,
+    }
+
+    fn finish(self, tail: Tail, corrupt: Option<Corrupt>) -> Loaded {
+        Loaded {
+            runs: self.runs,
+            tail,
+            corrupt,
+            records: self.records,
+        }
     }
 }
 
@@ -204,6 +296,14 @@ pub fn check_run(run: &RunHistory) -> RunCheck {
     let slots = info.slots as usize;
     let initial = info.initial;
     let events = &run.events;
+    let chain = ChainKey::of(info.run);
+    let chain_of = |r: u64| {
+        if r == info.run {
+            chain
+        } else {
+            ChainKey::of(r)
+        }
+    };
     let mut c = RunCheck {
         run: info.run,
         strategy: info.strategy.clone(),
@@ -231,7 +331,7 @@ pub fn check_run(run: &RunHistory) -> RunCheck {
             continue;
         }
         if e.read.wrapping_add(1) != e.written
-            || e.hash != link_hash(e.run, e.slot, e.read, e.written)
+            || e.hash != chain_of(e.run).link(e.slot, e.read, e.written)
         {
             c.broken_links += 1;
             problem(
@@ -542,4 +642,122 @@ pub fn render(v: &Verification) -> String {
         let _ = writeln!(out, "no run found");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::event::link_hash;
+
+    /// A two-worker run of `n` events each on one slot, and its end.
+    fn log(n: u32) -> Vec<u8> {
+        let run = 5;
+        let mut out = Vec::new();
+        let info = RunInfo {
+            run,
+            strategy: "atomic".into(),
+            workers: 2,
+            slots: 1,
+            ops: n as u64,
+            initial: 0,
+            seed: 1,
+            persist: "events".into(),
+        };
+        frame::encode(0, &Record::Run(info), &mut out);
+        for v in 0..2 * n {
+            let e = Event {
+                run,
+                worker: v % 2,
+                seq: (v / 2) as u64,
+                slot: 0,
+                read: v,
+                written: v + 1,
+                retries: 0,
+                invoke_ns: 1000 + 10 * v as u64,
+                complete_ns: 1005 + 10 * v as u64,
+                hash: link_hash(run, 0, v, v + 1),
+            };
+            frame::encode(e.seq, &Record::Event(e), &mut out);
+        }
+        let finals = vec![2 * n];
+        let end = RunEnd {
+            run,
+            fingerprint: fingerprint(&finals),
+            finals,
+            completed: vec![n as u64; 2],
+        };
+        frame::encode(0, &Record::End(end), &mut out);
+        out
+    }
+
+    fn load_via_file(test: &str, bytes: &[u8], chunk: usize) -> Loaded {
+        let path = std::env::temp_dir().join(format!(
+            "racepool-verify-unit-{}-{test}-{chunk}",
+            std::process::id(),
+        ));
+        std::fs::write(&path, bytes).unwrap();
+        let loaded = load_log_in_chunks(&path, chunk);
+        std::fs::remove_file(&path).unwrap();
+        loaded.unwrap()
+    }
+
+    #[test]
+    fn streaming_in_small_chunks_reads_what_one_slice_reads() {
+        let bytes = log(50);
+        let whole = parse_log(&bytes);
+        assert!(verify(&whole).verified);
+        // Chunks smaller than a record, than a header, and not dividing the file.
+        for chunk in [7, 20, 33, 64, 4096] {
+            let l = load_via_file("whole", &bytes, chunk);
+            assert_eq!(l.records, whole.records, "chunk {chunk}");
+            assert_eq!(l.runs[0].events, whole.runs[0].events, "chunk {chunk}");
+            assert_eq!(l.tail, Tail::Clean, "chunk {chunk}");
+            assert!(verify(&l).verified, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn streamed_offsets_are_file_offsets() {
+        let bytes = log(50);
+        let mut starts = Vec::new();
+        frame::scan(&bytes, |f| {
+            starts.push(f.offset);
+            Ok(())
+        })
+        .unwrap();
+        let last = *starts.last().unwrap();
+        let mid = starts[starts.len() / 2];
+        let mut flipped = bytes.clone();
+        flipped[mid as usize + frame::HEADER] ^= 1;
+        for chunk in [7, 64, 1000] {
+            let torn = load_via_file("torn", &bytes[..bytes.len() - 3], chunk);
+            assert_eq!(
+                torn.tail,
+                Tail::Torn {
+                    offset: last,
+                    bytes: bytes.len() as u64 - 3 - last
+                },
+                "chunk {chunk}"
+            );
+            let bad = load_via_file("flipped", &flipped, chunk);
+            assert_eq!(bad.corrupt.map(|c| c.offset), Some(mid), "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn an_event_before_any_run_header_is_corruption() {
+        let bytes = log(2);
+        let mut first = 0;
+        frame::scan(&bytes, |f| {
+            if first == 0 && f.offset > 0 {
+                first = f.offset as usize;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let loaded = parse_log(&bytes[first..]);
+        let c = loaded.corrupt.expect("an event with no run");
+        assert_eq!(c.offset, 0);
+        assert!(c.reason.contains("outside any run"), "{}", c.reason);
+    }
 }

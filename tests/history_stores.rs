@@ -250,3 +250,31 @@ fn the_history_export_is_jepsen_json_lines() {
     let times: Vec<u64> = lines.iter().map(|l| l["time"].as_u64().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "sorted by time");
 }
+
+#[test]
+fn a_store_with_deaths_is_a_usage_error_until_verify_can_bound_them() {
+    let log = TempPath::new("kill.log");
+    for faults in [["--kill", "20"], ["--crash-at", "after-cas:3"]] {
+        let (code, _, out) = run(&[
+            "--workers",
+            "200",
+            "--strategy",
+            "atomic",
+            "--store",
+            &log.arg("log:"),
+            faults[0],
+            faults[1],
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code, 2, "{faults:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{faults:?}: {stderr}");
+        assert!(
+            stderr.contains("--store with --kill or --crash-at is not supported"),
+            "{faults:?}: {stderr}"
+        );
+        assert!(
+            !log.path().exists(),
+            "{faults:?}: refused before the store is made"
+        );
+    }
+}
