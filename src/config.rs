@@ -127,11 +127,17 @@ impl Config {
         if self.history.is_some() && self.store.is_none() {
             return usage("--history exports what a store recorded: give --store too".into());
         }
-        if self.store.is_some() && self.faults.deaths_expected() {
-            // A SIGKILL can cut a buffered write(2) at a page boundary, leaving a torn record
-            // mid-file that verify cannot yet tell from corruption (see docs/history.md).
+        if self.faults.deaths_expected()
+            && self
+                .store
+                .as_ref()
+                .is_some_and(|s| matches!(s.spec, crate::store::StoreSpec::Sqlite(_)))
+        {
+            // The slots table of a killed worker's uncommitted batch lags by up to a batch
+            // per death; verify bounds that for the log only (see docs/history.md).
             return usage(
-                "--store with --kill or --crash-at is not supported yet: a killed worker's torn record mid-log cannot be told from corruption".into(),
+                "--store sqlite with --kill or --crash-at is not supported yet: use --store log"
+                    .into(),
             );
         }
         if self.store.as_ref().is_some_and(|s| s.batch == 0) {

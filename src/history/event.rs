@@ -64,6 +64,18 @@ pub struct RunEnd {
     pub finals: Vec<u32>,
     /// Updates each worker acknowledged (completed), by worker index.
     pub completed: Vec<u64>,
+    /// Workers that died during the run (`--kill`, `--crash-at`), by worker index.
+    pub killed: Vec<Killed>,
+}
+
+/// A worker that died during the run: the events it had buffered never reached the store, and
+/// its last write may have been cut short (a torn record, which verify then accepts as its
+/// last record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Killed {
+    pub worker: u32,
+    /// It died with an update begun and not acknowledged, which may have been applied.
+    pub in_flight: bool,
 }
 
 /// The hashed state of `slot` holding `value` in `run`. A closed form, so a winner can chain

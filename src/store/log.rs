@@ -7,7 +7,8 @@
 //! write is therefore an error (the file then ends in a torn record, which the reader reports).
 //!
 //! What a worker killed mid-run loses: the records still in its buffer (at most `batch`
-//! events), never a record already written. `--fsync every` writes and fdatasyncs each record
+//! events), never a record already written; a SIGKILL inside its `write(2)` can leave the
+//! batch cut between pages, a torn record verify accepts only as that worker's last. `--fsync every` writes and fdatasyncs each record
 //! before the update is acknowledged; `end` leaves durability to one fsync by the parent after
 //! every worker has exited (the page cache is shared, so that one call covers every worker).
 
