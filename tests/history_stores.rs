@@ -253,44 +253,50 @@ fn the_history_export_is_jepsen_json_lines() {
 
 #[test]
 fn killed_workers_with_the_log_verify_within_their_bounds() {
-    let log = TempPath::new("kill.log");
-    let (code, text, _) = run(&[
-        "--workers",
-        "200",
-        "--strategy",
-        "atomic,futex-lock",
-        "--store",
-        &log.arg("log:"),
-        "--kill",
-        "20",
-        "--stall-timeout",
-        STALL,
-        "--json",
-    ]);
-    assert_eq!(code, 0, "{text}");
-    let start = text.find('{').expect("a JSON summary");
-    let v: serde_json::Value = serde_json::from_str(&text[start..]).expect("JSON summary");
-    let mut deaths = 0;
-    for s in v["strategies"].as_array().unwrap() {
-        let r = &s["runs"][0];
+    // --kill lands when the watcher gets the CPU; --crash-at makes one death certain.
+    for (strategy, crash) in [
+        ("atomic", "after-cas:500"),
+        ("futex-lock", "after-write:500"),
+    ] {
+        let log = TempPath::new(&format!("kill-{strategy}.log"));
+        let (code, text, _) = run(&[
+            "--workers",
+            "200",
+            "--strategy",
+            strategy,
+            "--store",
+            &log.arg("log:"),
+            "--kill",
+            "20",
+            "--crash-at",
+            crash,
+            "--stall-timeout",
+            STALL,
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{strategy}: {text}");
+        let start = text.find('{').expect("a JSON summary");
+        let v: serde_json::Value = serde_json::from_str(&text[start..]).expect("JSON summary");
+        let r = &v["strategies"][0]["runs"][0];
         let h = &r["history"];
-        assert_eq!(h["verified"], true, "{}: {h}", s["strategy"]);
-        assert_eq!(r["count"]["lost"], 0, "{}", s["strategy"]);
-        assert_eq!(r["count"]["unexpected"], 0, "{}", s["strategy"]);
+        assert_eq!(h["verified"], true, "{strategy}: {h}");
+        assert_eq!(r["count"]["lost"], 0, "{strategy}");
+        assert_eq!(r["count"]["unexpected"], 0, "{strategy}");
         let died = r["faults"]["deaths"].as_array().map_or(0, |d| d.len());
+        assert!(
+            died >= 1,
+            "{strategy}: the --crash-at worker must die\n{text}"
+        );
         assert_eq!(
             h["killed"], died as u64,
-            "{}: the end record names the dead",
-            s["strategy"]
+            "{strategy}: the end record names the dead"
         );
         // What is missing is bounded by what the killed workers had not persisted.
         assert!(h["gaps"].as_u64() <= h["missing_allowed"].as_u64(), "{h}");
-        deaths += died;
+        let (code, text, _) = run(&["verify", log.path().to_str().unwrap()]);
+        assert_eq!(code, 0, "{strategy}: {text}");
+        assert!(text.contains("killed workers"), "{strategy}: {text}");
     }
-    assert!(deaths > 0, "no kill landed: nothing was tested\n{text}");
-    let (code, text, _) = run(&["verify", log.path().to_str().unwrap()]);
-    assert_eq!(code, 0, "{text}");
-    assert!(text.contains("killed workers"), "{text}");
 }
 
 #[test]
