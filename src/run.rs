@@ -4,7 +4,7 @@ use crate::check::{Count, SlotCount};
 use crate::config::{Config, Mode};
 use crate::error::Error;
 use crate::fault;
-use crate::history::{RunEnd, RunInfo};
+use crate::history::{frame, Killed, RunEnd, RunInfo};
 use crate::latency;
 use crate::pool::{self, PoolOutcome};
 use crate::progress::Watcher;
@@ -124,7 +124,16 @@ pub fn run_once(
             for r in &outcome.reports {
                 completed[r.worker] = r.completed;
             }
-            Some(persist_end_and_verify(store, &region, completed)?)
+            let killed = outcome
+                .faults
+                .deaths
+                .iter()
+                .map(|d| Killed {
+                    worker: d.worker as u32,
+                    in_flight: d.in_flight.is_some(),
+                })
+                .collect();
+            Some(persist_end_and_verify(store, &region, completed, killed)?)
         }
         None => None,
     };
@@ -144,15 +153,23 @@ pub(crate) fn persist_end_and_verify(
     store: &RunStore,
     region: &Region,
     completed: Vec<u64>,
+    killed: Vec<Killed>,
 ) -> Result<RunCheck, Error> {
     store.end(&RunEnd {
         run: store.info.run,
         fingerprint: region.fingerprint(),
         finals: region.values(),
         completed,
+        killed,
     })?;
     let loaded = verify::load(store.config.spec.path())?;
-    if let Some(c) = &loaded.corrupt {
+    // Damage inside this run is the checker's to judge (a killed worker's torn last record);
+    // anything else means the store is not what the run wrote.
+    let outside = loaded.damaged.first().map(|d| frame::Corrupt {
+        offset: d.offset,
+        reason: d.reason.clone(),
+    });
+    if let Some(c) = loaded.corrupt.as_ref().or(outside.as_ref()) {
         return Err(Error::Store(format!(
             "{}: {c}",
             store.config.spec.path().display()

@@ -15,8 +15,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::history::event::{fingerprint, link_hash};
-use crate::history::frame::{self, Corrupt, Tail};
+use crate::history::event::{fingerprint, ChainKey};
+use crate::history::frame::{self, Corrupt, Damage, Tail};
 use crate::history::{Event, Record, RunEnd, RunInfo};
 
 /// One run as read back from a store.
@@ -28,6 +28,8 @@ pub struct RunHistory {
     /// The values the store itself keeps per slot (SQLite's `slots.value`); for the log, the
     /// stored state is what its events add up to.
     pub stored: Option<Vec<u32>>,
+    /// Damaged records between its header and its end (accepted only as killed workers' last).
+    pub damaged: Vec<Damage>,
 }
 
 /// Everything a store held.
@@ -35,51 +37,180 @@ pub struct RunHistory {
 pub struct Loaded {
     pub runs: Vec<RunHistory>,
     pub tail: Tail,
-    /// The first record that could not be trusted; nothing after it was read.
+    /// A record that stopped the reading (one that checks but cannot be placed); nothing after
+    /// it was read.
     pub corrupt: Option<Corrupt>,
+    /// Damaged records outside any run: never accepted.
+    pub damaged: Vec<Damage>,
     pub records: u64,
 }
 
+/// Bytes read at a time: the log is streamed, never held whole (a fresh buffer the size of
+/// the file cost more in page faults than the parse itself).
+const CHUNK: usize = 4 << 20;
+/// The smallest framed event: frame, tag and seven one-byte fields and the 8-byte hash.
+const MIN_EVENT_FRAME: u64 = (frame::HEADER + 1 + 7 + 8 + frame::TRAILER) as u64;
+
 /// Reads an event log. Only I/O errors are errors: corruption is part of what it returns.
 pub fn load_log(path: &Path) -> Result<Loaded, Error> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::Usage(format!("reading {}: {e}", path.display())))?;
-    Ok(parse_log(&bytes))
+    load_log_in_chunks(path, CHUNK)
+}
+
+fn load_log_in_chunks(path: &Path, chunk: usize) -> Result<Loaded, Error> {
+    use std::io::Read;
+    let fail = |e: std::io::Error| Error::Usage(format!("reading {}: {e}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(fail)?;
+    let size = file.metadata().map_err(fail)?.len();
+    let mut parser = Parser::new(size);
+    let mut buf = vec![0u8; chunk.min(size as usize + 1).max(frame::HEADER)];
+    // `buf[..filled]` holds the file from byte `base`: whole records, then a partial one.
+    let (mut base, mut filled) = (0u64, 0usize);
+    loop {
+        if filled == buf.len() {
+            // One record longer than the buffer (a run end of many slots).
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = match file.read(&mut buf[filled..]) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => other.map_err(fail)?,
+        };
+        filled += n;
+        let eof = n == 0;
+        if !eof && filled < buf.len() {
+            continue;
+        }
+        let scanned = frame::scan(&buf[..filled], |f| parser.frame(f, base));
+        match scanned {
+            // The end of the buffer is not the end of the file: keep the partial record.
+            Ok(Tail::Torn { offset, .. }) if !eof => {
+                buf.copy_within(offset as usize..filled, 0);
+                filled -= offset as usize;
+                base += offset;
+            }
+            Ok(Tail::Clean) if !eof => {
+                base += filled as u64;
+                filled = 0;
+            }
+            Ok(tail) => return Ok(parser.finish(shift(tail, base), None)),
+            Err(c) => {
+                // Damage is rare (a killed worker's torn write, or real corruption): read the
+                // rest whole and walk it resynchronising after each damaged record.
+                let from = c.offset as usize;
+                buf.truncate(filled);
+                file.read_to_end(&mut buf).map_err(fail)?;
+                let base = base + from as u64;
+                let walked = frame::scan_resync(&buf[from..], |r| parser.record(r, base));
+                return Ok(match walked {
+                    Ok(tail) => parser.finish(shift(tail, base), None),
+                    Err(mut c) => {
+                        c.offset += base;
+                        parser.finish(Tail::Clean, Some(c))
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn shift(tail: Tail, base: u64) -> Tail {
+    match tail {
+        Tail::Clean => Tail::Clean,
+        Tail::Torn { offset, bytes } => Tail::Torn {
+            offset: offset + base,
+            bytes,
+        },
+    }
 }
 
 /// Parses the bytes of an event log.
 pub fn parse_log(bytes: &[u8]) -> Loaded {
-    let mut runs: Vec<RunHistory> = Vec::new();
-    let mut records = 0u64;
-    let scanned = frame::scan(bytes, |f| {
-        records += 1;
-        match frame::decode(&f)? {
-            Record::Run(info) => runs.push(RunHistory {
-                info,
-                events: Vec::new(),
-                end: None,
-                stored: None,
-            }),
-            Record::Event(e) => match runs.last_mut() {
-                Some(r) if r.info.run == e.run && r.end.is_none() => r.events.push(e),
-                _ => return Err(format!("event of run {} outside that run", e.run)),
+    let mut parser = Parser::new(bytes.len() as u64);
+    match frame::scan_resync(bytes, |r| parser.record(r, 0)) {
+        Ok(tail) => parser.finish(tail, None),
+        Err(c) => parser.finish(Tail::Clean, Some(c)),
+    }
+}
+
+/// Sorts a log's records into runs.
+struct Parser {
+    runs: Vec<RunHistory>,
+    damaged: Vec<Damage>,
+    records: u64,
+    /// The file's size: bounds how many events a run header may make room for.
+    size: u64,
+}
+
+impl Parser {
+    fn new(size: u64) -> Parser {
+        Parser {
+            runs: Vec::new(),
+            damaged: Vec::new(),
+            records: 0,
+            size,
+        }
+    }
+
+    fn record(
+        &mut self,
+        record: Result<frame::Frame<'_>, Damage>,
+        base: u64,
+    ) -> Result<(), String> {
+        match record {
+            Ok(f) => self.frame(f, base),
+            Err(mut d) => {
+                d.offset += base;
+                match self.runs.last_mut().filter(|r| r.end.is_none()) {
+                    Some(r) => r.damaged.push(d),
+                    None => self.damaged.push(d),
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// One complete record, `base` bytes into the file.
+    #[inline]
+    fn frame(&mut self, f: frame::Frame<'_>, base: u64) -> Result<(), String> {
+        // An event belongs to the run whose header it follows (version 2 stores no run id in
+        // an event; the hash chain, which includes the run id, catches a misattributed one).
+        let open = self
+            .runs
+            .last()
+            .filter(|r| r.end.is_none())
+            .map(|r| r.info.run);
+        match frame::decode(&f, open.unwrap_or(0))? {
+            Record::Run(info) => {
+                let left = self.size.saturating_sub(base + f.offset) / MIN_EVENT_FRAME;
+                let expected = (info.workers as u64).saturating_mul(info.ops).min(left);
+                self.runs.push(RunHistory {
+                    info,
+                    events: Vec::with_capacity(expected as usize),
+                    end: None,
+                    stored: None,
+                    damaged: Vec::new(),
+                })
+            }
+            Record::Event(e) => match self.runs.last_mut() {
+                Some(r) if open.is_some() => r.events.push(e),
+                _ => return Err(format!("event of worker {} outside any run", e.worker)),
             },
-            Record::End(end) => match runs.last_mut() {
+            Record::End(end) => match self.runs.last_mut() {
                 Some(r) if r.info.run == end.run && r.end.is_none() => r.end = Some(end),
                 _ => return Err(format!("end of run {} without its start", end.run)),
             },
         }
+        self.records += 1;
         Ok(())
-    });
-    let (tail, corrupt) = match scanned {
-        Ok(tail) => (tail, None),
-        Err(c) => (Tail::Clean, Some(c)),
-    };
-    Loaded {
-        runs,
-        tail,
-        corrupt,
-        records,
+    }
+
+    fn finish(self, tail: Tail, corrupt: Option<Corrupt>) -> Loaded {
+        Loaded {
+            runs: self.runs,
+            tail,
+            corrupt,
+            damaged: self.damaged,
+            records: self.records,
+        }
     }
 }
 
@@ -140,6 +271,15 @@ pub struct RunCheck {
     pub final_mismatch_list: Vec<FinalMismatch>,
     /// Whether the fingerprint saved with the run matches the final values saved with it.
     pub fingerprint_ok: Option<bool>,
+    /// Workers the run's end record says died.
+    pub killed: u64,
+    /// Values that may lack an event: over killed workers, acknowledged + in flight - persisted.
+    pub missing_allowed: u64,
+    /// Damaged records accepted as a killed worker's torn last record.
+    pub torn_records: u64,
+    /// The first damaged record not accepted, as "corrupt record at byte offset …".
+    pub corrupt: Option<String>,
+    pub corrupt_offset: Option<u64>,
     /// Human sentences, the first of each kind of problem.
     pub problems: Vec<String>,
 }
@@ -161,17 +301,45 @@ const LISTED: usize = 10;
 /// Checks every run of a loaded store.
 pub fn verify(loaded: &Loaded) -> Verification {
     let runs: Vec<RunCheck> = loaded.runs.iter().map(check_run).collect();
-    let verified = loaded.corrupt.is_none() && !runs.is_empty() && runs.iter().all(|r| r.verified);
+    // The first record nobody accounts for: outside any run, in a run and not accepted, or
+    // the one that stopped the reading.
+    let first = loaded
+        .damaged
+        .iter()
+        .map(|d| (d.offset, corrupt_text(d)))
+        .chain(
+            runs.iter()
+                .filter_map(|r| r.corrupt_offset.zip(r.corrupt.clone())),
+        )
+        .chain(
+            loaded
+                .corrupt
+                .as_ref()
+                .map(|c| (c.offset, format!("{c}; nothing after it was read"))),
+        )
+        .min_by_key(|(offset, _)| *offset);
+    let verified = first.is_none() && !runs.is_empty() && runs.iter().all(|r| r.verified);
     Verification {
         records: loaded.records,
         torn_tail: match loaded.tail {
             Tail::Clean => None,
             t => Some(t),
         },
-        corrupt: loaded.corrupt.as_ref().map(|c| c.to_string()),
-        corrupt_offset: loaded.corrupt.as_ref().map(|c| c.offset),
+        corrupt_offset: first.as_ref().map(|f| f.0),
+        corrupt: first.map(|f| f.1),
         runs,
         verified,
+    }
+}
+
+fn corrupt_text(d: &Damage) -> String {
+    let c = Corrupt {
+        offset: d.offset,
+        reason: d.reason.clone(),
+    };
+    match d.header {
+        Some((w, seq)) if w != frame::PARENT => format!("{c} (worker {w}'s record {seq})"),
+        _ => c.to_string(),
     }
 }
 
@@ -204,6 +372,14 @@ pub fn check_run(run: &RunHistory) -> RunCheck {
     let slots = info.slots as usize;
     let initial = info.initial;
     let events = &run.events;
+    let chain = ChainKey::of(info.run);
+    let chain_of = |r: u64| {
+        if r == info.run {
+            chain
+        } else {
+            ChainKey::of(r)
+        }
+    };
     let mut c = RunCheck {
         run: info.run,
         strategy: info.strategy.clone(),
@@ -231,7 +407,7 @@ pub fn check_run(run: &RunHistory) -> RunCheck {
             continue;
         }
         if e.read.wrapping_add(1) != e.written
-            || e.hash != link_hash(e.run, e.slot, e.read, e.written)
+            || e.hash != chain_of(e.run).link(e.slot, e.read, e.written)
         {
             c.broken_links += 1;
             problem(
@@ -261,8 +437,15 @@ pub fn check_run(run: &RunHistory) -> RunCheck {
         }
         *next = (*next).max(e.seq + 1);
     }
+    // Per worker: Some(in flight at death) for a killed one, and the most records it may have.
+    let workers = info.workers as usize;
+    let mut killed: Vec<Option<bool>> = vec![None; workers];
+    let mut most = vec![0u64; workers];
     if let Some(end) = &run.end {
-        if end.completed.len() != info.workers as usize || end.finals.len() != slots {
+        if end.completed.len() != workers
+            || end.finals.len() != slots
+            || end.killed.iter().any(|k| k.worker >= info.workers)
+        {
             problem(
                 &mut c,
                 "malformed end record: ",
@@ -276,8 +459,29 @@ pub fn check_run(run: &RunHistory) -> RunCheck {
             );
         } else {
             c.acknowledged = Some(end.completed.iter().sum());
+            for k in &end.killed {
+                killed[k.worker as usize] = Some(k.in_flight);
+            }
+            c.killed = killed.iter().flatten().count() as u64;
             for (w, (&acked, &seen)) in end.completed.iter().zip(&next_seq).enumerate() {
-                if acked != seen {
+                // A killed worker persisted at most what it acknowledged and its update in
+                // flight; whatever it had buffered is missing, and allowed to be.
+                most[w] = acked + killed[w].unwrap_or(false) as u64;
+                if killed[w].is_some() {
+                    if seen > most[w] {
+                        c.sequence_errors += seen - most[w];
+                        problem(
+                            &mut c,
+                            "persisted but never acknowledged: ",
+                            format!(
+                                "worker {w} (killed) acknowledged {acked} updates with {} in flight, its records end at {seen}",
+                                most[w] - acked
+                            ),
+                        );
+                    } else {
+                        c.missing_allowed += most[w] - seen;
+                    }
+                } else if acked != seen {
                     c.sequence_errors += acked.abs_diff(seen);
                     problem(
                         &mut c,
@@ -307,10 +511,21 @@ pub fn check_run(run: &RunHistory) -> RunCheck {
                 .map(|&v| v.saturating_sub(initial) as u64)
                 .sum();
             let acked = c.acknowledged.unwrap_or(0);
-            if region_total > acked {
+            let in_flight = killed.iter().filter(|k| **k == Some(true)).count() as u64;
+            // Jepsen's accounting with deaths: acknowledged ≤ final ≤ acknowledged + in flight.
+            if region_total > acked + in_flight {
                 problem(
                     &mut c,
                     "final count above acknowledged: ",
+                    format!(
+                        "the region holds {region_total} updates, workers acknowledged {acked} with {in_flight} in flight"
+                    ),
+                );
+            }
+            if region_total < acked {
+                problem(
+                    &mut c,
+                    "final count below acknowledged: ",
                     format!(
                         "the region holds {region_total} updates, workers acknowledged {acked}"
                     ),
@@ -318,6 +533,7 @@ pub fn check_run(run: &RunHistory) -> RunCheck {
             }
         }
     }
+    check_damage(&mut c, run, &killed, &most, &next_seq);
     let finals: Option<&[u32]> = run
         .end
         .as_ref()
@@ -381,6 +597,8 @@ pub fn check_run(run: &RunHistory) -> RunCheck {
     }
 
     // Pass 2, per slot in value order: gaps, real-time order, final state.
+    let mut first_gap: Option<(u32, usize)> = None;
+    let mut behind_excused = false;
     let mut stored_all = Vec::with_capacity(slots);
     for s in 0..slots {
         let cells = &cells[offsets[s]..offsets[s + 1]];
@@ -392,11 +610,7 @@ pub fn check_run(run: &RunHistory) -> RunCheck {
             if cell.count == 0 {
                 if value <= must_have {
                     c.gaps += 1;
-                    problem(
-                        &mut c,
-                        "gap: ",
-                        format!("no event wrote {value} on slot {s}"),
-                    );
+                    first_gap.get_or_insert((value, s));
                 }
                 continue;
             }
@@ -427,7 +641,11 @@ pub fn check_run(run: &RunHistory) -> RunCheck {
         };
         stored_all.push(stored);
         if let Some(region) = region_final {
-            if stored != region {
+            // The log's stored state is its highest event: behind the region only by values
+            // with no event, which the gap count already bounds.
+            let behind_by_gaps = run.stored.is_none() && c.killed > 0 && stored < region;
+            behind_excused |= behind_by_gaps;
+            if stored != region && !behind_by_gaps {
                 c.final_mismatches += 1;
                 if c.final_mismatch_list.len() < LISTED {
                     c.final_mismatch_list.push(FinalMismatch {
@@ -451,8 +669,25 @@ pub fn check_run(run: &RunHistory) -> RunCheck {
             }
         }
     }
+    if c.gaps > c.missing_allowed {
+        let (value, s) = first_gap.unwrap_or_default();
+        let allowed = if c.killed > 0 {
+            format!(
+                " ({} missing, at most {} allowed for killed workers)",
+                c.gaps, c.missing_allowed
+            )
+        } else {
+            String::new()
+        };
+        problem(
+            &mut c,
+            "gap: ",
+            format!("no event wrote {value} on slot {s}{allowed}"),
+        );
+    }
     if let Some(end) = &run.end {
         if c.final_mismatches == 0
+            && !behind_excused
             && fingerprint(&stored_all) != end.fingerprint
             && finals.is_some()
         {
@@ -473,6 +708,68 @@ pub fn check_run(run: &RunHistory) -> RunCheck {
     }
     c.verified = c.problems.is_empty();
     c
+}
+
+/// Accepts each damaged record of `run` only as a killed worker's torn last record: its header
+/// names a killed worker, is that worker's next record, within what it may have persisted, and
+/// no other damage claimed that worker. A record whose header is torn too names nobody: it
+/// needs a killed worker no damage claimed. The first one not accepted makes the run corrupt.
+fn check_damage(
+    c: &mut RunCheck,
+    run: &RunHistory,
+    killed: &[Option<bool>],
+    most: &[u64],
+    next_seq: &[u64],
+) {
+    let mut claimed = vec![false; killed.len()];
+    let mut rejected: Vec<(&Damage, String)> = Vec::new();
+    let mut nameless = Vec::new();
+    for d in &run.damaged {
+        match d.header {
+            Some((w, seq)) => {
+                let w = w as usize;
+                let why = if w >= killed.len() {
+                    format!("written by {w}, not a worker of this run")
+                } else if killed[w].is_none() {
+                    format!("worker {w} was not killed")
+                } else if claimed[w] {
+                    format!("worker {w} already has a torn record")
+                } else if seq != next_seq[w] || seq >= most[w] {
+                    format!(
+                        "not worker {w}'s last record (its records end at {}, it may have {})",
+                        next_seq[w], most[w]
+                    )
+                } else {
+                    claimed[w] = true;
+                    c.torn_records += 1;
+                    continue;
+                };
+                rejected.push((d, why));
+            }
+            None => nameless.push(d),
+        }
+    }
+    let free = killed
+        .iter()
+        .zip(&claimed)
+        .filter(|(k, taken)| k.is_some() && !**taken)
+        .count();
+    for (i, d) in nameless.into_iter().enumerate() {
+        if i < free {
+            c.torn_records += 1;
+        } else {
+            rejected.push((d, "more torn records than killed workers".into()));
+        }
+    }
+    if let Some((d, why)) = rejected.into_iter().min_by_key(|(d, _)| d.offset) {
+        let text = format!(
+            "{}; a torn record is accepted only as a killed worker's last, and {why}",
+            corrupt_text(d)
+        );
+        c.problems.push(text.clone());
+        c.corrupt = Some(text);
+        c.corrupt_offset = Some(d.offset);
+    }
 }
 
 /// Notes the first problem of each kind (all are counted in their fields).
@@ -502,7 +799,7 @@ pub fn render(v: &Verification) -> String {
         );
     }
     if let Some(c) = &v.corrupt {
-        let _ = writeln!(out, "{c}; nothing after it was read");
+        let _ = writeln!(out, "{c}");
     }
     for r in &v.runs {
         let _ = writeln!(
@@ -531,6 +828,13 @@ pub fn render(v: &Verification) -> String {
             r.sequence_errors,
             r.final_mismatches
         );
+        if r.killed > 0 {
+            let _ = writeln!(
+                out,
+                "  killed workers {}: {} torn record(s) accepted, up to {} missing event(s) allowed",
+                r.killed, r.torn_records, r.missing_allowed
+            );
+        }
         for w in r.witness_list.iter().take(3) {
             let _ = writeln!(out, "  witness: {w}");
         }
@@ -542,4 +846,127 @@ pub fn render(v: &Verification) -> String {
         let _ = writeln!(out, "no run found");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::event::link_hash;
+
+    /// A two-worker run of `n` events each on one slot, and its end.
+    fn log(n: u32) -> Vec<u8> {
+        let run = 5;
+        let mut out = Vec::new();
+        let info = RunInfo {
+            run,
+            strategy: "atomic".into(),
+            workers: 2,
+            slots: 1,
+            ops: n as u64,
+            initial: 0,
+            seed: 1,
+            persist: "events".into(),
+        };
+        frame::encode(0, &Record::Run(info), &mut out);
+        for v in 0..2 * n {
+            let e = Event {
+                run,
+                worker: v % 2,
+                seq: (v / 2) as u64,
+                slot: 0,
+                read: v,
+                written: v + 1,
+                retries: 0,
+                invoke_ns: 1000 + 10 * v as u64,
+                complete_ns: 1005 + 10 * v as u64,
+                hash: link_hash(run, 0, v, v + 1),
+            };
+            frame::encode(e.seq, &Record::Event(e), &mut out);
+        }
+        let finals = vec![2 * n];
+        let end = RunEnd {
+            run,
+            fingerprint: fingerprint(&finals),
+            finals,
+            completed: vec![n as u64; 2],
+            killed: vec![],
+        };
+        frame::encode(0, &Record::End(end), &mut out);
+        out
+    }
+
+    fn load_via_file(test: &str, bytes: &[u8], chunk: usize) -> Loaded {
+        let path = std::env::temp_dir().join(format!(
+            "racepool-verify-unit-{}-{test}-{chunk}",
+            std::process::id(),
+        ));
+        std::fs::write(&path, bytes).unwrap();
+        let loaded = load_log_in_chunks(&path, chunk);
+        std::fs::remove_file(&path).unwrap();
+        loaded.unwrap()
+    }
+
+    #[test]
+    fn streaming_in_small_chunks_reads_what_one_slice_reads() {
+        let bytes = log(50);
+        let whole = parse_log(&bytes);
+        assert!(verify(&whole).verified);
+        // Chunks smaller than a record, than a header, and not dividing the file.
+        for chunk in [7, 20, 33, 64, 4096] {
+            let l = load_via_file("whole", &bytes, chunk);
+            assert_eq!(l.records, whole.records, "chunk {chunk}");
+            assert_eq!(l.runs[0].events, whole.runs[0].events, "chunk {chunk}");
+            assert_eq!(l.tail, Tail::Clean, "chunk {chunk}");
+            assert!(verify(&l).verified, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn streamed_offsets_are_file_offsets() {
+        let bytes = log(50);
+        let mut starts = Vec::new();
+        frame::scan(&bytes, |f| {
+            starts.push(f.offset);
+            Ok(())
+        })
+        .unwrap();
+        let last = *starts.last().unwrap();
+        let mid = starts[starts.len() / 2];
+        let mut flipped = bytes.clone();
+        flipped[mid as usize + frame::HEADER] ^= 1;
+        for chunk in [7, 64, 1000] {
+            let torn = load_via_file("torn", &bytes[..bytes.len() - 3], chunk);
+            assert_eq!(
+                torn.tail,
+                Tail::Torn {
+                    offset: last,
+                    bytes: bytes.len() as u64 - 3 - last
+                },
+                "chunk {chunk}"
+            );
+            let bad = load_via_file("flipped", &flipped, chunk);
+            // A damaged record mid-run is skipped, and not accepted: nobody was killed.
+            assert_eq!(bad.runs[0].damaged[0].offset, mid, "chunk {chunk}");
+            let v = verify(&bad);
+            assert_eq!(v.corrupt_offset, Some(mid), "chunk {chunk}");
+            assert!(!v.verified);
+        }
+    }
+
+    #[test]
+    fn an_event_before_any_run_header_is_corruption() {
+        let bytes = log(2);
+        let mut first = 0;
+        frame::scan(&bytes, |f| {
+            if first == 0 && f.offset > 0 {
+                first = f.offset as usize;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let loaded = parse_log(&bytes[first..]);
+        let c = loaded.corrupt.expect("an event with no run");
+        assert_eq!(c.offset, 0);
+        assert!(c.reason.contains("outside any run"), "{}", c.reason);
+    }
 }

@@ -120,7 +120,13 @@ fn drive<S: Strategy>(strategy: &S, region: &Region, w: usize, plan: &Plan) -> W
         }
         let applied = strategy.apply(slot, &probe);
         if timed {
-            histogram.saturating_record(now_ns().saturating_sub(t0).max(1));
+            // With a store the update ends when it won (inside the lock for the lock
+            // strategies): the time its event records, one clock read fewer.
+            let t1 = recorder
+                .as_ref()
+                .and_then(|r| r.completed_ns())
+                .unwrap_or_else(now_ns);
+            histogram.saturating_record(t1.saturating_sub(t0).max(1));
         }
         retries += applied.retries as u64;
         waits += applied.waits as u64;

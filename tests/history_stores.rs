@@ -250,3 +250,79 @@ fn the_history_export_is_jepsen_json_lines() {
     let times: Vec<u64> = lines.iter().map(|l| l["time"].as_u64().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "sorted by time");
 }
+
+#[test]
+fn killed_workers_with_the_log_verify_within_their_bounds() {
+    // --kill lands when the watcher gets the CPU; --crash-at makes one death certain.
+    for (strategy, crash) in [
+        ("atomic", "after-cas:500"),
+        ("futex-lock", "after-write:500"),
+    ] {
+        let log = TempPath::new(&format!("kill-{strategy}.log"));
+        let (code, text, _) = run(&[
+            "--workers",
+            "200",
+            "--strategy",
+            strategy,
+            "--store",
+            &log.arg("log:"),
+            "--kill",
+            "20",
+            "--crash-at",
+            crash,
+            "--stall-timeout",
+            STALL,
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{strategy}: {text}");
+        let start = text.find('{').expect("a JSON summary");
+        let v: serde_json::Value = serde_json::from_str(&text[start..]).expect("JSON summary");
+        let r = &v["strategies"][0]["runs"][0];
+        let h = &r["history"];
+        assert_eq!(h["verified"], true, "{strategy}: {h}");
+        assert_eq!(r["count"]["lost"], 0, "{strategy}");
+        assert_eq!(r["count"]["unexpected"], 0, "{strategy}");
+        let died = r["faults"]["deaths"].as_array().map_or(0, |d| d.len());
+        assert!(
+            died >= 1,
+            "{strategy}: the --crash-at worker must die\n{text}"
+        );
+        assert_eq!(
+            h["killed"], died as u64,
+            "{strategy}: the end record names the dead"
+        );
+        // What is missing is bounded by what the killed workers had not persisted.
+        assert!(h["gaps"].as_u64() <= h["missing_allowed"].as_u64(), "{h}");
+        let (code, text, _) = run(&["verify", log.path().to_str().unwrap()]);
+        assert_eq!(code, 0, "{strategy}: {text}");
+        assert!(text.contains("killed workers"), "{strategy}: {text}");
+    }
+}
+
+#[test]
+fn sqlite_with_deaths_is_a_usage_error() {
+    let db = TempPath::new("kill.db");
+    for faults in [["--kill", "20"], ["--crash-at", "after-cas:3"]] {
+        let (code, _, out) = run(&[
+            "--workers",
+            "200",
+            "--strategy",
+            "atomic",
+            "--store",
+            &db.arg("sqlite:"),
+            faults[0],
+            faults[1],
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code, 2, "{faults:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{faults:?}: {stderr}");
+        assert!(
+            stderr.contains("--store sqlite with --kill or --crash-at is not supported"),
+            "{faults:?}: {stderr}"
+        );
+        assert!(
+            !db.path().exists(),
+            "{faults:?}: refused before the store is made"
+        );
+    }
+}

@@ -6,7 +6,7 @@ mod common;
 use common::{run, TempPath};
 use racepool::history::event::{fingerprint, link_hash};
 use racepool::history::frame;
-use racepool::history::{Event, Record, RunEnd, RunInfo};
+use racepool::history::{Event, Killed, Record, RunEnd, RunInfo};
 use serde::Deserialize;
 
 /// A fixture: a run's header, its events as
@@ -29,6 +29,11 @@ struct Fixture {
     flip_record: Option<usize>,
     /// Bytes to cut from the end of the file.
     truncate: Option<usize>,
+    /// Workers that died, as `[worker, in flight (0 or 1)]`.
+    killed: Option<Vec<[u64; 2]>>,
+    /// Index of an event whose record is cut short mid-file (header and 3 payload bytes kept,
+    /// the records after it intact): what a worker killed inside its `write(2)` leaves.
+    tear: Option<usize>,
 }
 
 fn build(f: &Fixture) -> Vec<u8> {
@@ -67,9 +72,23 @@ fn build(f: &Fixture) -> Vec<u8> {
             fingerprint: f.fingerprint.unwrap_or_else(|| fingerprint(&f.finals)),
             finals: f.finals.clone(),
             completed: f.completed.clone().unwrap_or(completed),
+            killed: f
+                .killed
+                .iter()
+                .flatten()
+                .map(|&[worker, in_flight]| Killed {
+                    worker: worker as u32,
+                    in_flight: in_flight == 1,
+                })
+                .collect(),
         }),
         &mut out,
     );
+    if let Some(i) = f.tear {
+        // Event i is record i + 1; the record after it starts at starts[i + 2].
+        let (cut, next) = (starts[i + 1] + frame::HEADER + 3, starts[i + 2]);
+        out.drain(cut..next);
+    }
     if let Some(r) = f.flip_record {
         out[starts[r] + frame::HEADER] ^= 0x10;
     }

@@ -64,6 +64,18 @@ pub struct RunEnd {
     pub finals: Vec<u32>,
     /// Updates each worker acknowledged (completed), by worker index.
     pub completed: Vec<u64>,
+    /// Workers that died during the run (`--kill`, `--crash-at`), by worker index.
+    pub killed: Vec<Killed>,
+}
+
+/// A worker that died during the run: the events it had buffered never reached the store, and
+/// its last write may have been cut short (a torn record, which verify then accepts as its
+/// last record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Killed {
+    pub worker: u32,
+    /// It died with an update begun and not acknowledged, which may have been applied.
+    pub in_flight: bool,
 }
 
 /// The hashed state of `slot` holding `value` in `run`. A closed form, so a winner can chain
@@ -82,9 +94,31 @@ pub fn state_hash(run: u64, slot: u32, value: u32) -> u64 {
 /// (each value must be written exactly once, by an event that read its predecessor).
 #[inline]
 pub fn link_hash(run: u64, slot: u32, read: u32, written: u32) -> u64 {
-    let mut h = fnv::FnvHasher::with_key(state_hash(run, slot, read));
-    h.write_u32(written);
-    h.finish()
+    ChainKey::of(run).link(slot, read, written)
+}
+
+/// A run's hash chain with the run id already hashed: FNV-1a is a byte stream, so its state
+/// after the run id is a constant per run, and each link then hashes 12 bytes instead of 20.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainKey(u64);
+
+impl ChainKey {
+    pub fn of(run: u64) -> ChainKey {
+        let mut h = fnv::FnvHasher::default();
+        h.write_u64(run);
+        ChainKey(h.finish())
+    }
+
+    /// `link_hash(run, slot, read, written)` (`FnvHasher::finish` is its state, and
+    /// `with_key` resumes from one).
+    #[inline]
+    pub fn link(self, slot: u32, read: u32, written: u32) -> u64 {
+        let mut h = fnv::FnvHasher::with_key(self.0);
+        h.write_u32(slot);
+        h.write_u32(read);
+        h.write_u32(written);
+        h.finish()
+    }
 }
 
 /// FNV-1a over slot values, exactly as `Region::fingerprint` computes it.
@@ -119,5 +153,21 @@ mod tests {
         assert_ne!(base, link_hash(1, 1, 41, 42));
         assert_ne!(base, link_hash(1, 0, 40, 42));
         assert_ne!(base, link_hash(1, 0, 41, 43));
+    }
+
+    #[test]
+    fn the_chain_key_resumes_the_same_stream() {
+        // link_hash as version 1 computed it: from the read state's hash, then the value.
+        let long_way = |run: u64, slot: u32, read: u32, written: u32| {
+            let mut h = fnv::FnvHasher::with_key(state_hash(run, slot, read));
+            h.write_u32(written);
+            h.finish()
+        };
+        for (run, slot, read, written) in [(1, 0, 41, 42), (u64::MAX, 7, 0, 1), (99, 3, 5, 5)] {
+            assert_eq!(
+                ChainKey::of(run).link(slot, read, written),
+                long_way(run, slot, read, written)
+            );
+        }
     }
 }

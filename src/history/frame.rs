@@ -2,11 +2,12 @@
 //!
 //! ```text
 //! offset  size  field
-//!      0     4  magic "RPEV" (little-endian u32 0x5645_5052)
+//!      0     4  magic "RPE2": "RPE" and the format version (2)
 //!      4     4  payload length, little-endian
-//!      8     8  sequence, little-endian: the writer's record number (per worker, from 0)
+//!      8     4  writer, little-endian: the worker's index, or 0xffff_ffff for the parent
+//!     12     4  sequence, little-endian: the writer's record number (per writer, from 0)
 //!     16     4  CRC32C of bytes 0..16: the header is trusted before its length is used
-//!     20     n  payload: one postcard-encoded `Record`
+//!     20     n  payload: one postcard-encoded record (see `WireRef`)
 //!   20+n     4  CRC32C of bytes 0..20+n: everything before it
 //! ```
 //!
@@ -19,33 +20,137 @@
 //!
 //! postcard does the payload (a maintained serde format, compact varints); only the frame is by
 //! hand, because no crate frames records with a checksum for O_APPEND writers.
+//!
+//! Version 2 (version 1 was magic "RPEV") shrinks an event from ~45 payload bytes to ~23: no
+//! run id (the run header before it names the run, and the hash chain includes the run id, so
+//! an event attributed to the wrong run fails its link), no worker (the header names the
+//! writer, so even a torn record says whose it was), the written value and the completion time
+//! as deltas, and the hash as 8 fixed bytes instead of a ~10-byte varint.
+//!
+//! [`scan`] stops at the first damaged record. [`scan_resync`] reports it and goes on from the
+//! next intact record: a worker killed inside a `write(2)` can leave a torn record mid-file
+//! (the kernel stops a write between pages on SIGKILL) with other workers' records after it.
 
-use super::event::Record;
+use serde::{Deserialize, Serialize};
 
-pub const MAGIC: u32 = u32::from_le_bytes(*b"RPEV");
+use super::event::{Event, Record, RunEnd, RunInfo};
+
+/// "RPE" and the format version.
+pub const MAGIC: u32 = u32::from_le_bytes(*b"RPE2");
+/// Version 1's magic: recognised only to say which version a file is.
+const MAGIC_V1: u32 = u32::from_le_bytes(*b"RPEV");
 pub const HEADER: usize = 20;
 pub const TRAILER: usize = 4;
 /// Larger lengths are corruption: no record comes near (a run end holds 4 bytes per slot and
 /// 8 per worker).
 pub const MAX_PAYLOAD: usize = 1 << 30;
+/// The largest framed event: tag, five u32 and two u64 varints at their widest, the hash.
+pub const MAX_EVENT_FRAME: usize = HEADER + 1 + 4 * 5 + 2 * 10 + 8 + TRAILER;
+/// The writer field of the parent's records (run headers and ends).
+pub const PARENT: u32 = u32::MAX;
+
+/// A record as the log stores it (serialised side). The variants' order is the tag.
+#[derive(Serialize)]
+enum WireRef<'a> {
+    Run(&'a RunInfo),
+    Event(WireEvent),
+    End(&'a RunEnd),
+}
+
+/// The same, read back. Must list the variants in `WireRef`'s order.
+#[derive(Deserialize)]
+enum WireOwned {
+    Run(RunInfo),
+    Event(WireEvent),
+    End(RunEnd),
+}
+
+/// An event without its run id, worker and sequence (the run header and the frame carry those).
+#[derive(Serialize, Deserialize)]
+struct WireEvent {
+    slot: u32,
+    read: u32,
+    /// `written - read`, wrapping: 1 (one byte) for every update that is not corrupt.
+    step: u32,
+    retries: u32,
+    invoke_ns: u64,
+    /// `complete_ns - invoke_ns`, wrapping: a few bytes instead of eight.
+    took_ns: u64,
+    /// Little-endian; fixed width because a hash is as wide as a varint gets.
+    hash: [u8; 8],
+}
+
+impl WireEvent {
+    #[inline]
+    fn of(e: &Event) -> WireEvent {
+        WireEvent {
+            slot: e.slot,
+            read: e.read,
+            step: e.written.wrapping_sub(e.read),
+            retries: e.retries,
+            invoke_ns: e.invoke_ns,
+            took_ns: e.complete_ns.wrapping_sub(e.invoke_ns),
+            hash: e.hash.to_le_bytes(),
+        }
+    }
+
+    fn event(&self, run: u64, worker: u32, seq: u64) -> Event {
+        Event {
+            run,
+            worker,
+            seq,
+            slot: self.slot,
+            read: self.read,
+            written: self.read.wrapping_add(self.step),
+            retries: self.retries,
+            invoke_ns: self.invoke_ns,
+            complete_ns: self.invoke_ns.wrapping_add(self.took_ns),
+            hash: u64::from_le_bytes(self.hash),
+        }
+    }
+}
+
+/// Frames `record` with `seq` at the start of `out`, returning the frame's length, or `None`
+/// (and `out` in an unspecified state) when it does not fit.
+#[inline]
+pub fn encode_at(seq: u64, record: &Record, out: &mut [u8]) -> Option<usize> {
+    let room = out.len().checked_sub(HEADER + TRAILER)?;
+    let (writer, wire) = match record {
+        Record::Run(r) => (PARENT, WireRef::Run(r)),
+        Record::Event(e) => (e.worker, WireRef::Event(WireEvent::of(e))),
+        Record::End(e) => (PARENT, WireRef::End(e)),
+    };
+    // Config validation keeps workers × ops below 2^32: a writer's records number fewer.
+    let seq = u32::try_from(seq).expect("a writer's sequence fits 32 bits");
+    let len = postcard::to_slice(&wire, &mut out[HEADER..HEADER + room])
+        .ok()?
+        .len();
+    assert!(len <= MAX_PAYLOAD, "a record of {len} bytes");
+    out[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+    out[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+    out[8..12].copy_from_slice(&writer.to_le_bytes());
+    out[12..16].copy_from_slice(&seq.to_le_bytes());
+    let header_crc = crc32c::crc32c(&out[..16]);
+    out[16..20].copy_from_slice(&header_crc.to_le_bytes());
+    // CRC of 0..end continues the header's CRC of 0..16 instead of hashing it again.
+    let end = HEADER + len;
+    let crc = crc32c::crc32c_append(header_crc, &out[16..end]);
+    out[end..end + TRAILER].copy_from_slice(&crc.to_le_bytes());
+    Some(end + TRAILER)
+}
 
 /// Appends `record` framed with `seq` to `out`.
 pub fn encode(seq: u64, record: &Record, out: &mut Vec<u8>) {
     let start = out.len();
-    let mut buf = std::mem::take(out);
-    buf.extend_from_slice(&[0; HEADER]);
-    // postcard appends to any `Extend<u8>`; it takes the Vec by value and hands it back.
-    let mut buf = postcard::to_extend(record, buf).expect("records serialise");
-    let len = buf.len() - start - HEADER;
-    assert!(len <= MAX_PAYLOAD, "a record of {len} bytes");
-    buf[start..start + 4].copy_from_slice(&MAGIC.to_le_bytes());
-    buf[start + 4..start + 8].copy_from_slice(&(len as u32).to_le_bytes());
-    buf[start + 8..start + 16].copy_from_slice(&seq.to_le_bytes());
-    let header_crc = crc32c::crc32c(&buf[start..start + 16]);
-    buf[start + 16..start + 20].copy_from_slice(&header_crc.to_le_bytes());
-    let crc = crc32c::crc32c(&buf[start..]);
-    buf.extend_from_slice(&crc.to_le_bytes());
-    *out = buf;
+    let mut room = MAX_EVENT_FRAME;
+    loop {
+        out.resize(start + room, 0);
+        if let Some(n) = encode_at(seq, record, &mut out[start..]) {
+            out.truncate(start + n);
+            return;
+        }
+        room *= 4;
+    }
 }
 
 /// A complete record as found in the file.
@@ -53,6 +158,8 @@ pub fn encode(seq: u64, record: &Record, out: &mut Vec<u8>) {
 pub struct Frame<'a> {
     /// Byte offset of the record's first byte.
     pub offset: u64,
+    /// The worker that wrote it, or `PARENT`.
+    pub writer: u32,
     pub seq: u64,
     pub payload: &'a [u8],
 }
@@ -85,6 +192,85 @@ impl std::fmt::Display for Corrupt {
     }
 }
 
+/// A record that did not check, as `scan_resync` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// Byte offset of its first byte.
+    pub offset: u64,
+    /// Bytes skipped: up to the next intact record, or to the end of the file.
+    pub bytes: u64,
+    pub reason: String,
+    /// Its writer and sequence, when its header checks (a torn record, not a torn header).
+    pub header: Option<(u32, u64)>,
+}
+
+/// What is at one position of the file.
+enum Next<'a> {
+    Frame(Frame<'a>, usize),
+    End(Tail),
+    Bad {
+        reason: String,
+        header: Option<(u32, u64)>,
+    },
+}
+
+fn next(bytes: &[u8], pos: usize) -> Next<'_> {
+    let rest = &bytes[pos..];
+    if rest.is_empty() {
+        return Next::End(Tail::Clean);
+    }
+    let torn = Next::End(Tail::Torn {
+        offset: pos as u64,
+        bytes: rest.len() as u64,
+    });
+    if rest.len() < HEADER {
+        return torn;
+    }
+    let bad = |reason: String| Next::Bad {
+        reason,
+        header: None,
+    };
+    let word = |at: usize| u32::from_le_bytes(rest[at..at + 4].try_into().expect("4 bytes"));
+    let header_crc = crc32c::crc32c(&rest[..16]);
+    if header_crc != word(16) {
+        // Blocks a crash left allocated but unwritten read as zeros: still a torn tail.
+        if rest.iter().all(|&b| b == 0) {
+            return torn;
+        }
+        return bad("header checksum mismatch".into());
+    }
+    if word(0) == MAGIC_V1 {
+        return bad("a format version 1 record (magic RPEV): this racepool reads version 2".into());
+    }
+    if word(0) != MAGIC {
+        return bad(format!("bad magic {:#010x}", word(0)));
+    }
+    let len = word(4) as usize;
+    if len > MAX_PAYLOAD {
+        return bad(format!("payload length {len} is implausible"));
+    }
+    let total = HEADER + len + TRAILER;
+    if rest.len() < total {
+        return torn;
+    }
+    let (writer, seq) = (word(8), word(12) as u64);
+    let end = HEADER + len;
+    let crc = u32::from_le_bytes(rest[end..total].try_into().expect("4 bytes"));
+    if crc32c::crc32c_append(header_crc, &rest[16..end]) != crc {
+        return Next::Bad {
+            reason: "record checksum mismatch".into(),
+            header: Some((writer, seq)),
+        };
+    }
+    let frame = Frame {
+        offset: pos as u64,
+        writer,
+        seq,
+        payload: &rest[HEADER..end],
+    };
+    Next::Frame(frame, total)
+}
+
 /// Walks every frame of `bytes`, calling `each` on the complete, checksummed ones, in order.
 /// Stops at the first corrupt record; `each` may reject a frame too (e.g. a payload that does
 /// not decode), which is reported as corruption at that frame's offset.
@@ -93,64 +279,77 @@ pub fn scan<'a>(
     mut each: impl FnMut(Frame<'a>) -> Result<(), String>,
 ) -> Result<Tail, Corrupt> {
     let mut pos = 0usize;
-    let corrupt = |pos: usize, reason: String| Corrupt {
-        offset: pos as u64,
-        reason,
-    };
     loop {
-        let rest = &bytes[pos..];
-        if rest.is_empty() {
-            return Ok(Tail::Clean);
-        }
-        let torn = Tail::Torn {
-            offset: pos as u64,
-            bytes: rest.len() as u64,
-        };
-        if rest.len() < HEADER {
-            return Ok(torn);
-        }
-        let word = |at: usize| u32::from_le_bytes(rest[at..at + 4].try_into().expect("4 bytes"));
-        if crc32c::crc32c(&rest[..16]) != word(16) {
-            // Blocks a crash left allocated but unwritten read as zeros: still a torn tail.
-            if rest.iter().all(|&b| b == 0) {
-                return Ok(torn);
+        match next(bytes, pos) {
+            Next::Frame(frame, total) => {
+                each(frame).map_err(|reason| Corrupt {
+                    offset: pos as u64,
+                    reason,
+                })?;
+                pos += total;
             }
-            return Err(corrupt(pos, "header checksum mismatch".into()));
+            Next::End(tail) => return Ok(tail),
+            Next::Bad { reason, .. } => {
+                return Err(Corrupt {
+                    offset: pos as u64,
+                    reason,
+                })
+            }
         }
-        if word(0) != MAGIC {
-            return Err(corrupt(pos, format!("bad magic {:#010x}", word(0))));
-        }
-        let len = word(4) as usize;
-        if len > MAX_PAYLOAD {
-            return Err(corrupt(pos, format!("payload length {len} is implausible")));
-        }
-        let total = HEADER + len + TRAILER;
-        if rest.len() < total {
-            return Ok(torn);
-        }
-        let end = HEADER + len;
-        let crc = u32::from_le_bytes(rest[end..total].try_into().expect("4 bytes"));
-        if crc32c::crc32c(&rest[..end]) != crc {
-            return Err(corrupt(pos, "record checksum mismatch".into()));
-        }
-        let frame = Frame {
-            offset: pos as u64,
-            seq: u64::from_le_bytes(rest[8..16].try_into().expect("8 bytes")),
-            payload: &rest[HEADER..end],
-        };
-        each(frame).map_err(|reason| corrupt(pos, reason))?;
-        pos += total;
     }
 }
 
-/// Decodes a frame's payload, putting the frame's sequence into an event.
-pub fn decode(frame: &Frame<'_>) -> Result<Record, String> {
-    let mut record: Record = postcard::from_bytes(frame.payload)
-        .map_err(|e| format!("checksum matches but the payload does not decode: {e}"))?;
-    if let Record::Event(e) = &mut record {
-        e.seq = frame.seq;
+/// Like `scan`, but a damaged record is handed to `each` as an `Err` and the walk goes on from
+/// the next intact record (magic, both checksums); damage with no intact record after it runs
+/// to the end of the file. Only a record `each` rejects stops the walk.
+pub fn scan_resync<'a>(
+    bytes: &'a [u8],
+    mut each: impl FnMut(Result<Frame<'a>, Damage>) -> Result<(), String>,
+) -> Result<Tail, Corrupt> {
+    let mut pos = 0usize;
+    loop {
+        match next(bytes, pos) {
+            Next::Frame(frame, total) => {
+                each(Ok(frame)).map_err(|reason| Corrupt {
+                    offset: pos as u64,
+                    reason,
+                })?;
+                pos += total;
+            }
+            Next::End(tail) => return Ok(tail),
+            Next::Bad { reason, header } => {
+                let magic = MAGIC.to_le_bytes();
+                let resume = (pos + 1..bytes.len().saturating_sub(HEADER - 1))
+                    .filter(|&at| bytes[at..at + 4] == magic)
+                    .find(|&at| matches!(next(bytes, at), Next::Frame(..)))
+                    .unwrap_or(bytes.len());
+                each(Err(Damage {
+                    offset: pos as u64,
+                    bytes: (resume - pos) as u64,
+                    reason,
+                    header,
+                }))
+                .map_err(|reason| Corrupt {
+                    offset: pos as u64,
+                    reason,
+                })?;
+                pos = resume;
+            }
+        }
     }
-    Ok(record)
+}
+
+/// Decodes a frame's payload. An event takes its sequence from the frame and its run id from
+/// `run`: the id of the run header it follows (the caller's to know).
+#[inline]
+pub fn decode(frame: &Frame<'_>, run: u64) -> Result<Record, String> {
+    let wire: WireOwned = postcard::from_bytes(frame.payload)
+        .map_err(|e| format!("checksum matches but the payload does not decode: {e}"))?;
+    Ok(match wire {
+        WireOwned::Run(r) => Record::Run(r),
+        WireOwned::Event(e) => Record::Event(e.event(run, frame.writer, frame.seq)),
+        WireOwned::End(e) => Record::End(e),
+    })
 }
 
 #[cfg(test)]
@@ -185,6 +384,7 @@ mod tests {
                 fingerprint: 1,
                 finals: vec![42],
                 completed: vec![3],
+                killed: vec![],
             }),
             &mut out,
         );
@@ -194,7 +394,7 @@ mod tests {
     fn read(bytes: &[u8]) -> (Vec<Record>, Result<Tail, Corrupt>) {
         let mut records = Vec::new();
         let tail = scan(bytes, |f| {
-            records.push(decode(&f)?);
+            records.push(decode(&f, 9)?);
             Ok(())
         });
         (records, tail)
@@ -206,6 +406,105 @@ mod tests {
         assert_eq!(tail, Ok(Tail::Clean));
         assert_eq!(records.len(), 4);
         assert_eq!(records[2], event(2));
+    }
+
+    #[test]
+    fn deltas_round_trip_even_when_they_wrap() {
+        let mut e = Event {
+            run: 9,
+            worker: 1,
+            seq: 4,
+            slot: 2,
+            read: 7,
+            written: 3,
+            retries: u32::MAX,
+            invoke_ns: 500,
+            complete_ns: 20,
+            hash: u64::MAX,
+        };
+        for (r, w, invoke, complete) in [(7, 3, 500, 20), (0, 1, 0, u64::MAX)] {
+            (e.read, e.written, e.invoke_ns, e.complete_ns) = (r, w, invoke, complete);
+            let mut out = Vec::new();
+            encode(e.seq, &Record::Event(e), &mut out);
+            let (records, tail) = read(&out);
+            assert_eq!(tail, Ok(Tail::Clean));
+            assert_eq!(records, vec![Record::Event(e)]);
+        }
+    }
+
+    #[test]
+    fn an_event_frame_fits_the_widest_event() {
+        let e = Event {
+            run: u64::MAX,
+            worker: u32::MAX,
+            seq: u32::MAX as u64,
+            slot: u32::MAX,
+            read: u32::MAX,
+            written: u32::MAX - 1,
+            retries: u32::MAX,
+            invoke_ns: u64::MAX,
+            complete_ns: u64::MAX - 1,
+            hash: u64::MAX,
+        };
+        let mut out = Vec::new();
+        encode(e.seq, &Record::Event(e), &mut out);
+        assert_eq!(out.len(), MAX_EVENT_FRAME);
+    }
+
+    #[test]
+    fn a_version_1_record_is_named_not_just_corrupt() {
+        let mut out = Vec::new();
+        encode(0, &event(0), &mut out);
+        out[0..4].copy_from_slice(&MAGIC_V1.to_le_bytes());
+        let crc = crc32c::crc32c(&out[..16]);
+        out[16..20].copy_from_slice(&crc.to_le_bytes());
+        let err = read(&out).1.expect_err("version 1 is not read");
+        assert!(err.reason.contains("version 1"), "{err}");
+    }
+
+    /// `scan_resync`'s view of `bytes`: the sequence of each record read and each damage.
+    fn resync(bytes: &[u8]) -> (Vec<u64>, Vec<Damage>) {
+        let (mut seqs, mut damage) = (Vec::new(), Vec::new());
+        let tail = scan_resync(bytes, |r| {
+            match r {
+                Ok(f) => seqs.push(f.seq),
+                Err(d) => damage.push(d),
+            }
+            Ok(())
+        });
+        assert_eq!(tail, Ok(Tail::Clean));
+        (seqs, damage)
+    }
+
+    #[test]
+    fn a_record_torn_mid_file_is_skipped_and_names_its_writer() {
+        let bytes = file();
+        let starts: Vec<usize> = {
+            let mut s = Vec::new();
+            scan(&bytes, |f| {
+                s.push(f.offset as usize);
+                Ok(())
+            })
+            .unwrap();
+            s
+        };
+        // Record 1 (worker 3's record 1) keeps its header and 2 payload bytes.
+        let mut torn = bytes[..starts[1] + HEADER + 2].to_vec();
+        torn.extend_from_slice(&bytes[starts[2]..]);
+        let (seqs, damage) = resync(&torn);
+        assert_eq!(seqs, vec![0, 2, 0], "the records around it are read");
+        assert_eq!(damage.len(), 1);
+        assert_eq!(damage[0].offset, starts[1] as u64);
+        assert_eq!(damage[0].bytes, (HEADER + 2) as u64);
+        assert_eq!(damage[0].header, Some((3, 1)));
+        // Cut inside its header: still skipped, but it names nobody.
+        let mut torn = bytes[..starts[1] + 9].to_vec();
+        torn.extend_from_slice(&bytes[starts[2]..]);
+        let (seqs, damage) = resync(&torn);
+        assert_eq!(seqs, vec![0, 2, 0]);
+        assert_eq!(damage[0].header, None);
+        // The strict walk stops there.
+        assert_eq!(read(&torn).1.unwrap_err().offset, starts[1] as u64);
     }
 
     #[test]

@@ -907,7 +907,13 @@ fn run_once(
                     _ => r.completed,
                 };
             }
-            Some(crate::run::persist_end_and_verify(store, &region, acked)?)
+            // Scenarios refuse fault flags: nobody was killed.
+            Some(crate::run::persist_end_and_verify(
+                store,
+                &region,
+                acked,
+                Vec::new(),
+            )?)
         }
         None => None,
     };

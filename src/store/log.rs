@@ -7,7 +7,8 @@
 //! write is therefore an error (the file then ends in a torn record, which the reader reports).
 //!
 //! What a worker killed mid-run loses: the records still in its buffer (at most `batch`
-//! events), never a record already written. `--fsync every` writes and fdatasyncs each record
+//! events), never a record already written; a SIGKILL inside its `write(2)` can leave the
+//! batch cut between pages, a torn record verify accepts only as that worker's last. `--fsync every` writes and fdatasyncs each record
 //! before the update is acknowledged; `end` leaves durability to one fsync by the parent after
 //! every worker has exited (the page cache is shared, so that one call covers every worker).
 
@@ -21,7 +22,9 @@ use crate::history::Record;
 
 pub struct LogWriter {
     file: File,
-    buf: Vec<u8>,
+    /// The batch being built: frames are encoded straight into it, `buf[..len]` is full.
+    buf: Box<[u8]>,
+    len: usize,
     /// The next record's sequence number (this writer's records, from 0).
     seq: u64,
     pending: usize,
@@ -44,16 +47,19 @@ impl LogWriter {
     /// Opens the log for appending; a worker calls this after the fork.
     pub fn open(path: &Path, fsync: Fsync, batch: usize) -> io::Result<LogWriter> {
         let file = OpenOptions::new().append(true).open(path)?;
+        let batch = if fsync == Fsync::Every {
+            1
+        } else {
+            batch.max(1)
+        };
         Ok(LogWriter {
             file,
-            buf: Vec::with_capacity(batch.min(4096) * 64),
+            // Room for `batch` events at their widest (capped): a batch never flushes early.
+            buf: vec![0; batch.min(4096) * frame::MAX_EVENT_FRAME].into_boxed_slice(),
+            len: 0,
             seq: 0,
             pending: 0,
-            batch: if fsync == Fsync::Every {
-                1
-            } else {
-                batch.max(1)
-            },
+            batch,
             fsync,
         })
     }
@@ -61,7 +67,10 @@ impl LogWriter {
     /// Frames `record`; writes the batch once it is full.
     #[inline]
     pub fn append(&mut self, record: &Record) -> io::Result<()> {
-        frame::encode(self.seq, record, &mut self.buf);
+        match frame::encode_at(self.seq, record, &mut self.buf[self.len..]) {
+            Some(n) => self.len += n,
+            None => self.append_large(record)?,
+        }
         self.seq += 1;
         self.pending += 1;
         if self.pending >= self.batch {
@@ -70,28 +79,28 @@ impl LogWriter {
         Ok(())
     }
 
-    /// Writes every buffered record with one `write(2)`.
-    pub fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
+    /// A record that does not fit what is left of the buffer: the batch so far goes first,
+    /// then the record, from the buffer if it fits there now, else alone.
+    #[cold]
+    fn append_large(&mut self, record: &Record) -> io::Result<()> {
+        self.flush()?;
+        if let Some(n) = frame::encode_at(self.seq, record, &mut self.buf) {
+            self.len = n;
             return Ok(());
         }
-        let n = loop {
-            match self.file.write(&self.buf) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other?,
-            }
-        };
-        if n != self.buf.len() {
-            return Err(io::Error::other(format!(
-                "short write: {n} of {} bytes reached the log (file size limit or disk full?)",
-                self.buf.len()
-            )));
+        let mut one = Vec::new();
+        frame::encode(self.seq, record, &mut one);
+        write_once(&mut self.file, self.fsync, &one)
+    }
+
+    /// Writes every buffered record with one `write(2)`.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.len == 0 {
+            return Ok(());
         }
-        self.buf.clear();
+        write_once(&mut self.file, self.fsync, &self.buf[..self.len])?;
+        self.len = 0;
         self.pending = 0;
-        if self.fsync == Fsync::Every {
-            self.file.sync_data()?;
-        }
         Ok(())
     }
 
@@ -108,4 +117,24 @@ impl LogWriter {
         }
         Ok(())
     }
+}
+
+/// One `write(2)` of whole records; anything short of all of `bytes` is an error.
+fn write_once(file: &mut File, fsync: Fsync, bytes: &[u8]) -> io::Result<()> {
+    let n = loop {
+        match file.write(bytes) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other?,
+        }
+    };
+    if n != bytes.len() {
+        return Err(io::Error::other(format!(
+            "short write: {n} of {} bytes reached the log (file size limit or disk full?)",
+            bytes.len()
+        )));
+    }
+    if fsync == Fsync::Every {
+        file.sync_data()?;
+    }
+    Ok(())
 }

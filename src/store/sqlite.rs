@@ -413,6 +413,8 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
                 fingerprint: f as u64,
                 finals,
                 completed,
+                // Refused with deaths (see `Config::validate`): nobody was killed.
+                killed: Vec::new(),
             }),
             _ => None,
         };
@@ -421,6 +423,7 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
             events: events.into_iter().map(|(e, _)| e).collect(),
             end,
             stored: Some(stored),
+            damaged: Vec::new(),
         });
     }
     Ok(Loaded {
@@ -432,6 +435,7 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
                 offset: 0,
                 reason: format!("{r} ({} such rows)", corrupt_rows.len()),
             }),
+        damaged: Vec::new(),
         records,
     })
 }
