@@ -642,6 +642,219 @@ fn votes_and_record_verify_from_either_store_in_thread_mode() {
     }
 }
 
+/// ledger and cache fixes with each store: `(scenario flags, fixes)`.
+fn stored_fixes() -> [(&'static [&'static str], &'static [&'static str]); 2] {
+    [
+        (
+            &["--scenario", "ledger", "--auditors", "4"],
+            &["ordered-locks", "global-lock"],
+        ),
+        (
+            &["--scenario", "cache", "--writers", "2"],
+            &["pair-lock", "seqlock", "packed-word"],
+        ),
+    ]
+}
+
+/// What a stored ledger or cache fix must show: verified, everything acknowledged persisted,
+/// and the store's own count agreeing with the run's memory.
+fn assert_stored_fix_verified(json: &Value, scenario: &str, fix: &str, prefix: &str) {
+    let run = &row(json, fix)["runs"][0];
+    let h = &run["history"];
+    assert_eq!(h["verified"], true, "{fix} with {prefix}: {h}");
+    assert_eq!(h["persisted"], h["acknowledged"], "{fix}: {h}");
+    assert_eq!(h["duplicates"], 0, "{fix}");
+    assert_eq!(h["gaps"], 0, "{fix}");
+    let counters = &run["check"]["counters"];
+    if scenario == "ledger" {
+        // One record per transfer that moved money; refusals and audits leave none.
+        assert_eq!(h["persisted"], counters["transfers"], "{fix}: {h}");
+        assert!(h["persisted"].as_u64().unwrap() > 0, "{h}");
+        assert_eq!(h["total_change"], 0, "{fix}");
+        assert_eq!(h["broken_chains"], 0, "{fix}");
+    } else {
+        assert_eq!(h["reads"], counters["reads"], "{fix}: {h}");
+        assert_eq!(
+            h["persisted"].as_u64().unwrap(),
+            counters["reads"].as_u64().unwrap() + counters["writes"].as_u64().unwrap(),
+            "{fix}: {h}"
+        );
+        assert_eq!(h["torn_reads"], 0, "{fix}");
+    }
+}
+
+#[test]
+fn ledger_and_cache_fixes_verify_from_the_log_and_from_sqlite_with_1000_workers() {
+    for prefix in ["log:", "sqlite:"] {
+        for (flags, fixes) in stored_fixes() {
+            let store = TempPath::new(&format!("fix-{}-{}", flags[1], &prefix[..3]));
+            let spec = store.arg(prefix);
+            let (json, code, verdict, verify_code) = run_stored(&spec, flags, fixes);
+            assert_eq!(code, 0, "{spec} {flags:?}");
+            assert_eq!(json["all_exact"], true, "{flags:?}");
+            for fix in fixes {
+                assert_stored_fix_verified(&json, flags[1], fix, prefix);
+            }
+            // The store alone, read back by `torture verify`, says the same.
+            assert_eq!(verify_code, 0, "{spec}: {verdict}");
+            let runs = verdict["runs"].as_array().unwrap();
+            let names: Vec<String> = fixes.iter().map(|f| format!("{} {f}", flags[1])).collect();
+            let stored: Vec<&str> = runs
+                .iter()
+                .map(|r| r["strategy"].as_str().unwrap())
+                .collect();
+            assert_eq!(stored, names, "the run headers name scenario and variant");
+            assert!(runs.iter().all(|r| r["verified"] == true), "{verdict}");
+        }
+    }
+}
+
+#[test]
+fn ledger_two_rmw_leaves_one_account_version_read_by_both_scripted_workers_in_either_store() {
+    for prefix in ["log:", "sqlite:"] {
+        let store = TempPath::new(&format!("ledger-script-{}", &prefix[..3]));
+        let spec = store.arg(prefix);
+        let (json, code) = summary(&[
+            "--scenario",
+            "ledger",
+            "--fix",
+            "two-rmw",
+            "--workers",
+            "2",
+            "--auditors",
+            "0",
+            "--ops",
+            "1",
+            "--hold-after-read",
+            "--store",
+            &spec,
+        ]);
+        assert_eq!(code, 0, "{json}");
+        assert_eq!(
+            row(&json, "two-rmw")["runs"][0]["history"]["verified"],
+            false
+        );
+        let out = torture(&["verify", store.path().to_str().unwrap(), "--json"]);
+        assert_eq!(out.status.code(), Some(1), "{prefix}");
+        let verdict: Value = serde_json::from_slice(&out.stdout).expect("verify --json");
+        let r = &verdict["runs"][0];
+        assert_eq!(r["duplicates"], 1, "{r}");
+        let w = &r["witness_list"][0];
+        // Both debited account 0 from its first state: version 0, balance 1000.
+        assert_eq!(
+            (w["slot"].as_u64(), w["read"].as_u64()),
+            (Some(0), Some(0)),
+            "{w}"
+        );
+        assert_eq!(w["balance"], 1000, "{w}");
+        let mut workers: Vec<u64> = w["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
+        workers.sort();
+        assert_eq!(workers, [0, 1], "{w}");
+        assert_eq!(r["total_change"], 1, "one debit of 1 vanished: {r}");
+        assert!(
+            r["problems"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("lost update: "),
+            "{r}"
+        );
+    }
+}
+
+#[test]
+fn ledger_and_cache_bugs_with_a_widened_window_are_not_verified_from_the_log_alone() {
+    for (args, bug) in [
+        (
+            &[
+                "--scenario",
+                "ledger",
+                "--ops",
+                "200",
+                "--race-window",
+                "2000",
+            ][..],
+            "two-rmw",
+        ),
+        (
+            &[
+                "--scenario",
+                "cache",
+                "--ops",
+                "300",
+                "--race-window",
+                "5000",
+            ],
+            "two-step",
+        ),
+    ] {
+        let store = TempPath::new(&format!("bug-{}.log", args[1]));
+        let spec = store.arg("log:");
+        let mut all = args.to_vec();
+        all.extend(["--fix", bug, "--workers", "8", "--store", &spec]);
+        let (json, code) = summary(&all);
+        assert_eq!(code, 0, "{all:?}");
+        let run = &row(&json, bug)["runs"][0];
+        assert_eq!(run["verdict"], "race-caught", "{all:?}: {run}");
+        let out = torture(&["verify", store.path().to_str().unwrap(), "--json"]);
+        assert_eq!(out.status.code(), Some(1), "{all:?}");
+        let verdict: Value = serde_json::from_slice(&out.stdout).expect("verify --json");
+        let stored = &verdict["runs"][0];
+        assert_eq!(stored["verified"], false);
+        assert_eq!(stored["strategy"], format!("{} {bug}", args[1]));
+        if args[1] == "ledger" {
+            // Two transfers read one account state: both workers named.
+            assert!(stored["duplicates"].as_u64().unwrap() > 0, "{stored}");
+            assert_eq!(
+                stored["witness_list"][0]["workers"]
+                    .as_array()
+                    .unwrap()
+                    .len(),
+                2
+            );
+            // The store's chains end where the region did: the same money created.
+            let drift = run["count"]["observed"].as_i64().unwrap()
+                - run["count"]["expected"].as_i64().unwrap();
+            assert_eq!(stored["total_change"].as_i64(), Some(drift), "{stored}");
+        } else {
+            // The store counts exactly the torn reads the readers counted in memory.
+            let torn = &run["check"]["counters"]["torn reads"];
+            assert!(torn.as_u64().unwrap() > 0, "{run}");
+            assert_eq!(&stored["torn_reads"], torn, "{stored}");
+            assert!(
+                stored["problems"][0]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("torn read: "),
+                "{stored}"
+            );
+        }
+    }
+}
+
+#[test]
+fn ledger_and_cache_verify_from_either_store_in_thread_mode() {
+    for prefix in ["log:", "sqlite:"] {
+        for (flags, fixes) in stored_fixes() {
+            let store = TempPath::new(&format!("threads-{}-{}", flags[1], &prefix[..3]));
+            let spec = store.arg(prefix);
+            let list = fixes.join(",");
+            let mut args = flags.to_vec();
+            args.extend(["--fix", &list, "--mode", "threads", "--workers", "64"]);
+            args.extend(["--ops", "200", "--store", &spec]);
+            let (json, code) = summary(&args);
+            assert_eq!(code, 0, "{args:?}");
+            for fix in fixes {
+                assert_stored_fix_verified(&json, flags[1], fix, prefix);
+            }
+        }
+    }
+}
+
 // ---- every scenario in thread mode ----
 
 #[test]
@@ -754,12 +967,15 @@ fn a_variant_that_does_not_apply_is_refused_with_one_line_and_exit_2() {
             "--invalid-rate applies to --scenario votes",
         ),
         (
-            &["--scenario", "cache", "--store", "log:unused.log"],
-            "--store does not apply to --scenario cache: its invariant is what readers saw",
-        ),
-        (
-            &["--scenario", "ledger", "--store", "sqlite:unused.db"],
-            "--store does not apply to --scenario ledger: a transfer moves two balances",
+            &[
+                "--scenario",
+                "ledger",
+                "--store",
+                "log:unused.log",
+                "--history",
+                "unused.jsonl",
+            ],
+            "--history exports counter events (Jepsen's counter model); --scenario ledger's transfers",
         ),
     ] {
         let out = torture(args);

@@ -3,6 +3,10 @@
 //! A run writes one [`RunInfo`] before any worker starts, one [`Event`] per winning update (by
 //! the worker that won it) and one [`RunEnd`] after every worker has been reaped, carrying the
 //! region's final values and their fingerprint. `torture verify` needs nothing else.
+//!
+//! Two scenarios are not counters and add their own records: a ledger run writes one
+//! [`Transfer`] per transfer that moved money, a cache run one [`Event`] per write (the value's
+//! new version) and [`Reads`], batches of what its readers saw.
 
 use std::hash::Hasher;
 
@@ -14,6 +18,81 @@ pub enum Record {
     Run(RunInfo),
     Event(Event),
     End(RunEnd),
+    // New kinds go last: postcard encodes the variant index, and older logs keep decoding.
+    Transfer(Transfer),
+    Reads(Reads),
+}
+
+/// One ledger transfer that moved money, written by the worker that made it. Each account's
+/// states form a chain by version (the account's version word, bumped by every transfer that
+/// touches it): a balance is not monotonic, so unlike a counter's value it cannot name a state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// The writer: carried by the frame, not the payload.
+    #[serde(skip)]
+    pub worker: u32,
+    /// Per-worker sequence, from 0: carried by the frame.
+    #[serde(skip)]
+    pub seq: u64,
+    pub from: u32,
+    pub to: u32,
+    pub amount: u32,
+    /// The state of `from` the transfer read: its version and balance (it wrote version + 1,
+    /// balance - amount).
+    pub from_version: u32,
+    pub from_before: u32,
+    /// The state of `to` it read (it wrote version + 1, balance + amount).
+    pub to_version: u32,
+    pub to_before: u32,
+    pub invoke_ns: u64,
+    pub complete_ns: u64,
+}
+
+impl Transfer {
+    /// The two account states it read and wrote: (account, version read, balance read,
+    /// balance written).
+    pub fn legs(&self) -> [(u32, u32, u32, u32); 2] {
+        [
+            (
+                self.from,
+                self.from_version,
+                self.from_before,
+                self.from_before.wrapping_sub(self.amount),
+            ),
+            (
+                self.to,
+                self.to_version,
+                self.to_before,
+                self.to_before.wrapping_add(self.amount),
+            ),
+        ]
+    }
+}
+
+/// What one cache read saw: the value's version and the lowest and highest version among its
+/// related entries. The read is whole when all three are equal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    pub value: u32,
+    pub lo: u32,
+    pub hi: u32,
+}
+
+impl Seen {
+    pub fn torn(&self) -> bool {
+        self.lo != self.value || self.hi != self.value
+    }
+}
+
+/// A batch of one reader's reads, in the order it made them: a frame per read would cost five
+/// times the read itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reads {
+    #[serde(skip)]
+    pub worker: u32,
+    /// The reader's index of `seen[0]` among all its reads: batches must follow each other.
+    pub first: u64,
+    pub seen: Vec<Seen>,
 }
 
 /// What a run was asked to do: enough for a reader to check it without the command line.

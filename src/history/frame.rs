@@ -33,7 +33,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::event::{Event, Record, RunEnd, RunInfo};
+use super::event::{Event, Reads, Record, RunEnd, RunInfo, Transfer};
 
 /// "RPE" and the format version.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"RPE2");
@@ -55,6 +55,8 @@ enum WireRef<'a> {
     Run(&'a RunInfo),
     Event(WireEvent),
     End(&'a RunEnd),
+    Transfer(&'a Transfer),
+    Reads(&'a Reads),
 }
 
 /// The same, read back. Must list the variants in `WireRef`'s order.
@@ -63,6 +65,8 @@ enum WireOwned {
     Run(RunInfo),
     Event(WireEvent),
     End(RunEnd),
+    Transfer(Transfer),
+    Reads(Reads),
 }
 
 /// An event without its run id, worker and sequence (the run header and the frame carry those).
@@ -119,6 +123,8 @@ pub fn encode_at(seq: u64, record: &Record, out: &mut [u8]) -> Option<usize> {
         Record::Run(r) => (PARENT, WireRef::Run(r)),
         Record::Event(e) => (e.worker, WireRef::Event(WireEvent::of(e))),
         Record::End(e) => (PARENT, WireRef::End(e)),
+        Record::Transfer(t) => (t.worker, WireRef::Transfer(t)),
+        Record::Reads(r) => (r.worker, WireRef::Reads(r)),
     };
     // Config validation keeps workers × ops below 2^32: a writer's records number fewer.
     let seq = u32::try_from(seq).expect("a writer's sequence fits 32 bits");
@@ -349,6 +355,15 @@ pub fn decode(frame: &Frame<'_>, run: u64) -> Result<Record, String> {
         WireOwned::Run(r) => Record::Run(r),
         WireOwned::Event(e) => Record::Event(e.event(run, frame.writer, frame.seq)),
         WireOwned::End(e) => Record::End(e),
+        WireOwned::Transfer(t) => Record::Transfer(Transfer {
+            worker: frame.writer,
+            seq: frame.seq,
+            ..t
+        }),
+        WireOwned::Reads(r) => Record::Reads(Reads {
+            worker: frame.writer,
+            ..r
+        }),
     })
 }
 
@@ -406,6 +421,55 @@ mod tests {
         assert_eq!(tail, Ok(Tail::Clean));
         assert_eq!(records.len(), 4);
         assert_eq!(records[2], event(2));
+    }
+
+    #[test]
+    fn transfers_and_reads_round_trip_and_take_their_writer_from_the_frame() {
+        use crate::history::event::{Reads, Seen, Transfer};
+        let t = Transfer {
+            worker: 4,
+            seq: 2,
+            from: 1,
+            to: 0,
+            amount: 7,
+            from_version: 3,
+            from_before: u32::MAX,
+            to_version: 0,
+            to_before: 1000,
+            invoke_ns: 5,
+            complete_ns: 9,
+        };
+        let r = Reads {
+            worker: 6,
+            first: 512,
+            seen: vec![
+                Seen {
+                    value: 3,
+                    lo: 2,
+                    hi: 3
+                };
+                3
+            ],
+        };
+        let mut out = Vec::new();
+        encode(t.seq, &Record::Transfer(t), &mut out);
+        encode(0, &Record::Reads(r.clone()), &mut out);
+        let (records, tail) = read(&out);
+        assert_eq!(tail, Ok(Tail::Clean));
+        assert_eq!(records, vec![Record::Transfer(t), Record::Reads(r)]);
+    }
+
+    #[test]
+    fn older_record_kinds_keep_their_tags() {
+        // postcard writes the variant index first: new kinds are appended, so a log written
+        // before them decodes unchanged.
+        let mut out = Vec::new();
+        encode(0, &event(0), &mut out);
+        assert_eq!(out[HEADER], 1, "Event is variant 1");
+        let mut out = Vec::new();
+        let t = crate::history::event::Transfer::default();
+        encode(0, &Record::Transfer(t), &mut out);
+        assert_eq!(out[HEADER], 3, "Transfer is variant 3");
     }
 
     #[test]

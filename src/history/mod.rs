@@ -10,4 +10,4 @@ pub mod event;
 pub mod frame;
 pub mod jsonl;
 
-pub use event::{Event, Killed, Record, RunEnd, RunInfo};
+pub use event::{Event, Killed, Reads, Record, RunEnd, RunInfo, Seen, Transfer};

@@ -195,6 +195,9 @@ fn store_lines(out: &mut String, summary: &Summary) {
         for w in h.witness_list.iter().take(2) {
             let _ = writeln!(out, "witness ({}): {w}", h.strategy);
         }
+        for t in h.torn_list.iter().take(2) {
+            let _ = writeln!(out, "torn read ({}): {t}", h.strategy);
+        }
     }
 }
 

@@ -12,6 +12,11 @@
 //!   even again; readers retry when it was odd or changed under them.
 //! - `packed-word`: value and related entry packed into one 64-bit atomic word (high half the
 //!   value, low half the related entry); one store writes both, one load reads both.
+//!
+//! With `--store`, each write is persisted as an event on slot 0 (version v-1 to v: versions
+//! are tickets, so a duplicate or a gap would be the writers' fault) and each read as what it
+//! saw (value, lowest and highest related version), batched; `torture verify` counts the torn
+//! reads from the record alone.
 
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -21,6 +26,7 @@ use super::{global, widen, Check, Env, Fix, ScenarioKind, Variant, WorkerPlan};
 use crate::check::Count;
 use crate::config::Config;
 use crate::futex::Scope;
+use crate::history::Seen;
 use crate::region::Region;
 use crate::strategy::{Applied, LockWord};
 use crate::worker::WorkerReport;
@@ -41,6 +47,20 @@ pub fn prepare(region: &Region, initial: u32) {
     // Relaxed: no worker exists yet; fork (or thread spawn) orders these before any access.
     scratch[global::PACKED].store(pack(initial, initial), Relaxed);
     scratch[global::TICKET].store(initial as u64, Relaxed);
+}
+
+/// packed-word keeps the pair in its word, not in the slots: copies it into the slots after
+/// the run, so the region's final values (saved with a stored run) are the pair it ended with.
+pub fn settle(region: &Region, variant: Variant) {
+    if variant != Variant::Fix(Fix::PackedWord) {
+        return;
+    }
+    // Relaxed: every worker has been reaped (or joined); the parent is alone.
+    let (v, r) = unpack(region.scratch()[global::PACKED].load(Relaxed));
+    region.slot(0).value.store(v, Relaxed);
+    for s in 1..region.slot_count() {
+        region.slot(s).value.store(r, Relaxed);
+    }
 }
 
 /// Layout of the packed word: value in the high 32 bits, related entry in the low 32.
@@ -113,6 +133,7 @@ impl<S: Scope> Cache<S> {
                 }
                 widen(env.plan.race_window);
                 self.set_related(env, v);
+                env.won(0, v - 1, v, 0);
                 Applied {
                     written: v,
                     ..Applied::default()
@@ -123,6 +144,8 @@ impl<S: Scope> Cache<S> {
                 let v = Self::ticket(env);
                 value.value.store(v, Relaxed);
                 self.set_related(env, v);
+                // Inside the lock, like the counter's lock strategies.
+                env.won(0, v - 1, v, retries);
                 let woke = LockWord::<S>::unlock(value.lock);
                 Applied {
                     written: v,
@@ -148,6 +171,8 @@ impl<S: Scope> Cache<S> {
                 // Release: pairs with the reader's Acquire load of the sequence; the data
                 // stores above are visible to a reader that sees s + 2.
                 seq.store(s + 2, Release);
+                // Still inside the writers' lock, like pair-lock.
+                env.won(0, v - 1, v, retries);
                 let woke = LockWord::<S>::unlock(value.lock);
                 Applied {
                     written: v,
@@ -162,6 +187,7 @@ impl<S: Scope> Cache<S> {
                 // Release: pairs with the readers' Acquire load (nothing else is published,
                 // but it keeps the word's history in the order writers made it visible).
                 env.scratch[global::PACKED].store(pack(v, v), Release);
+                env.won(0, v - 1, v, 0);
                 Applied {
                     written: v,
                     ..Applied::default()
@@ -252,6 +278,7 @@ impl<S: Scope> Cache<S> {
             other => unreachable!("{} is not a cache variant (validated)", other.name()),
         };
         me.tally[tally::READS] += 1;
+        env.read_seen(Seen { value: v, lo, hi });
         if lo != v || hi != v {
             me.tally[tally::TORN] += 1;
             if lo < v {

@@ -12,14 +12,24 @@
 //!
 //! The last `--auditors` workers sample the total during the run under the variant's
 //! discipline (no lock for the bug, every account lock in index order, or the global lock).
+//!
+//! Each account has a version word beside its balance (the scenario's scratch array), bumped
+//! by every transfer that touches the account, under the same discipline as the balance (its
+//! lock, the global lock, or racily in the bug). A balance goes up and down, so it cannot name
+//! a state the way a counter's value does; the version does. With `--store`, every transfer
+//! that moved money is persisted with both accounts' (version, balance) read, so `torture
+//! verify` can chain each account's states: two transfers that read the same version are a
+//! lost update, with both workers named.
 
 use std::marker::PhantomData;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::{widen, Check, Env, Fix, Layout, Rng, ScenarioKind, Variant, WorkerPlan};
 use crate::check::Count;
 use crate::config::Config;
 use crate::futex::Scope;
+use crate::history::Transfer;
 use crate::region::Region;
 use crate::strategy::{Applied, LockWord};
 use crate::worker::WorkerReport;
@@ -86,7 +96,8 @@ impl<S: Scope> Ledger<S> {
         applied.wakes += LockWord::<S>::unlock(env.region.slot(a).lock) as u32;
     }
 
-    /// Moves `amount` if `from` can pay; inside whatever protects the two accounts.
+    /// Moves `amount` if `from` can pay, bumps both versions and persists the transfer;
+    /// inside whatever protects the two accounts.
     /// Relaxed: ordered by the locks in the fixed variants.
     fn transfer_locked(env: &Env<'_>, from: usize, to: usize, amount: u32) -> bool {
         let f = env.region.slot(from).value;
@@ -95,8 +106,25 @@ impl<S: Scope> Ledger<S> {
         if balance < amount {
             return false;
         }
+        let (fv, tv) = (version(env, from), version(env, to));
+        let (from_version, to_version) = (fv.load(Relaxed) as u32, tv.load(Relaxed) as u32);
+        let credit = t.load(Relaxed);
         f.store(balance - amount, Relaxed);
-        t.store(t.load(Relaxed) + amount, Relaxed);
+        t.store(credit + amount, Relaxed);
+        fv.store(from_version as u64 + 1, Relaxed);
+        tv.store(to_version as u64 + 1, Relaxed);
+        // Inside the locks: the versions and balances recorded are the ones they protected
+        // (verify orders records by version; batches reach the file in any order).
+        env.transferred(Transfer {
+            from: from as u32,
+            to: to as u32,
+            amount,
+            from_version,
+            from_before: balance,
+            to_version,
+            to_before: credit,
+            ..Transfer::default()
+        });
         true
     }
 
@@ -123,8 +151,11 @@ impl<S: Scope> Ledger<S> {
             Fix::TwoRmw => {
                 let f = env.region.slot(from).value;
                 let t = env.region.slot(to).value;
-                // Relaxed: racy by design; each step alone is a plain read then write.
+                let (fv, tv) = (version(env, from), version(env, to));
+                // Relaxed: racy by design; each step alone is a plain read then write (of the
+                // balance and its version, as an application would read and write a row).
                 let balance = f.load(Relaxed);
+                let from_version = fv.load(Relaxed) as u32;
                 if balance < amount {
                     false
                 } else {
@@ -135,9 +166,24 @@ impl<S: Scope> Ledger<S> {
                     }
                     widen(env.plan.race_window);
                     f.store(balance.wrapping_sub(amount), Relaxed);
+                    fv.store(from_version as u64 + 1, Relaxed);
                     let credit = t.load(Relaxed);
+                    let to_version = tv.load(Relaxed) as u32;
                     widen(env.plan.race_window);
                     t.store(credit.wrapping_add(amount), Relaxed);
+                    tv.store(to_version as u64 + 1, Relaxed);
+                    // As the worker believes it happened: a lost debit shows in the store as
+                    // one version of `from` read by two transfers.
+                    env.transferred(Transfer {
+                        from: from as u32,
+                        to: to as u32,
+                        amount,
+                        from_version,
+                        from_before: balance,
+                        to_version,
+                        to_before: credit,
+                        ..Transfer::default()
+                    });
                     true
                 }
             }
@@ -251,6 +297,17 @@ impl<S: Scope> super::Scenario for Ledger<S> {
     fn finish(&self, env: &Env<'_>, me: Teller) {
         env.publish_tally(&me.tally);
     }
+}
+
+/// Account `a`'s version word (see the module doc).
+fn version<'e>(env: &'e Env<'_>, a: usize) -> &'e AtomicU64 {
+    &env.scratch[env.layout.array_start() + a]
+}
+
+/// Transfers worker `w` made (what it persisted with a store; refusals and audits are not
+/// transfers).
+pub fn transfers(region: &Region, w: usize) -> u64 {
+    super::tally(region, w, tally::TRANSFERS)
 }
 
 /// The total never changes (at the end and in every audit) and no balance goes negative.

@@ -16,8 +16,10 @@
 //!
 //! With `--store`, votes and record workers persist each winning update (one slot, v to v+1)
 //! through the same `Recorder` as the counter, and the run's stored record is verified like
-//! the counter's; cache and ledger are not counter-shaped, so `--store` is refused for them
-//! (`ScenarioKind::why_no_store`).
+//! the counter's. cache and ledger are not counters: a ledger worker persists each transfer
+//! that moved money (both accounts' versions and balances read), a cache writer each version
+//! it wrote and a reader what each read saw; `torture verify` checks their own invariants
+//! from those records (`verify::Shape`).
 //!
 //! Variants are named after the incident's own code (`whole-record`, `seqlock`, …) and map to
 //! the strategy whose mechanism they use, so the summary keeps one row type.
@@ -83,20 +85,6 @@ impl ScenarioKind {
             ScenarioKind::Record => "every field update kept",
             ScenarioKind::Cache => "no torn read",
             ScenarioKind::Ledger => "total unchanged",
-        }
-    }
-
-    /// Why `--store` cannot record this scenario, if it cannot. The store's events say "slot s
-    /// went from v to v+1", which votes and record are made of; cache and ledger are not.
-    pub fn why_no_store(self) -> Option<&'static str> {
-        match self {
-            ScenarioKind::Votes | ScenarioKind::Record => None,
-            ScenarioKind::Cache => Some(
-                "its invariant is what readers saw (no torn read) and readers write nothing, so a record of slots moving v to v+1 cannot check it",
-            ),
-            ScenarioKind::Ledger => Some(
-                "a transfer moves two balances, one down and one up, and the store records one slot moving v to v+1 per event",
-            ),
         }
     }
 
@@ -540,8 +528,8 @@ pub struct Env<'a> {
     pub plan: &'a Plan,
     pub sp: &'a WorkerPlan,
     pub script: Script<'a>,
-    /// Where this worker persists its winning updates, when the run has a store (votes and
-    /// record only: `Config::validate` refuses `--store` for the others).
+    /// Where this worker persists its winning updates (transfers, reads), when the run has a
+    /// store.
     pub recorder: Option<&'a Recorder<'a>>,
 }
 
@@ -565,6 +553,23 @@ impl Env<'_> {
     pub fn won(&self, slot: usize, read: u32, written: u32, retries: u32) {
         if let Some(r) = self.recorder {
             r.won(slot, read, written, retries);
+        }
+    }
+
+    /// Persists one ledger transfer when the run has a store: inside its locks for the lock
+    /// fixes, after its second write for the bug.
+    #[inline]
+    pub fn transferred(&self, t: crate::history::Transfer) {
+        if let Some(r) = self.recorder {
+            r.transfer(t);
+        }
+    }
+
+    /// Persists what one cache read saw when the run has a store.
+    #[inline]
+    pub fn read_seen(&self, seen: crate::history::Seen) {
+        if let Some(r) = self.recorder {
+            r.read(seen);
         }
     }
 
@@ -808,10 +813,9 @@ pub fn run(config: &Config, sc: &ScenarioConfig) -> Result<Summary, Error> {
 fn array_words(config: &Config, sc: &ScenarioConfig, bitmap: &[u64]) -> usize {
     match sc.kind {
         ScenarioKind::Votes => (bitmap.last().copied().unwrap_or(0) as usize).div_ceil(64),
-        _ => {
-            let _ = config;
-            0
-        }
+        // One version word per account: what chains each account's states in the store.
+        ScenarioKind::Ledger => config.slots,
+        _ => 0,
     }
 }
 
@@ -904,8 +908,13 @@ fn run_once(
             for r in &outcome.reports {
                 acked[r.worker] = match sc.kind {
                     ScenarioKind::Votes => votes::accepted(&region, r.worker),
+                    // Refused overdrafts and audits change nothing and leave no record.
+                    ScenarioKind::Ledger => ledger::transfers(&region, r.worker),
                     _ => r.completed,
                 };
+            }
+            if sc.kind == ScenarioKind::Cache {
+                cache::settle(&region, variant);
             }
             // Scenarios refuse fault flags: nobody was killed.
             Some(crate::run::persist_end_and_verify(

@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::clock::now_ns;
 use crate::error::Error;
 use crate::history::event::ChainKey;
-use crate::history::{Event, Record, RunEnd, RunInfo};
+use crate::history::{Event, Reads, Record, RunEnd, RunInfo, Seen, Transfer};
 use crate::region::{Layout, Region};
 
 /// `--store log:PATH` or `--store sqlite:PATH`.
@@ -275,8 +275,13 @@ pub struct Recorder<'a> {
     invoke_ns: Cell<u64>,
     /// When the current update won (0: not yet), for `completed_ns`.
     complete_ns: Cell<u64>,
+    /// A cache reader's reads not yet in a `Reads` record, and how many came before them.
+    reads: RefCell<Reads>,
     failed: Cell<bool>,
 }
+
+/// Reads per `Reads` record: a read costs ~4 bytes, a frame 24.
+const READS_PER_RECORD: usize = 256;
 
 impl<'a> Recorder<'a> {
     /// Opens worker `worker`'s own file or connection. A failure is reported and the recorder
@@ -301,6 +306,11 @@ impl<'a> Recorder<'a> {
             seq: Cell::new(0),
             invoke_ns: Cell::new(0),
             complete_ns: Cell::new(0),
+            reads: RefCell::new(Reads {
+                worker: worker as u32,
+                first: 0,
+                seen: Vec::new(),
+            }),
             failed: Cell::new(false),
         };
         match opened {
@@ -384,6 +394,61 @@ impl<'a> Recorder<'a> {
         }
     }
 
+    /// Persists one ledger transfer (inside the transfer's locks for the lock fixes); its
+    /// worker, sequence, invoke and completion times are the recorder's.
+    #[inline]
+    pub fn transfer(&self, mut t: Transfer) {
+        if self.failed.get() {
+            return;
+        }
+        t.worker = self.worker as u32;
+        t.seq = self.seq.get();
+        self.seq.set(t.seq + 1);
+        t.invoke_ns = self.invoke_ns.get();
+        t.complete_ns = now_ns();
+        self.complete_ns.set(t.complete_ns);
+        self.append(Record::Transfer(t));
+    }
+
+    /// Notes one cache read; a full batch becomes one `Reads` record.
+    #[inline]
+    pub fn read(&self, seen: Seen) {
+        if self.failed.get() {
+            return;
+        }
+        let mut reads = self.reads.borrow_mut();
+        reads.seen.push(seen);
+        if reads.seen.len() >= READS_PER_RECORD {
+            let batch = Self::take_reads(&mut reads);
+            drop(reads);
+            self.append(Record::Reads(batch));
+        }
+    }
+
+    fn take_reads(reads: &mut Reads) -> Reads {
+        let seen = std::mem::replace(&mut reads.seen, Vec::with_capacity(READS_PER_RECORD));
+        let batch = Reads {
+            worker: reads.worker,
+            first: reads.first,
+            seen,
+        };
+        reads.first += batch.seen.len() as u64;
+        batch
+    }
+
+    fn append(&self, record: Record) {
+        let mut writer = self.writer.borrow_mut();
+        let result = match writer.as_mut() {
+            Some(Writer::Log(w)) => w.append(&record).map_err(|e| e.to_string()),
+            Some(Writer::Sqlite(w)) => w.append_record(record),
+            None => Err("no store open".into()),
+        };
+        if let Err(e) = result {
+            drop(writer);
+            self.fail(&e);
+        }
+    }
+
     fn flush(&self) -> Result<(), String> {
         match self.writer.borrow_mut().as_mut() {
             Some(Writer::Log(w)) => w.flush().map_err(|e| e.to_string()),
@@ -396,6 +461,17 @@ impl<'a> Recorder<'a> {
     pub fn finish(&self) {
         if self.failed.get() {
             return;
+        }
+        let mut reads = self.reads.borrow_mut();
+        if !reads.seen.is_empty() {
+            let batch = Self::take_reads(&mut reads);
+            drop(reads);
+            self.append(Record::Reads(batch));
+            if self.failed.get() {
+                return;
+            }
+        } else {
+            drop(reads);
         }
         let result = match self.writer.borrow_mut().as_mut() {
             // `end` durability is the parent's single fsync; `every` already synced each record.

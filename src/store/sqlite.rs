@@ -7,6 +7,12 @@
 //! - `events`: one row per winning update (the vote events), `votes_after` the value written,
 //!   `crc` a CRC32C of the event's encoding so a row edited by hand is caught.
 //! - `workers`: how many updates each worker acknowledged.
+//! - `transfers`: a ledger run's transfers (balances signed, so `SUM` and `< 0` read naturally);
+//!   `slots.value` is not kept for a ledger (a transfer moves two balances; the chain of each
+//!   account's versions is the record), `slots.region_value` is.
+//! - `reads`: a cache run's reads, one row per read: the value's version and the lowest and
+//!   highest version among the related entries (`related_lo <> value OR related_hi <> value`
+//!   is a torn read). A cache write is an `events` row on slot 0.
 //!
 //! Every worker opens its own connection after the fork, in WAL mode with a busy timeout, and
 //! persists in batched transactions: its events plus an `UPDATE slots` per event, `blind`
@@ -30,7 +36,7 @@ use nix::fcntl::{Flock, FlockArg};
 use super::{Fsync, Persist};
 use crate::error::Error;
 use crate::history::frame::Tail;
-use crate::history::{Event, Record, RunEnd, RunInfo};
+use crate::history::{Event, Reads, Record, RunEnd, RunInfo, Seen, Transfer};
 use crate::verify::{Loaded, RunHistory};
 
 /// How long a connection waits for SQLite's write lock: a thousand workers queue for it.
@@ -67,6 +73,31 @@ CREATE TABLE IF NOT EXISTS events (
     complete_ns INTEGER NOT NULL,
     hash INTEGER NOT NULL,
     crc INTEGER NOT NULL,
+    PRIMARY KEY (run, worker, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS transfers (
+    run INTEGER NOT NULL,
+    worker INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    from_account INTEGER NOT NULL,
+    to_account INTEGER NOT NULL,
+    amount INTEGER NOT NULL,
+    from_version INTEGER NOT NULL,
+    from_before INTEGER NOT NULL,
+    to_version INTEGER NOT NULL,
+    to_before INTEGER NOT NULL,
+    invoke_ns INTEGER NOT NULL,
+    complete_ns INTEGER NOT NULL,
+    crc INTEGER NOT NULL,
+    PRIMARY KEY (run, worker, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reads (
+    run INTEGER NOT NULL,
+    worker INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    value INTEGER NOT NULL,
+    related_lo INTEGER NOT NULL,
+    related_hi INTEGER NOT NULL,
     PRIMARY KEY (run, worker, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS workers (
@@ -188,6 +219,15 @@ fn event_crc(e: &Event) -> u32 {
     crc32c::crc32c(&bytes) ^ crc32c::crc32c(&e.seq.to_le_bytes())
 }
 
+/// CRC32C of a transfer's encoding with its worker and sequence: the row's own checksum.
+fn transfer_crc(t: &Transfer) -> u32 {
+    let bytes = postcard::to_allocvec(&Record::Transfer(*t)).expect("transfers serialise");
+    let mut who = [0u8; 12];
+    who[..4].copy_from_slice(&t.worker.to_le_bytes());
+    who[4..].copy_from_slice(&t.seq.to_le_bytes());
+    crc32c::crc32c_append(crc32c::crc32c(&bytes), &who)
+}
+
 /// A worker's connection.
 pub struct SqliteWriter {
     conn: Connection,
@@ -197,6 +237,10 @@ pub struct SqliteWriter {
     persist: Persist,
     batch: usize,
     pending: Vec<Event>,
+    transfers: Vec<Transfer>,
+    reads: Vec<Reads>,
+    /// Records buffered (a batch of reads counts once).
+    buffered: usize,
 }
 
 impl SqliteWriter {
@@ -227,13 +271,34 @@ impl SqliteWriter {
             persist,
             batch,
             pending: Vec::with_capacity(batch.min(4096)),
+            transfers: Vec::new(),
+            reads: Vec::new(),
+            buffered: 0,
         })
     }
 
     /// Buffers one event; commits the batch once it is full.
     pub fn append(&mut self, event: Event) -> Result<(), String> {
         self.pending.push(event);
-        if self.pending.len() >= self.batch {
+        self.buffered += 1;
+        if self.buffered >= self.batch {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Buffers a transfer or a batch of reads like an event.
+    pub fn append_record(&mut self, record: Record) -> Result<(), String> {
+        match record {
+            Record::Event(e) => return self.append(e),
+            Record::Transfer(t) => self.transfers.push(t),
+            Record::Reads(r) => self.reads.push(r),
+            Record::Run(_) | Record::End(_) => {
+                return Err("run headers and ends are the parent's".into())
+            }
+        }
+        self.buffered += 1;
+        if self.buffered >= self.batch {
             self.flush()?;
         }
         Ok(())
@@ -241,7 +306,7 @@ impl SqliteWriter {
 
     /// One transaction: every buffered event and its slot update, in the order they won.
     pub fn flush(&mut self) -> Result<(), String> {
-        if self.pending.is_empty() {
+        if self.buffered == 0 {
             return Ok(());
         }
         let queue = self
@@ -262,6 +327,9 @@ impl SqliteWriter {
         }
         result?;
         self.pending.clear();
+        self.transfers.clear();
+        self.reads.clear();
+        self.buffered = 0;
         Ok(())
     }
 
@@ -308,6 +376,57 @@ impl SqliteWriter {
                 update
                     .execute(params![self.run as i64, ev.slot, ev.written])
                     .map_err(e)?;
+            }
+            if !self.transfers.is_empty() {
+                let mut insert = tx
+                    .prepare(
+                        "INSERT INTO transfers (run, worker, seq, from_account, to_account, amount,
+                             from_version, from_before, to_version, to_before, invoke_ns,
+                             complete_ns, crc)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    )
+                    .map_err(e)?;
+                for t in &self.transfers {
+                    insert
+                        .execute(params![
+                            self.run as i64,
+                            t.worker,
+                            t.seq as i64,
+                            t.from,
+                            t.to,
+                            t.amount,
+                            t.from_version,
+                            t.from_before as i32,
+                            t.to_version,
+                            t.to_before as i32,
+                            t.invoke_ns as i64,
+                            t.complete_ns as i64,
+                            transfer_crc(t)
+                        ])
+                        .map_err(e)?;
+                }
+            }
+            if !self.reads.is_empty() {
+                let mut insert = tx
+                    .prepare(
+                        "INSERT INTO reads (run, worker, seq, value, related_lo, related_hi)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )
+                    .map_err(e)?;
+                for batch in &self.reads {
+                    for (k, seen) in batch.seen.iter().enumerate() {
+                        insert
+                            .execute(params![
+                                self.run as i64,
+                                batch.worker,
+                                (batch.first + k as u64) as i64,
+                                seen.value,
+                                seen.lo,
+                                seen.hi
+                            ])
+                            .map_err(e)?;
+                    }
+                }
             }
         }
         tx.commit().map_err(e)
@@ -378,7 +497,9 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
             .map_err(err)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(err)?;
-        records += events.len() as u64;
+        let transfers = load_transfers(&conn, info.run, &mut corrupt_rows).map_err(err)?;
+        let reads = load_reads(&conn, info.run).map_err(err)?;
+        records += events.len() as u64 + transfers.len() as u64 + reads.len() as u64;
         for (e, crc) in &events {
             if event_crc(e) != *crc {
                 corrupt_rows.push(format!(
@@ -421,6 +542,8 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
         runs.push(RunHistory {
             info,
             events: events.into_iter().map(|(e, _)| e).collect(),
+            transfers,
+            reads,
             end,
             stored: Some(stored),
             damaged: Vec::new(),
@@ -438,4 +561,74 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
         damaged: Vec::new(),
         records,
     })
+}
+
+/// A run's transfers, in worker and sequence order; rows failing their checksum are noted.
+fn load_transfers(
+    conn: &Connection,
+    run: u64,
+    corrupt_rows: &mut Vec<String>,
+) -> rusqlite::Result<Vec<Transfer>> {
+    let mut stmt = conn.prepare(
+        "SELECT worker, seq, from_account, to_account, amount, from_version, from_before,
+                to_version, to_before, invoke_ns, complete_ns, crc
+         FROM transfers WHERE run = ?1 ORDER BY worker, seq",
+    )?;
+    let rows = stmt
+        .query_map([run as i64], |r| {
+            let t = Transfer {
+                worker: r.get(0)?,
+                seq: r.get::<_, i64>(1)? as u64,
+                from: r.get(2)?,
+                to: r.get(3)?,
+                amount: r.get(4)?,
+                from_version: r.get(5)?,
+                from_before: r.get::<_, i64>(6)? as i32 as u32,
+                to_version: r.get(7)?,
+                to_before: r.get::<_, i64>(8)? as i32 as u32,
+                invoke_ns: r.get::<_, i64>(9)? as u64,
+                complete_ns: r.get::<_, i64>(10)? as u64,
+            };
+            Ok((t, r.get::<_, u32>(11)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (t, crc) in &rows {
+        if transfer_crc(t) != *crc {
+            corrupt_rows.push(format!(
+                "transfers row (run {run}, worker {}, seq {}) fails its checksum",
+                t.worker, t.seq
+            ));
+        }
+    }
+    Ok(rows.into_iter().map(|(t, _)| t).collect())
+}
+
+/// A run's reads, one batch per run of consecutive reads of a worker (a missing row starts a
+/// new batch, which verify then reports as a sequence error).
+fn load_reads(conn: &Connection, run: u64) -> rusqlite::Result<Vec<Reads>> {
+    let mut stmt = conn.prepare(
+        "SELECT worker, seq, value, related_lo, related_hi
+         FROM reads WHERE run = ?1 ORDER BY worker, seq",
+    )?;
+    let mut batches: Vec<Reads> = Vec::new();
+    let mut rows = stmt.query([run as i64])?;
+    while let Some(r) = rows.next()? {
+        let (worker, seq): (u32, u64) = (r.get(0)?, r.get::<_, i64>(1)? as u64);
+        let seen = Seen {
+            value: r.get(2)?,
+            lo: r.get(3)?,
+            hi: r.get(4)?,
+        };
+        match batches.last_mut() {
+            Some(b) if b.worker == worker && b.first + b.seen.len() as u64 == seq => {
+                b.seen.push(seen)
+            }
+            _ => batches.push(Reads {
+                worker,
+                first: seq,
+                seen: vec![seen],
+            }),
+        }
+    }
+    Ok(batches)
 }

@@ -8,22 +8,38 @@
 //! - real time: no event completed before an event writing a lower value was invoked;
 //! - every worker's records are its sequence 0, 1, 2 … up to what it acknowledged.
 //!
+//! A ledger run (its header names `ledger …`) is checked from its transfers instead: per
+//! account, the versions run 0, 1, 2 … with no gap and no repeat (two transfers that read the
+//! same state of an account: a lost update, both workers named), each transfer read the
+//! balance the previous version left, each chain ends at the region's final balance, no
+//! balance goes below zero and the total is what the run started with. A cache run (`cache …`)
+//! from its writes (each version written once) and its readers' reads: a read whose related
+//! entries are not of the value's version is torn, and counted.
+//!
 //! Record checksums are checked by the reader (`history::frame`) before anything here runs.
+
+mod scenario;
 
 use std::path::Path;
 
 use serde::Serialize;
 
+use scenario::{check_cache, check_ledger};
+
 use crate::error::Error;
 use crate::history::event::{fingerprint, ChainKey};
 use crate::history::frame::{self, Corrupt, Damage, Tail};
-use crate::history::{Event, Record, RunEnd, RunInfo};
+use crate::history::{Event, Reads, Record, RunEnd, RunInfo, Transfer};
 
 /// One run as read back from a store.
 #[derive(Clone, Debug)]
 pub struct RunHistory {
     pub info: RunInfo,
     pub events: Vec<Event>,
+    /// A ledger run's transfers.
+    pub transfers: Vec<Transfer>,
+    /// A cache run's reads, in batches.
+    pub reads: Vec<Reads>,
     pub end: Option<RunEnd>,
     /// The values the store itself keeps per slot (SQLite's `slots.value`); for the log, the
     /// stored state is what its events add up to.
@@ -185,6 +201,8 @@ impl Parser {
                 self.runs.push(RunHistory {
                     info,
                     events: Vec::with_capacity(expected as usize),
+                    transfers: Vec::new(),
+                    reads: Vec::new(),
                     end: None,
                     stored: None,
                     damaged: Vec::new(),
@@ -193,6 +211,14 @@ impl Parser {
             Record::Event(e) => match self.runs.last_mut() {
                 Some(r) if open.is_some() => r.events.push(e),
                 _ => return Err(format!("event of worker {} outside any run", e.worker)),
+            },
+            Record::Transfer(t) => match self.runs.last_mut() {
+                Some(r) if open.is_some() => r.transfers.push(t),
+                _ => return Err(format!("transfer of worker {} outside any run", t.worker)),
+            },
+            Record::Reads(reads) => match self.runs.last_mut() {
+                Some(r) if open.is_some() => r.reads.push(reads),
+                _ => return Err(format!("reads of worker {} outside any run", reads.worker)),
             },
             Record::End(end) => match self.runs.last_mut() {
                 Some(r) if r.info.run == end.run && r.end.is_none() => r.end = Some(end),
@@ -214,22 +240,68 @@ impl Parser {
     }
 }
 
-/// Two winners of one value: the lost update, named.
+/// Two winners of one value: the lost update, named. For a ledger, `slot` is the account,
+/// `read` and `written` its versions and `balance` the balance both read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Witness {
     pub slot: u32,
     pub read: u32,
     pub written: u32,
     pub workers: [u32; 2],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance: Option<u32>,
 }
 
 impl std::fmt::Display for Witness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.balance {
+            None => write!(
+                f,
+                "worker {} and worker {} both read {} on slot {} and both wrote {}",
+                self.workers[0], self.workers[1], self.read, self.slot, self.written
+            ),
+            Some(b) => write!(
+                f,
+                "worker {} and worker {} both read version {} of account {} (balance {}) and both wrote version {}",
+                self.workers[0], self.workers[1], self.read, self.slot, b as i32, self.written
+            ),
+        }
+    }
+}
+
+/// A cache read that saw the value beside related entries of another version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TornRead {
+    pub worker: u32,
+    /// The reader's read number.
+    pub read: u64,
+    pub value: u32,
+    /// The lowest and highest version among the related entries it saw.
+    pub lo: u32,
+    pub hi: u32,
+    /// The writer of the value's version, if a write event names it.
+    pub value_by: Option<u32>,
+}
+
+impl std::fmt::Display for TornRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "worker {} and worker {} both read {} on slot {} and both wrote {}",
-            self.workers[0], self.workers[1], self.read, self.slot, self.written
-        )
+            "worker {} (read {}) saw value version {}",
+            self.worker, self.read, self.value
+        )?;
+        if let Some(w) = self.value_by {
+            write!(f, " (written by worker {w})")?;
+        }
+        if self.lo == self.hi {
+            write!(f, " beside related entries of version {}", self.lo)
+        } else {
+            write!(
+                f,
+                " beside related entries of versions {} to {}",
+                self.lo, self.hi
+            )
+        }
     }
 }
 
@@ -280,8 +352,42 @@ pub struct RunCheck {
     /// The first damaged record not accepted, as "corrupt record at byte offset …".
     pub corrupt: Option<String>,
     pub corrupt_offset: Option<u64>,
+    /// ledger: transfers that read an account state other than the one its previous version
+    /// left (a broken chain).
+    pub broken_chains: u64,
+    /// ledger: balances read or left below zero (an overdraft that was not refused), and final
+    /// balances below zero.
+    pub negative_balances: u64,
+    /// ledger: the region's final total minus the starting total.
+    pub total_change: i64,
+    /// cache: reads persisted.
+    pub reads: u64,
+    /// cache: reads that saw the value beside related entries of another version.
+    pub torn_reads: u64,
+    pub torn_list: Vec<TornRead>,
     /// Human sentences, the first of each kind of problem.
     pub problems: Vec<String>,
+}
+
+/// What a run's records are made of, from the scenario its header names ("ledger two-rmw").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Events of slots moving v to v+1: the counter, votes and record.
+    Counter,
+    /// Transfers chaining each account's versions.
+    Ledger,
+    /// Writes of the value's version, and readers' reads.
+    Cache,
+}
+
+impl Shape {
+    pub fn of(strategy: &str) -> Shape {
+        match strategy.split(' ').next() {
+            Some("ledger") => Shape::Ledger,
+            Some("cache") => Shape::Cache,
+            _ => Shape::Counter,
+        }
+    }
 }
 
 /// The verdict on a whole store.
@@ -368,6 +474,11 @@ const EMPTY: Cell = Cell {
 
 /// Checks one run.
 pub fn check_run(run: &RunHistory) -> RunCheck {
+    match Shape::of(&run.info.strategy) {
+        Shape::Ledger => return check_ledger(run),
+        Shape::Cache => return check_cache(run),
+        Shape::Counter => {}
+    }
     let info = &run.info;
     let slots = info.slots as usize;
     let initial = info.initial;
@@ -387,6 +498,18 @@ pub fn check_run(run: &RunHistory) -> RunCheck {
         persisted: events.len() as u64,
         ..RunCheck::default()
     };
+    if !run.transfers.is_empty() || !run.reads.is_empty() {
+        problem(
+            &mut c,
+            "foreign records: ",
+            format!(
+                "{} transfers and {} read batches in a run of {}, which writes events only",
+                run.transfers.len(),
+                run.reads.len(),
+                info.strategy
+            ),
+        );
+    }
 
     // Pass 1: per-event facts, per-slot maxima and per-worker sequences.
     let mut max_written = vec![initial; slots];
@@ -582,6 +705,7 @@ pub fn check_run(run: &RunHistory) -> RunCheck {
                     read: e.read,
                     written: e.written,
                     workers: [first.worker, e.worker],
+                    balance: None,
                 });
             }
         }
@@ -817,17 +941,44 @@ pub fn render(v: &Verification) -> String {
                 "NOT verified"
             }
         );
-        let _ = writeln!(
-            out,
-            "  duplicates {}, gaps {}, witnesses {}, broken links {}, order violations {}, sequence errors {}, final mismatches {}",
-            r.duplicates,
-            r.gaps,
-            r.witnesses,
-            r.broken_links,
-            r.order_violations,
-            r.sequence_errors,
-            r.final_mismatches
-        );
+        let _ = match Shape::of(&r.strategy) {
+            Shape::Counter => writeln!(
+                out,
+                "  duplicates {}, gaps {}, witnesses {}, broken links {}, order violations {}, sequence errors {}, final mismatches {}",
+                r.duplicates,
+                r.gaps,
+                r.witnesses,
+                r.broken_links,
+                r.order_violations,
+                r.sequence_errors,
+                r.final_mismatches
+            ),
+            Shape::Ledger => writeln!(
+                out,
+                "  transfers {}: duplicates {}, gaps {}, witnesses {}, broken chains {}, negative balances {}, total change {}, sequence errors {}, final mismatches {}",
+                r.persisted,
+                r.duplicates,
+                r.gaps,
+                r.witnesses,
+                r.broken_chains,
+                r.negative_balances,
+                r.total_change,
+                r.sequence_errors,
+                r.final_mismatches
+            ),
+            Shape::Cache => writeln!(
+                out,
+                "  writes {}, reads {}: torn reads {}, duplicates {}, gaps {}, broken links {}, sequence errors {}, final mismatches {}",
+                r.persisted - r.reads,
+                r.reads,
+                r.torn_reads,
+                r.duplicates,
+                r.gaps,
+                r.broken_links,
+                r.sequence_errors,
+                r.final_mismatches
+            ),
+        };
         if r.killed > 0 {
             let _ = writeln!(
                 out,
@@ -837,6 +988,9 @@ pub fn render(v: &Verification) -> String {
         }
         for w in r.witness_list.iter().take(3) {
             let _ = writeln!(out, "  witness: {w}");
+        }
+        for t in r.torn_list.iter().take(3) {
+            let _ = writeln!(out, "  torn read: {t}");
         }
         for p in &r.problems {
             let _ = writeln!(out, "  {p}");
