@@ -5,6 +5,8 @@
 //! `fork` would share its file locks and buffers with the parent) and persists each update it
 //! wins through [`Recorder::won`], which the strategies reach through the probe: inside the
 //! critical section for the lock strategies, right after the winning step for the others.
+//! Scenarios that are not counters use [`Recorder::transfer`] (a ledger transfer) and
+//! [`Recorder::read`] (a cache read, batched into one `Reads` record per 256).
 //!
 //! A worker whose write fails stops updating and reports the failure once; the parent turns it
 //! into one error for the whole run (never an "exact" verdict).
