@@ -83,7 +83,10 @@ impl Watcher {
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<()>(1);
         std::thread::scope(|scope| {
             let watcher = scope.spawn(move || {
-                if self.faults.any() && live.is_some() {
+                // Faults must land mid-run, and a run by time must stop on time: with a
+                // thousand runnable workers (threads of this very process, too) the watcher
+                // would otherwise look once per scheduler round.
+                if (self.faults.any() && live.is_some()) || self.time_limit.is_some() {
                     raise_priority();
                 }
                 let _ = ready_tx.send(());
