@@ -569,9 +569,15 @@ pub fn run_threads(region: &Region, plan: &Plan, watcher: &Watcher) -> Result<Po
         }
         drop(tx);
         while barrier::arrivals(region.header(), Duration::from_millis(20)) < workers as u32 {}
-        let go_ns = now_ns();
-        barrier::release::<Private>(region.header());
-        let (mut reports, watched) = watcher.watch(region, None, || rx.iter().collect::<Vec<_>>());
+        // The watcher starts before the release, as in process mode: started after it, it
+        // would wait for a CPU behind the released workers (seconds, with a thousand) and a run
+        // by time would stop that late.
+        let mut go_ns = 0;
+        let (mut reports, watched) = watcher.watch(region, None, || {
+            go_ns = now_ns();
+            barrier::release::<Private>(region.header());
+            rx.iter().collect::<Vec<_>>()
+        });
         reports.sort_by_key(|r| r.worker);
         if reports.len() != workers {
             return Err(Error::Worker(format!(
