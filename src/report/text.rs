@@ -46,6 +46,15 @@ fn verdict(s: &StrategySummary) -> String {
             rate * 100.0
         ),
         Verdict::RaceMissed => "race missed: no loss (widen --race-window)".into(),
+        // Exact in memory, yet failed: its stored record did not verify.
+        Verdict::Failed if s.lost == 0 && s.unexpected == 0 => {
+            let bad = s
+                .runs
+                .iter()
+                .filter(|r| r.history.as_ref().is_some_and(|h| !h.problems.is_empty()))
+                .count();
+            format!("FAILED: stored record not verified in {bad} of {runs} runs")
+        }
         Verdict::Failed => format!(
             "FAILED: lost {} (+{} unexpected) in {} of {runs} runs",
             s.lost,

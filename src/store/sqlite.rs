@@ -148,12 +148,13 @@ pub fn create(path: &Path) -> Result<(), String> {
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(|e| e.to_string())?;
     conn.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
-    std::fs::File::create(lock_path(path)).map_err(|e| e.to_string())?;
     Ok(())
 }
 
 /// Inserts the run and its slots at their initial value. Before the first fork.
 pub fn begin_run(path: &Path, info: &RunInfo) -> Result<(), String> {
+    // The writers' queue lives only while the run does: `end_run` removes it.
+    std::fs::File::create(lock_path(path)).map_err(|e| e.to_string())?;
     let mut conn = connect(path)?;
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     tx.execute(
@@ -210,7 +211,12 @@ pub fn end_run(path: &Path, end: &RunEnd) -> Result<(), String> {
         params![end.run as i64, end.fingerprint as i64],
     )
     .map_err(|e| e.to_string())?;
-    tx.commit().map_err(|e| e.to_string())
+    tx.commit().map_err(|e| e.to_string())?;
+    // Every writer has been reaped: nobody queues on the lock file any more.
+    match std::fs::remove_file(lock_path(path)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+        _ => Ok(()),
+    }
 }
 
 /// CRC32C of an event's encoding: the row's own checksum.

@@ -255,6 +255,11 @@ pub struct Witness {
 impl std::fmt::Display for Witness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.balance {
+            None if self.workers[0] == self.workers[1] => write!(
+                f,
+                "worker {} read {} on slot {} and wrote {} twice (a stale write in between had rolled the slot back)",
+                self.workers[0], self.read, self.slot, self.written
+            ),
             None => write!(
                 f,
                 "worker {} and worker {} both read {} on slot {} and both wrote {}",
@@ -688,6 +693,7 @@ pub fn check_run(run: &RunHistory) -> RunCheck {
     }
     offsets.push(total);
     let mut cells = vec![EMPTY; total];
+    let mut same_worker: Vec<Witness> = Vec::new();
     for (i, e) in events.iter().enumerate() {
         if !valid[i] || e.written > top[e.slot as usize] {
             continue;
@@ -698,15 +704,23 @@ pub fn check_run(run: &RunHistory) -> RunCheck {
         } else {
             c.duplicates += 1;
             c.witnesses += 1;
-            if c.witness_list.len() < LISTED {
-                let first = &events[cell.first as usize];
-                c.witness_list.push(Witness {
-                    slot: e.slot,
-                    read: e.read,
-                    written: e.written,
-                    workers: [first.worker, e.worker],
-                    balance: None,
-                });
+            let first = &events[cell.first as usize];
+            let witness = Witness {
+                slot: e.slot,
+                read: e.read,
+                written: e.written,
+                workers: [first.worker, e.worker],
+                balance: None,
+            };
+            // Two workers colliding tell the story best; one worker winning a value twice (a
+            // stale write rolled the slot back between its two updates) is listed only if
+            // nothing else is.
+            if first.worker != e.worker {
+                if c.witness_list.len() < LISTED {
+                    c.witness_list.push(witness);
+                }
+            } else if same_worker.len() < LISTED {
+                same_worker.push(witness);
             }
         }
         cell.count += 1;
@@ -719,6 +733,9 @@ pub fn check_run(run: &RunHistory) -> RunCheck {
             cell.complete_at = i as u32;
         }
     }
+
+    let room = LISTED.saturating_sub(c.witness_list.len());
+    c.witness_list.extend(same_worker.into_iter().take(room));
 
     // Pass 2, per slot in value order: gaps, real-time order, final state.
     let mut first_gap: Option<(u32, usize)> = None;
