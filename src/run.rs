@@ -109,15 +109,7 @@ pub fn run_once(
         faults: config.faults.clone(),
         seed,
     };
-    let outcome = match config.mode {
-        Mode::Processes => pool::run_processes(&region, &plan, &watcher),
-        Mode::Threads => pool::run_threads(&region, &plan, &watcher),
-    };
-    // A store that failed explains any worker trouble better than the trouble itself.
-    if let Some(failure) = plan.store.as_ref().and_then(|s| s.failure()) {
-        return Err(Error::Store(failure));
-    }
-    let outcome = outcome?;
+    let outcome = run_pool(config.mode, &region, &plan, &watcher)?;
     let history = match &plan.store {
         Some(store) => {
             let mut completed = vec![0u64; region.worker_count()];
@@ -190,6 +182,24 @@ pub(crate) fn persist_end_and_verify(
 }
 
 /// Writes the whole store's history as JSON Lines.
+/// Runs the workers in `mode`. A store that failed explains any worker trouble better than the
+/// trouble itself, so its failure is the error when there is one.
+pub(crate) fn run_pool(
+    mode: Mode,
+    region: &Region,
+    plan: &Plan,
+    watcher: &Watcher,
+) -> Result<PoolOutcome, Error> {
+    let outcome = match mode {
+        Mode::Processes => pool::run_processes(region, plan, watcher),
+        Mode::Threads => pool::run_threads(region, plan, watcher),
+    };
+    if let Some(failure) = plan.store.as_ref().and_then(|s| s.failure()) {
+        return Err(Error::Store(failure));
+    }
+    outcome
+}
+
 pub fn export_history(store: &std::path::Path, out: &std::path::Path) -> Result<u64, Error> {
     let loaded = verify::load(store)?;
     let file = std::fs::File::create(out)

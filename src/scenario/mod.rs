@@ -44,7 +44,7 @@ use crate::error::Error;
 use crate::futex::{self, Scope};
 use crate::history::RunInfo;
 use crate::latency;
-use crate::pool::{self, PoolOutcome};
+use crate::pool::PoolOutcome;
 use crate::progress::Watcher;
 use crate::region::{Region, WorkerArea};
 use crate::report::{Machine, RunSummary, StrategySummary, Summary, Verdict};
@@ -892,15 +892,7 @@ fn run_once(
         faults: config.faults.clone(),
         seed,
     };
-    let outcome = match config.mode {
-        Mode::Processes => pool::run_processes(&region, &plan, &watcher),
-        Mode::Threads => pool::run_threads(&region, &plan, &watcher),
-    };
-    // A store that failed explains any worker trouble better than the trouble itself.
-    if let Some(failure) = plan.store.as_ref().and_then(|s| s.failure()) {
-        return Err(Error::Store(failure));
-    }
-    let outcome = outcome?;
+    let outcome = crate::run::run_pool(config.mode, &region, &plan, &watcher)?;
     let history = match &plan.store {
         Some(store) => {
             // Acknowledged = events each worker persisted: a rejected ballot is no update.
