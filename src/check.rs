@@ -44,18 +44,35 @@ impl Count {
 
 /// Compares each slot's final value with its initial value plus the updates sent to it.
 pub fn count(initial: u32, applied: &[u64], observed: &[u32]) -> (Count, Vec<SlotCount>) {
-    assert_eq!(applied.len(), observed.len(), "one count per slot");
+    bounded_count(initial, applied, &vec![0; applied.len()], observed)
+}
+
+/// Compares each slot's final value with the bounds deaths allow: acknowledged updates (plus
+/// the initial value) at least, plus the updates in flight at most. Lost counts what is below
+/// the lower bound, unexpected what is above the upper one. With nothing in flight this is the
+/// exact count of `count`.
+pub fn bounded_count(
+    initial: u32,
+    acknowledged: &[u64],
+    in_flight: &[u64],
+    observed: &[u32],
+) -> (Count, Vec<SlotCount>) {
+    assert_eq!(acknowledged.len(), observed.len(), "one count per slot");
+    assert_eq!(in_flight.len(), observed.len(), "one count per slot");
     let mut total = Count::default();
     let mut wrong = Vec::new();
-    for (slot, (&n, &v)) in applied.iter().zip(observed).enumerate() {
-        let expected = initial as u64 + n;
+    for (slot, ((&n, &f), &v)) in acknowledged.iter().zip(in_flight).zip(observed).enumerate() {
+        let low = initial as u64 + n;
+        let high = low + f;
         let observed = v as u64;
+        // Report the value the run actually holds as expected when it is within bounds.
+        let expected = observed.clamp(low, high);
         total.expected += expected;
         total.observed += observed;
-        if observed < expected {
-            total.lost += expected - observed;
-        } else {
-            total.unexpected += observed - expected;
+        if observed < low {
+            total.lost += low - observed;
+        } else if observed > high {
+            total.unexpected += observed - high;
         }
         if observed != expected {
             total.wrong_slots += 1;

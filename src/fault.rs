@@ -20,7 +20,6 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::check::{Count, SlotCount};
 use crate::strategy::StrategyKind;
 
 /// A named point of a strategy's update where `--crash-at` / `--stop-at` strike.
@@ -280,45 +279,6 @@ impl FaultReport {
     }
 }
 
-/// Compares each slot's final value with the bounds deaths allow: acknowledged updates (plus
-/// the initial value) at least, plus the updates in flight at most. Lost counts what is below
-/// the lower bound, unexpected what is above the upper one. With nothing in flight this is the
-/// exact count of `check::count`.
-pub fn bounded_count(
-    initial: u32,
-    acknowledged: &[u64],
-    in_flight: &[u64],
-    observed: &[u32],
-) -> (Count, Vec<SlotCount>) {
-    assert_eq!(acknowledged.len(), observed.len(), "one count per slot");
-    assert_eq!(in_flight.len(), observed.len(), "one count per slot");
-    let mut total = Count::default();
-    let mut wrong = Vec::new();
-    for (slot, ((&n, &f), &v)) in acknowledged.iter().zip(in_flight).zip(observed).enumerate() {
-        let low = initial as u64 + n;
-        let high = low + f;
-        let observed = v as u64;
-        // Report the value the run actually holds as expected when it is within bounds.
-        let expected = observed.clamp(low, high);
-        total.expected += expected;
-        total.observed += observed;
-        if observed < low {
-            total.lost += low - observed;
-        } else if observed > high {
-            total.unexpected += observed - high;
-        }
-        if observed != expected {
-            total.wrong_slots += 1;
-            wrong.push(SlotCount {
-                slot,
-                expected,
-                observed,
-            });
-        }
-    }
-    (total, wrong)
-}
-
 /// The fault section of the text report.
 pub fn render(out: &mut String, strategy: &str, run: usize, r: &FaultReport) {
     let a = &r.asked;
@@ -436,7 +396,7 @@ mod tests {
     fn bounds_accept_anything_between_acknowledged_and_in_flight() {
         // Slot 0: 10 acked, 2 in flight: 10, 11 and 12 are all fine.
         for v in 10..=12 {
-            let (c, wrong) = bounded_count(0, &[10], &[2], &[v]);
+            let (c, wrong) = crate::check::bounded_count(0, &[10], &[2], &[v]);
             assert!(c.exact(), "{v}: {c:?}");
             assert!(wrong.is_empty());
         }
@@ -444,13 +404,13 @@ mod tests {
 
     #[test]
     fn below_acknowledged_is_lost_and_above_in_flight_is_unexpected() {
-        let (c, _) = bounded_count(5, &[10, 10], &[1, 1], &[14, 17]);
+        let (c, _) = crate::check::bounded_count(5, &[10, 10], &[1, 1], &[14, 17]);
         assert_eq!((c.lost, c.unexpected, c.wrong_slots), (1, 1, 2));
     }
 
     #[test]
     fn without_deaths_it_is_the_exact_count() {
-        let (a, wa) = bounded_count(50, &[25, 0, 3], &[0, 0, 0], &[75, 49, 54]);
+        let (a, wa) = crate::check::bounded_count(50, &[25, 0, 3], &[0, 0, 0], &[75, 49, 54]);
         let (b, wb) = crate::check::count(50, &[25, 0, 3], &[75, 49, 54]);
         assert_eq!((a, wa), (b, wb));
     }

@@ -3,7 +3,6 @@
 use crate::check::{Count, SlotCount};
 use crate::config::{Config, Mode};
 use crate::error::Error;
-use crate::fault;
 use crate::history::{frame, Killed, RunEnd, RunInfo};
 use crate::latency;
 use crate::pool::{self, PoolOutcome};
@@ -81,34 +80,10 @@ pub fn run_once(
         race_window: config.race_window,
         hold_after_read: config.hold_after_read,
         scenario: None,
-        store: match &config.store {
-            Some(store) => Some(std::sync::Arc::new(RunStore::begin(
-                store,
-                RunInfo {
-                    run: RunStore::new_run_id(),
-                    strategy: strategy.name().into(),
-                    workers: config.workers as u32,
-                    slots: config.slots as u32,
-                    ops: config.ops,
-                    initial: config.initial,
-                    seed,
-                    persist: String::new(),
-                },
-            )?)),
-            None => None,
-        },
+        store: begin_store(config, strategy.name().into(), seed)?,
         strike: config.faults.strike,
     };
-    let watcher = Watcher {
-        label: strategy.name().into(),
-        total: config.ops * config.workers as u64,
-        stall_timeout: config.stall_timeout,
-        explain_stall: None,
-        time_limit: config.time_limit,
-        show: config.progress,
-        faults: config.faults.clone(),
-        seed,
-    };
+    let watcher = watcher(config, strategy.name().into(), seed, None);
     let outcome = run_pool(config.mode, &region, &plan, &watcher)?;
     let history = match &plan.store {
         Some(store) => {
@@ -182,6 +157,48 @@ pub(crate) fn persist_end_and_verify(
 }
 
 /// Writes the whole store's history as JSON Lines.
+/// Writes one run's header to the store, if the invocation has one. `name` is what
+/// `torture verify` will call the run (the strategy, or the scenario and its variant).
+pub(crate) fn begin_store(
+    config: &Config,
+    name: String,
+    seed: u64,
+) -> Result<Option<std::sync::Arc<RunStore>>, Error> {
+    let Some(store) = &config.store else {
+        return Ok(None);
+    };
+    let info = RunInfo {
+        run: RunStore::new_run_id(),
+        strategy: name,
+        workers: config.workers as u32,
+        slots: config.slots as u32,
+        ops: config.ops,
+        initial: config.initial,
+        seed,
+        persist: String::new(),
+    };
+    Ok(Some(std::sync::Arc::new(RunStore::begin(store, info)?)))
+}
+
+/// The watcher of one run of `config`, labelled `label`.
+pub(crate) fn watcher(
+    config: &Config,
+    label: String,
+    seed: u64,
+    explain_stall: Option<fn(&Region) -> Option<String>>,
+) -> Watcher {
+    Watcher {
+        label,
+        total: config.ops * config.workers as u64,
+        stall_timeout: config.stall_timeout,
+        explain_stall,
+        time_limit: config.time_limit,
+        show: config.progress,
+        faults: config.faults.clone(),
+        seed,
+    }
+}
+
 /// Runs the workers in `mode`. A store that failed explains any worker trouble better than the
 /// trouble itself, so its failure is the error when there is one.
 pub(crate) fn run_pool(
@@ -230,7 +247,7 @@ fn summarise(
         in_flight[f.slot] += 1;
     }
     let (count, mut wrong_slots) =
-        fault::bounded_count(config.initial, &applied, &in_flight, &region.values());
+        crate::check::bounded_count(config.initial, &applied, &in_flight, &region.values());
     wrong_slots.truncate(16);
     let judged = Judged {
         verdict: Verdict::of(plan.strategy, &count),

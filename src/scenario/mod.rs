@@ -42,13 +42,11 @@ use crate::clock::now_ns;
 use crate::config::{Config, Mode};
 use crate::error::Error;
 use crate::futex::{self, Scope};
-use crate::history::RunInfo;
 use crate::latency;
 use crate::pool::PoolOutcome;
-use crate::progress::Watcher;
 use crate::region::{Region, WorkerArea};
 use crate::report::{Machine, RunSummary, StrategySummary, Summary, Verdict};
-use crate::store::{Recorder, RunStore};
+use crate::store::Recorder;
 use crate::strategy::{Applied, StrategyKind};
 use crate::worker::{Plan, WorkerReport};
 
@@ -863,35 +861,20 @@ fn run_once(
         race_window: config.race_window,
         hold_after_read: config.hold_after_read,
         scenario: Some(sp.clone()),
-        store: match &config.store {
-            Some(store) => Some(std::sync::Arc::new(RunStore::begin(
-                store,
-                RunInfo {
-                    run: RunStore::new_run_id(),
-                    // The scenario and variant, so `torture verify` names what it checks.
-                    strategy: format!("{} {}", sc.kind.name(), variant.name()),
-                    workers: config.workers as u32,
-                    slots: config.slots as u32,
-                    ops: config.ops,
-                    initial: config.initial,
-                    seed,
-                    persist: String::new(),
-                },
-            )?)),
-            None => None,
-        },
+        // The scenario and variant, so `torture verify` names what it checks.
+        store: crate::run::begin_store(
+            config,
+            format!("{} {}", sc.kind.name(), variant.name()),
+            seed,
+        )?,
         strike: config.faults.strike,
     };
-    let watcher = Watcher {
-        label: format!("{} {}", sc.kind.name(), variant.name()),
-        total: config.ops * config.workers as u64,
-        stall_timeout: config.stall_timeout,
-        explain_stall: (sc.kind == ScenarioKind::Ledger).then_some(ledger::explain_stall as _),
-        time_limit: config.time_limit,
-        show: config.progress,
-        faults: config.faults.clone(),
+    let watcher = crate::run::watcher(
+        config,
+        format!("{} {}", sc.kind.name(), variant.name()),
         seed,
-    };
+        (sc.kind == ScenarioKind::Ledger).then_some(ledger::explain_stall as _),
+    );
     let outcome = crate::run::run_pool(config.mode, &region, &plan, &watcher)?;
     let history = match &plan.store {
         Some(store) => {
