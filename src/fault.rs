@@ -21,6 +21,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::strategy::StrategyKind;
+use crate::workload::SplitMix64;
 
 /// A named point of a strategy's update where `--crash-at` / `--stop-at` strike.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -367,25 +368,9 @@ pub fn render(out: &mut String, strategy: &str, run: usize, r: &FaultReport) {
     }
 }
 
-/// splitmix64: the watcher's seeded choices (victims and moments).
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0xD1B5_4A32_D192_ED03)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in 0..n (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
+/// The watcher's seeded choices (victims and moments).
+pub fn watcher_rng(seed: u64) -> SplitMix64 {
+    SplitMix64::new(seed ^ 0xD1B5_4A32_D192_ED03)
 }
 
 #[cfg(test)]

@@ -13,10 +13,11 @@ use nix::sys::signal::Signal;
 use crate::clock::now_ns;
 use crate::config::CAP_FACTOR;
 use crate::error::Error;
-use crate::fault::{Faults, Pause, Rng};
+use crate::fault::{watcher_rng, Faults, Pause};
 use crate::pool::{self, Live};
 use crate::region::{status, Region};
 use crate::step;
+use crate::workload::SplitMix64;
 
 /// How often the watcher looks, without faults to time.
 const TICK: Duration = Duration::from_millis(100);
@@ -120,7 +121,7 @@ impl Watcher {
         bar.set_prefix(self.label.clone());
         let go_ns = now_ns();
         let mut out = WatchOutcome::default();
-        let mut rng = Rng::new(self.seed);
+        let mut rng = watcher_rng(self.seed);
         // Moments, as numbers of completed updates, spread over 5%..90% of the run.
         let mut moments = |n: u32| {
             let lo = self.total / 20;
@@ -139,7 +140,7 @@ impl Watcher {
             (Some(_), Some(p)) => moments(p.count),
             _ => Vec::new(),
         };
-        let mut rng = Rng::new(self.seed.rotate_left(17));
+        let mut rng = watcher_rng(self.seed.rotate_left(17));
         let mut paused: Vec<Paused> = Vec::new();
         let tick = if self.faults.any() { FAULT_TICK } else { TICK };
         let started = Instant::now();
@@ -297,7 +298,7 @@ fn pick_victim(
     region: &Region,
     live: &Live,
     paused: &[Paused],
-    rng: &mut Rng,
+    rng: &mut SplitMix64,
     mid_run: bool,
 ) -> Option<usize> {
     let n = live.len();
@@ -321,7 +322,7 @@ fn pause_one(
     region: &Region,
     live: &Live,
     paused: &[Paused],
-    rng: &mut Rng,
+    rng: &mut SplitMix64,
     ms: u64,
     go_ns: u64,
 ) -> Option<Paused> {

@@ -8,9 +8,7 @@ use crate::latency;
 use crate::pool::{self, PoolOutcome};
 use crate::progress::Watcher;
 use crate::region::Region;
-use crate::report::{
-    Fairness, Machine, Percentiles, RunSummary, StrategySummary, Summary, Verdict,
-};
+use crate::report::{Fairness, Percentiles, RunSummary, StrategySummary, Summary, Verdict};
 use crate::store::RunStore;
 use crate::strategy::StrategyKind;
 use crate::verify::{self, RunCheck};
@@ -52,15 +50,7 @@ fn run_strategies(config: &Config) -> Result<Summary, Error> {
             break;
         }
     }
-    let all_exact = strategies.iter().all(|s| s.verdict != Verdict::Failed);
-    Ok(Summary {
-        tool: format!("racepool {}", env!("CARGO_PKG_VERSION")),
-        machine: Machine::this(),
-        config: config.clone(),
-        strategies,
-        all_exact,
-        interrupted: pool::interrupted(),
-    })
+    Ok(Summary::new(config, strategies))
 }
 
 /// One strategy, one fresh region, one pool of workers.

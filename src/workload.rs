@@ -38,10 +38,35 @@ impl std::fmt::Display for Pick {
     }
 }
 
-/// One worker's stream of slot indices (splitmix64: tiny, fast, and good enough to spread load).
+/// splitmix64: tiny, fast, good enough to spread load, and replayable from its state. Every
+/// seeded choice in racepool (slots, ballots, transfers, fault victims) draws from one.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(state: u64) -> SplitMix64 {
+        SplitMix64(state)
+    }
+
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in 0..n (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// One worker's stream of slot indices.
 #[derive(Clone, Debug)]
 pub struct SlotPicker {
-    state: u64,
+    rng: SplitMix64,
     slots: u64,
     pick: Pick,
 }
@@ -50,18 +75,10 @@ impl SlotPicker {
     pub fn new(seed: u64, worker: usize, slots: usize, pick: Pick) -> SlotPicker {
         let state = seed ^ (worker as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         SlotPicker {
-            state,
+            rng: SplitMix64::new(state),
             slots: slots as u64,
             pick,
         }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
     }
 
     #[inline]
@@ -69,7 +86,7 @@ impl SlotPicker {
         if self.slots == 1 {
             return 0;
         }
-        let r = self.next_u64();
+        let r = self.rng.next_u64();
         if let Pick::Hot(p) = self.pick {
             if r % 100 < p as u64 {
                 return 0;

@@ -23,6 +23,20 @@ pub struct Summary {
     pub interrupted: bool,
 }
 
+impl Summary {
+    /// The invocation's summary: `all_exact` and `interrupted` derived, never passed in.
+    pub fn new(config: &Config, strategies: Vec<StrategySummary>) -> Summary {
+        Summary {
+            tool: format!("racepool {}", env!("CARGO_PKG_VERSION")),
+            machine: Machine::this(),
+            config: config.clone(),
+            all_exact: strategies.iter().all(|s| s.verdict != Verdict::Failed),
+            strategies,
+            interrupted: crate::pool::interrupted(),
+        }
+    }
+}
+
 /// Where the figures were measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct Machine {

@@ -278,7 +278,7 @@ impl<S: Scope> super::Scenario for Ledger<S> {
         let workers = env.region.worker_count();
         Teller {
             auditor: env.w >= workers - env.sp.auditors,
-            rng: Rng::new(env.plan.seed, env.w, 0x1ED6E2),
+            rng: super::rng(env.plan.seed, env.w, 0x1ED6E2),
             first: true,
             expected_total: env.sp.initial as i32 as i64 * self.accounts as i64,
             tally: [0; 4],

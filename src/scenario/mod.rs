@@ -45,7 +45,7 @@ use crate::futex::{self, Scope};
 use crate::latency;
 use crate::pool::PoolOutcome;
 use crate::region::{Region, WorkerArea};
-use crate::report::{Machine, RunSummary, StrategySummary, Summary, Verdict};
+use crate::report::{RunSummary, StrategySummary, Summary, Verdict};
 use crate::store::Recorder;
 use crate::strategy::{Applied, StrategyKind};
 use crate::worker::{Plan, WorkerReport};
@@ -718,26 +718,13 @@ pub fn drive<Sc: Scenario>(scenario: &Sc, env: &Env<'_>) -> WorkerReport {
 }
 
 /// A splitmix64 stream per (seed, worker, purpose): the parent can replay it exactly.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub type Rng = crate::workload::SplitMix64;
 
-impl Rng {
-    pub fn new(seed: u64, worker: usize, salt: u64) -> Rng {
-        Rng(seed
-            ^ (worker as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)
-            ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in 0..n (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
+pub fn rng(seed: u64, worker: usize, salt: u64) -> Rng {
+    Rng::new(
+        seed ^ (worker as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)
+            ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    )
 }
 
 /// Spins `n` times between a read and its write, to widen a race on purpose.
@@ -796,15 +783,7 @@ pub fn run(config: &Config, sc: &ScenarioConfig) -> Result<Summary, Error> {
         s.scenario = Some(row);
         strategies.push(s);
     }
-    let all_exact = strategies.iter().all(|s| s.verdict != Verdict::Failed);
-    Ok(Summary {
-        tool: format!("racepool {}", env!("CARGO_PKG_VERSION")),
-        machine: Machine::this(),
-        config: config.clone(),
-        strategies,
-        all_exact,
-        interrupted: crate::pool::interrupted(),
-    })
+    Ok(Summary::new(config, strategies))
 }
 
 /// Scratch words the scenario needs besides the globals and tallies.

@@ -141,7 +141,7 @@ fn replay(
     rejected: &mut [u64; 3],
 ) {
     let mut picker = SlotPicker::new(seed, w, config.slots, config.pick);
-    let mut rng = Rng::new(seed, w, BALLOT_SALT);
+    let mut rng = super::rng(seed, w, BALLOT_SALT);
     let mut text = String::new();
     for _ in 0..n {
         match ballot(&mut picker, &mut rng, rate, config.slots, &mut text) {
@@ -219,7 +219,7 @@ impl<St: Strategy> super::Scenario for Votes<'_, St> {
     fn start(&self, env: &Env<'_>) -> Voter {
         Voter {
             picker: SlotPicker::new(env.plan.seed, env.w, env.region.slot_count(), env.plan.pick),
-            rng: Rng::new(env.plan.seed, env.w, BALLOT_SALT),
+            rng: super::rng(env.plan.seed, env.w, BALLOT_SALT),
             text: String::with_capacity(64),
             hold_pending: env.plan.hold_after_read,
             tally: [0; 7],
@@ -408,7 +408,7 @@ mod tests {
     #[test]
     fn generated_ballots_parse_to_what_they_meant() {
         let mut picker = SlotPicker::new(3, 0, 5, crate::workload::Pick::Uniform);
-        let mut rng = Rng::new(3, 0, BALLOT_SALT);
+        let mut rng = crate::scenario::rng(3, 0, BALLOT_SALT);
         let mut text = String::new();
         let mut kinds = [0; 3];
         for _ in 0..10_000 {
