@@ -19,6 +19,8 @@ pub enum Error {
     TimeLimit(String),
     /// SIGINT arrived before anything could be reported. Exit 130 (128 + SIGINT).
     Interrupted(String),
+    /// A `--target` did not answer, or refused what the run needs. Exit 2.
+    Target(String),
 }
 
 impl Error {
@@ -38,7 +40,8 @@ impl fmt::Display for Error {
             | Error::Worker(m)
             | Error::Store(m)
             | Error::TimeLimit(m)
-            | Error::Interrupted(m) => f.write_str(m),
+            | Error::Interrupted(m)
+            | Error::Target(m) => f.write_str(m),
         }
     }
 }

@@ -52,6 +52,8 @@ pub mod store;
 #[cfg(not(loom))]
 pub mod strategy;
 #[cfg(not(loom))]
+pub mod target;
+#[cfg(not(loom))]
 pub mod verify;
 #[cfg(not(loom))]
 pub mod worker;

@@ -1,0 +1,240 @@
+//! WHERE the shared state lives: the memfd region (`memory`, the default), one row per slot
+//! (`postgres://…`, `mysql://…`), one key per slot (`redis://…`) or one file per slot
+//! (`dir:PATH`).
+//!
+//! This module is the contract every target keeps. The memory target is the region itself: its
+//! strategies are monomorphized into the worker loop (`worker`), so it does not go through
+//! [`Session`]. Every other target does, one call per update; a network round trip costs
+//! thousands of times what a `match` on the strategy does.
+//!
+//! A run's life on a target, and who does what:
+//!
+//! 1. **Parent, before any fork.** [`TargetSpec::open`] checks the URL or path and returns the
+//!    [`Target`]. [`Target::preflight`] refuses what cannot work, naming the flag: a server that
+//!    does not answer, `--workers` above the connections it can still accept, a path that is not
+//!    a writable directory. [`Target::create`] makes this run's slots at `initial`, keyed by the
+//!    run id so runs never collide.
+//! 2. **Each worker, after the fork.** [`Target::connect`] opens the worker's own connection,
+//!    file handles or client. Every parent-side call opens and closes its own connection, so no
+//!    socket, client, pool or async runtime exists in the parent when it forks, and none is
+//!    ever used on both sides of a fork.
+//! 3. **Parent, after every worker is reaped.** [`Target::finals`] reads every slot's final
+//!    value; the check compares it with what the workers acknowledged (bounded by updates in
+//!    flight at a death or a lost connection).
+//! 4. What the run created stays as its record (rows, keys, files), for `torture verify` and for
+//!    the user to inspect; [`Target::clean`] (`torture clean TARGET [--run ID]`) removes it.
+//!    Nothing else is ever left: no lock, session, temporary table or stray file.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::strategy::{Applied, StrategyKind};
+
+/// Which system a target is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetKind {
+    Memory,
+    Postgres,
+    Mysql,
+    Redis,
+    Dir,
+}
+
+impl TargetKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetKind::Memory => "memory",
+            TargetKind::Postgres => "postgres",
+            TargetKind::Mysql => "mysql",
+            TargetKind::Redis => "redis",
+            TargetKind::Dir => "dir",
+        }
+    }
+}
+
+/// `--target`: where the slots live, as the user typed it (minus nothing: a URL keeps its
+/// query, a path stays as given).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "at", rename_all = "kebab-case")]
+pub enum TargetSpec {
+    /// The shared region (the default).
+    Memory,
+    /// `postgres://USER@HOST:PORT/DB` (or `postgresql://`).
+    Postgres(String),
+    /// `mysql://USER@HOST:PORT/DB` (MariaDB or MySQL; `mariadb://` is accepted too).
+    Mysql(String),
+    /// `redis://HOST:PORT[/DB]`.
+    Redis(String),
+    /// `dir:PATH`: a directory on a real file system.
+    Dir(PathBuf),
+}
+
+impl TargetSpec {
+    pub fn kind(&self) -> TargetKind {
+        match self {
+            TargetSpec::Memory => TargetKind::Memory,
+            TargetSpec::Postgres(_) => TargetKind::Postgres,
+            TargetSpec::Mysql(_) => TargetKind::Mysql,
+            TargetSpec::Redis(_) => TargetKind::Redis,
+            TargetSpec::Dir(_) => TargetKind::Dir,
+        }
+    }
+}
+
+impl FromStr for TargetSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TargetSpec, String> {
+        let scheme = s.split_once("://").map(|(scheme, _)| scheme);
+        match (s, scheme) {
+            ("memory", _) => Ok(TargetSpec::Memory),
+            (_, Some("postgres" | "postgresql")) => Ok(TargetSpec::Postgres(s.into())),
+            (_, Some("mysql" | "mariadb")) => Ok(TargetSpec::Mysql(s.into())),
+            (_, Some("redis")) => Ok(TargetSpec::Redis(s.into())),
+            _ => match s.strip_prefix("dir:") {
+                Some(p) if !p.is_empty() => Ok(TargetSpec::Dir(p.into())),
+                _ => Err(format!(
+                    "'{s}': expected memory, postgres://…, mysql://…, redis://… or dir:PATH"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for TargetSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetSpec::Memory => f.write_str("memory"),
+            TargetSpec::Postgres(u) | TargetSpec::Mysql(u) | TargetSpec::Redis(u) => f.write_str(u),
+            TargetSpec::Dir(p) => write!(f, "dir:{}", p.display()),
+        }
+    }
+}
+
+/// What a run asks of a target: enough to create its slots and to judge whether it fits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RunShape {
+    /// Unique per run; every row, key and file of the run carries it.
+    pub run: u64,
+    pub slots: usize,
+    pub workers: usize,
+    pub initial: u32,
+}
+
+/// Why one update failed. The worker loop treats each kind once, the same for every target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpdateError {
+    /// The outcome is unknown: the connection broke or the server went away mid-update, so the
+    /// update may or may not have been applied. The worker stops and reports it in flight;
+    /// the parent's accounting is then bounded (acknowledged ≤ final ≤ acknowledged + in
+    /// flight), exactly as for a worker that died.
+    Unknown(String),
+    /// The target refused it before anything changed, for a reason the workload counts (an
+    /// invalid vote option rejected by a foreign key). The worker goes on.
+    Rejected(&'static str),
+    /// The target cannot go on in a way that makes the run meaningless (disk full, permission
+    /// denied, table dropped): the run ends with this error, never with a verdict.
+    Fatal(String),
+}
+
+impl fmt::Display for UpdateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpdateError::Unknown(m) => write!(f, "outcome unknown: {m}"),
+            UpdateError::Rejected(r) => write!(f, "rejected: {r}"),
+            UpdateError::Fatal(m) => f.write_str(m),
+        }
+    }
+}
+
+/// The event a session writes beside its update, in the same transaction, when the run stores
+/// its events in the target itself (`--store target`). The session fills in what it read and
+/// wrote and when it won; `worker` and `seq` are the worker loop's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventDraft {
+    pub worker: u32,
+    /// The worker's sequence number of this event, from 0.
+    pub seq: u64,
+    /// CLOCK_MONOTONIC ns before the update started.
+    pub invoke_ns: u64,
+}
+
+/// A target, parent side. Cheap to clone into every worker: it holds a URL or a path, never a
+/// connection.
+pub trait Target: Send + Sync {
+    /// A worker's own connection, opened after the fork.
+    type Session: Session;
+
+    fn kind(&self) -> TargetKind;
+
+    /// The strategies this target implements, in the order a run without `--strategy` runs
+    /// them (the bug first).
+    fn strategies(&self) -> &'static [StrategyKind];
+
+    /// Refuses, before anything is forked, what cannot work: `Error::Usage` naming the flag
+    /// (`--workers 200 is more than postgres://… can still accept (max_connections 100, 7 in
+    /// use)`), or `Error::Target` when the target does not answer.
+    fn preflight(&self, shape: &RunShape, strategies: &[StrategyKind]) -> Result<(), Error>;
+
+    /// Creates the run's slots at `shape.initial` (and its event table, stream or file when the
+    /// run stores events in the target). Opens and closes its own connection.
+    fn create(&self, shape: &RunShape) -> Result<(), Error>;
+
+    /// Opens worker `worker`'s own session for `strategy`. Called in the worker, after the fork.
+    fn connect(
+        &self,
+        shape: &RunShape,
+        worker: usize,
+        strategy: StrategyKind,
+    ) -> Result<Self::Session, UpdateError>;
+
+    /// Every slot's final value, by slot index. After every worker is reaped; its own connection.
+    fn finals(&self, shape: &RunShape) -> Result<Vec<u32>, Error>;
+
+    /// Removes one run's state, or every run's (`run` None). Returns how many runs it removed.
+    fn clean(&self, run: Option<u64>) -> Result<u64, Error>;
+}
+
+/// A worker's connection to a target: one update per call.
+pub trait Session {
+    /// Adds 1 to `slot` the way the session's strategy does, and says what it saw. With
+    /// `event`, also writes the event in the same transaction (or the same atomic step) as the
+    /// update.
+    fn update(&mut self, slot: u32, event: Option<EventDraft>) -> Result<Applied, UpdateError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_by_scheme_and_say_what_they_expect() {
+        assert_eq!("memory".parse(), Ok(TargetSpec::Memory));
+        assert_eq!(
+            "postgres://postgres@127.0.0.1:5432/test"
+                .parse::<TargetSpec>()
+                .map(|t| t.kind()),
+            Ok(TargetKind::Postgres)
+        );
+        assert_eq!(
+            "mariadb://root@127.0.0.1/test"
+                .parse::<TargetSpec>()
+                .map(|t| t.kind()),
+            Ok(TargetKind::Mysql)
+        );
+        assert_eq!(
+            "redis://127.0.0.1:6379/0"
+                .parse::<TargetSpec>()
+                .map(|t| t.kind()),
+            Ok(TargetKind::Redis)
+        );
+        assert_eq!("dir:/tmp/x".parse(), Ok(TargetSpec::Dir("/tmp/x".into())));
+        let e = "sqlite://x".parse::<TargetSpec>().unwrap_err();
+        assert!(e.contains("expected memory"), "{e}");
+        assert!("dir:".parse::<TargetSpec>().is_err());
+    }
+}
