@@ -67,6 +67,17 @@ impl Config {
         if self.strategies.is_empty() {
             return usage("--strategy: name at least one strategy".into());
         }
+        if let Some(s) = self
+            .strategies
+            .iter()
+            .find(|s| !StrategyKind::ALL.contains(s))
+        {
+            return usage(format!(
+                "--strategy {} needs a --target that implements it; memory runs {}",
+                s.name(),
+                StrategyKind::ALL.map(|k| k.name()).join(", ")
+            ));
+        }
         if self.workers == 0 {
             return usage("--workers must be at least 1".into());
         }

@@ -70,6 +70,7 @@ pub fn run(region: &Region, w: usize, plan: &Plan) -> WorkerReport {
         StrategyKind::FutexLock => drive(&FutexLock::<Private>::new(), region, w, plan),
         StrategyKind::SpinLock => drive(&SpinLock, region, w, plan),
         StrategyKind::Pthread => drive(&Pthread, region, w, plan),
+        other => unreachable!("validated: {} is not a memory strategy", other.name()),
     }
 }
 

@@ -192,6 +192,7 @@ pub fn run<S: Scope>(env: &Env<'_>) -> WorkerReport {
         StrategyKind::FutexLock => drive(&FutexLock::<S>::new(), env),
         StrategyKind::SpinLock => drive(&SpinLock, env),
         StrategyKind::Pthread => drive(&Pthread, env),
+        other => unreachable!("validated: {} is not a memory strategy", other.name()),
     }
 }
 

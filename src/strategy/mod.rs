@@ -56,9 +56,28 @@ pub enum StrategyKind {
     SpinLock,
     /// glibc process-shared `pthread_mutex_t`.
     Pthread,
+    /// SQL: `SELECT … FOR UPDATE`, then the update, in one transaction. Redis: a lock key
+    /// taken with `SET key token NX PX ttl`, released by compare-and-delete (`--fencing` adds
+    /// fencing tokens).
+    Lock,
+    /// SQL: an advisory lock around the read-modify-write (PostgreSQL `pg_advisory_xact_lock`,
+    /// MariaDB `GET_LOCK`).
+    Advisory,
+    /// Redis: one Lua script that reads and writes (`EVALSHA`).
+    Script,
+    /// Files: `flock(LOCK_EX)` around the read-modify-write.
+    Flock,
+    /// Files: an open-file-description lock (`F_OFD_SETLKW`) around the read-modify-write.
+    Fcntl,
+    /// Files: write the next version to a temporary file and `link(2)` it to a versioned name,
+    /// which fails with EEXIST if another worker made that version first: compare-and-set.
+    LinkCas,
+    /// Files: each update appends one record with `O_APPEND`; the value is the record count.
+    Append,
 }
 
 impl StrategyKind {
+    /// The memory target's strategies, in the order a run without `--strategy` runs them.
     pub const ALL: [StrategyKind; 6] = [
         StrategyKind::Racy,
         StrategyKind::Atomic,
@@ -76,6 +95,13 @@ impl StrategyKind {
             StrategyKind::FutexLock => "futex-lock",
             StrategyKind::SpinLock => "spin-lock",
             StrategyKind::Pthread => "pthread",
+            StrategyKind::Lock => "lock",
+            StrategyKind::Advisory => "advisory",
+            StrategyKind::Script => "script",
+            StrategyKind::Flock => "flock",
+            StrategyKind::Fcntl => "fcntl",
+            StrategyKind::LinkCas => "link-cas",
+            StrategyKind::Append => "append",
         }
     }
 
