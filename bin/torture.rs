@@ -6,16 +6,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use racepool::config::{Config, Mode};
-use racepool::error::Error;
-use racepool::fault::{Faults, PauseSpec, Strike, StrikeAt};
-use racepool::latency::LatencyMode;
+use racepool::error::{exit, Error};
+use racepool::options::{Mode, Options, RunArgs};
 use racepool::region::Layout;
 use racepool::report::{self, Verdict};
 use racepool::selftest::{self, WakeScope};
-use racepool::store::{Fsync, Persist, StoreConfig, StoreSpec};
 use racepool::strategy::StrategyKind;
-use racepool::workload::Pick;
 
 /// Tortures concurrent update strategies on shared memory across forked worker processes and
 /// proves, with exact counts, whether any update was lost.
@@ -62,14 +58,14 @@ enum Command {
 enum SelftestCheck {
     /// A forked child's write is seen through the shared map, not through map_anon.
     SharedWrite {
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
         rounds: u32,
     },
     /// A futex wake from the parent reaches a child sleeping on the region (or not).
     Wake {
         #[arg(long, value_enum)]
         scope: WakeScope,
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
         rounds: u32,
         /// How long the child sleeps at most, in ms.
         #[arg(long, default_value_t = 1000)]
@@ -111,149 +107,6 @@ struct BenchArgs {
     no_warmup: bool,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-}
-
-#[derive(Args, Clone)]
-struct RunArgs {
-    /// Worker processes (or threads with --mode threads).
-    #[arg(long, default_value_t = 100, value_name = "N")]
-    workers: usize,
-    /// Updates each worker makes.
-    #[arg(long, default_value_t = 1000, value_name = "N")]
-    ops: u64,
-    /// Shared counters the updates are spread over.
-    #[arg(long, default_value_t = 1, value_name = "S")]
-    slots: usize,
-    /// Strategies to run, comma separated [default: all six, racy first].
-    #[arg(long, value_enum, value_delimiter = ',', value_name = "NAME")]
-    strategy: Vec<StrategyKind>,
-    #[arg(long, value_enum, default_value = "processes")]
-    mode: Mode,
-    /// packed: 4-byte slots sharing cache lines; padded: one 128-byte line per slot.
-    #[arg(long, value_enum, default_value = "packed")]
-    layout: Layout,
-    /// Seed of every worker's slot choice (runs with the same seed pick the same slots).
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// How slots are chosen: uniform, or hot:P (P% of updates to slot 0).
-    #[arg(long, default_value = "uniform", value_name = "uniform|hot:P")]
-    pick: Pick,
-    /// Value every slot starts at (the poll that already had 50 votes).
-    #[arg(long, default_value_t = 0, value_name = "V")]
-    initial: u32,
-    /// racy only: spin iterations between its read and its write, to widen the race.
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    race_window: u32,
-    /// Which updates are timed: all, sample:N (one in N) or off.
-    #[arg(long, default_value = "all", value_name = "all|sample:N|off")]
-    latency: LatencyMode,
-    /// Run each strategy R times and report how often updates were lost.
-    #[arg(long, default_value_t = 1, value_name = "R")]
-    repeat: u32,
-    /// For tests: hold each worker's first update right after its read until every worker has
-    /// read (a lock holder: until another worker queues on the lock). Scripts the lost update.
-    #[arg(long)]
-    hold_after_read: bool,
-    /// Process mode: SIGKILL K random workers at random moments of the measured window
-    /// (seeded). Deaths are data: the run checks acknowledged <= final <= acknowledged + in flight.
-    #[arg(long, default_value_t = 0, value_name = "K")]
-    kill: u32,
-    /// Process mode: stop K workers, each while it holds a lock (the next one to take a lock
-    /// stops itself there), and SIGCONT each MS later. A paused worker is alive: nothing is
-    /// taken from it.
-    #[arg(long, value_name = "K:MS")]
-    pause: Option<PauseSpec>,
-    /// For tests, process mode: one worker SIGKILLs itself the N-th time it reaches POINT
-    /// (after-read, after-cas, holding-lock, after-write, before-wake).
-    #[arg(long, value_name = "POINT:N", value_parser = |s: &str| StrikeAt::parse(s, Strike::Kill))]
-    crash_at: Option<StrikeAt>,
-    /// For tests, process mode: like --crash-at, but the worker SIGSTOPs itself there and
-    /// nobody resumes it (a hung lock holder: the watchdog's case).
-    #[arg(long, value_name = "POINT:N", value_parser = |s: &str| StrikeAt::parse(s, Strike::Stop))]
-    stop_at: Option<StrikeAt>,
-    /// Seconds without any completed update before the run is declared stalled and stopped.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
-    stall_timeout: f64,
-    /// Persist every winning update, then verify the record: log:PATH (an append-only event
-    /// log) or sqlite:PATH. The file is emptied first.
-    #[arg(long, value_name = "log:PATH|sqlite:PATH")]
-    store: Option<StoreSpec>,
-    /// When the event log is made durable: never, at the end of each run, or every record.
-    #[arg(long, value_enum, default_value = "end")]
-    fsync: Fsync,
-    /// SQLite only: how a worker writes slots.value: blind (UPDATE … SET value = ?) or
-    /// monotonic (never lower a stored value).
-    #[arg(long, value_enum, default_value = "monotonic")]
-    persist: Persist,
-    /// Events a worker buffers before one write(2) (log) or one transaction (SQLite).
-    #[arg(long, default_value_t = 256, value_name = "N")]
-    batch: u32,
-    /// For tests: hold each worker's first update before it persists until every worker has
-    /// updated, then persist newest first (scripts the rollback of --persist blind).
-    #[arg(long)]
-    hold_before_persist: bool,
-    /// Write the stored history as Jepsen-style JSON Lines to this file (needs --store).
-    #[arg(long, value_name = "FILE.jsonl")]
-    history: Option<PathBuf>,
-    /// Print the summary as JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    scenario: racepool::scenario::ScenarioArgs,
-}
-
-impl RunArgs {
-    fn config(&self) -> Result<Config, Error> {
-        if self.crash_at.is_some() && self.stop_at.is_some() {
-            return Err(Error::Usage(
-                "--crash-at and --stop-at strike the same worker: give one".into(),
-            ));
-        }
-        if !(self.stall_timeout.is_finite() && self.stall_timeout > 0.0) {
-            return Err(Error::Usage(
-                "--stall-timeout must be a positive number of seconds".into(),
-            ));
-        }
-        let mut config = Config {
-            strategies: if self.strategy.is_empty() {
-                StrategyKind::ALL.to_vec()
-            } else {
-                self.strategy.clone()
-            },
-            workers: self.workers,
-            ops: self.ops,
-            slots: self.slots,
-            mode: self.mode,
-            layout: self.layout,
-            seed: self.seed,
-            pick: self.pick,
-            initial: self.initial,
-            race_window: self.race_window,
-            latency: self.latency,
-            repeat: self.repeat,
-            hold_after_read: self.hold_after_read,
-            store: self.store.clone().map(|spec| StoreConfig {
-                spec,
-                fsync: self.fsync,
-                persist: self.persist,
-                batch: self.batch,
-                hold_before_persist: self.hold_before_persist,
-            }),
-            history: self.history.clone(),
-            stall_timeout: Duration::from_secs_f64(self.stall_timeout),
-            scenario: None,
-            time_limit: None,
-            progress: true,
-            faults: Faults {
-                kill: self.kill,
-                pause: self.pause,
-                strike: self.crash_at.or(self.stop_at),
-            },
-        };
-        self.scenario
-            .apply(&mut config, !self.strategy.is_empty())?;
-        Ok(config)
-    }
 }
 
 pub fn main() -> ExitCode {
@@ -357,8 +210,8 @@ fn verify(
 }
 
 fn torture(args: &RunArgs) -> Result<ExitCode, Error> {
-    let config = args.config()?;
-    let summary = racepool::run::run(&config)?;
+    let options = Options::from_args(args)?;
+    let summary = racepool::run::run(&options)?;
     if args.json {
         println!(
             "{}",
@@ -393,13 +246,20 @@ fn torture(args: &RunArgs) -> Result<ExitCode, Error> {
             }
         }
     }
+    let unplanned = summary.unplanned_deaths();
+    if unplanned > 0 {
+        eprintln!(
+            "torture: {unplanned} worker(s) were killed from outside the run (unplanned); the counts above are bounded, not exact"
+        );
+    }
     Ok(if summary.interrupted {
-        // 128 + SIGINT, as a shell reports a command ended by Ctrl-C.
-        ExitCode::from(130)
-    } else if summary.all_exact {
-        ExitCode::SUCCESS
+        ExitCode::from(exit::INTERRUPTED)
+    } else if !summary.all_exact {
+        ExitCode::from(exit::CHECK_FAILED)
+    } else if unplanned > 0 {
+        ExitCode::from(exit::UNPLANNED_DEATHS)
     } else {
-        ExitCode::from(1)
+        ExitCode::SUCCESS
     })
 }
 

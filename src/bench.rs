@@ -14,9 +14,10 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, Mode, CAP_FACTOR};
 use crate::error::Error;
 use crate::latency::{self, LatencyMode};
+use crate::options::{Mode, Options, CAP_FACTOR};
+use crate::pick::Pick;
 use crate::region::Layout;
 use crate::report::csv::render_csv;
 use crate::report::markdown::render_markdown;
@@ -25,7 +26,7 @@ use crate::report::svg::bench_plots;
 use crate::report::Machine;
 use crate::run::run_once;
 use crate::strategy::StrategyKind;
-use crate::workload::Pick;
+use crate::workload::Variant;
 
 /// What the command line asked for.
 #[derive(Clone, Debug)]
@@ -124,8 +125,8 @@ impl BenchOptions {
         out
     }
 
-    fn config(&self, key: PointKey, budget: Duration) -> Config {
-        Config {
+    fn config(&self, key: PointKey, budget: Duration) -> Options {
+        Options {
             strategies: vec![key.strategy],
             workers: key.workers,
             // An upper bound only: the time limit ends the run. Capped so no slot can wrap.
@@ -135,6 +136,7 @@ impl BenchOptions {
             layout: key.layout,
             seed: self.seed,
             pick: Pick::Uniform,
+            target: crate::target::TargetSpec::Memory,
             initial: 0,
             race_window: 0,
             latency: key.latency,
@@ -241,7 +243,7 @@ fn measure(opts: &BenchOptions, key: PointKey) -> Result<BenchPoint, Error> {
         // A short warm-up: it only faults the pages in and wakes the CPUs; whether it was
         // capped says nothing (the measured runs decide).
         let warm = opts.config(key, (budget / 4).max(Duration::from_millis(1)));
-        match run_once(&warm, key.strategy, opts.seed) {
+        match run_once(&warm, Variant::Strategy(key.strategy), opts.seed) {
             Ok(_) | Err(Error::TimeLimit(_)) => {}
             Err(e) => return Err(e),
         }
@@ -252,7 +254,11 @@ fn measure(opts: &BenchOptions, key: PointKey) -> Result<BenchPoint, Error> {
         if collapsed {
             break;
         }
-        match run_once(&config, key.strategy, opts.seed.wrapping_add(r as u64)) {
+        match run_once(
+            &config,
+            Variant::Strategy(key.strategy),
+            opts.seed.wrapping_add(r as u64),
+        ) {
             Ok((run, h)) => {
                 histogram.add(&h).expect("same bounds");
                 // Threads cannot be killed at the cap: a run that ran past it collapsed too.

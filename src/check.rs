@@ -114,6 +114,22 @@ mod tests {
     }
 
     #[test]
+    fn bounds_accept_anything_between_acknowledged_and_in_flight() {
+        // Slot 0: 10 acked, 2 in flight: 10, 11 and 12 are all fine.
+        for v in 10..=12 {
+            let (c, wrong) = bounded_count(0, &[10], &[2], &[v]);
+            assert!(c.exact(), "{v}: {c:?}");
+            assert!(wrong.is_empty());
+        }
+    }
+
+    #[test]
+    fn below_acknowledged_is_lost_and_above_in_flight_is_unexpected() {
+        let (c, _) = bounded_count(5, &[10, 10], &[1, 1], &[14, 17]);
+        assert_eq!((c.lost, c.unexpected, c.wrong_slots), (1, 1, 2));
+    }
+
+    #[test]
     fn loss_on_one_slot_is_not_hidden_by_excess_on_another() {
         let (c, _) = count(0, &[5, 5], &[3, 7]);
         assert_eq!((c.lost, c.unexpected, c.wrong_slots), (2, 2, 2));

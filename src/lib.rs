@@ -20,8 +20,6 @@ pub mod check;
 #[cfg(not(loom))]
 pub mod clock;
 #[cfg(not(loom))]
-pub mod config;
-#[cfg(not(loom))]
 pub mod error;
 #[cfg(not(loom))]
 pub mod fault;
@@ -29,6 +27,10 @@ pub mod fault;
 pub mod history;
 #[cfg(not(loom))]
 pub mod latency;
+#[cfg(not(loom))]
+pub mod options;
+#[cfg(not(loom))]
+pub mod pick;
 #[cfg(not(loom))]
 pub mod pool;
 #[cfg(not(loom))]
@@ -44,8 +46,6 @@ pub mod report;
 #[cfg(not(loom))]
 pub mod run;
 #[cfg(not(loom))]
-pub mod scenario;
-#[cfg(not(loom))]
 pub mod selftest;
 #[cfg(not(loom))]
 pub mod store;
@@ -53,6 +53,8 @@ pub mod store;
 pub mod strategy;
 #[cfg(not(loom))]
 pub mod target;
+#[cfg(not(loom))]
+pub mod timing;
 #[cfg(not(loom))]
 pub mod verify;
 #[cfg(not(loom))]

@@ -1,19 +1,21 @@
-//! Runs N workers against one region: forked processes (the default) or threads.
+//! Runs N workers against one region: forked processes (the default) or threads. The pool
+//! knows processes, the barrier and exits; what a worker does is a function it is handed, who
+//! watches is a [`Watch`] it is handed, and what a death means is its caller's (`fault`).
 //!
 //! Process mode, in order: fork every worker while the parent is still single-threaded (a
 //! child forked from a multi-threaded parent may inherit a lock held by a thread that does not
 //! exist in it); wait for all to arrive at the start barrier; release them; only then start the
-//! watcher thread; reap every child; read each report from its area in the region (no fd per
-//! worker). Children die with the parent (PR_SET_PDEATHSIG, plus a ppid check for a parent that
-//! died before the prctl) and leave with `_exit`, so no destructor or buffered output of the
-//! parent runs twice.
+//! watcher thread; reap every child. Each worker leaves its report in its area in the region
+//! (no fd per worker). Children die with the parent (PR_SET_PDEATHSIG, plus a ppid check for a
+//! parent that died before the prctl) and leave with `_exit`, so no destructor or buffered
+//! output of the parent runs twice.
 //!
-//! Deaths are data when faults were asked for (`fault`): the reaper sees each exit with
-//! `waitid(WEXITED | WNOWAIT)` first, while the zombie still pins its PID, recovers what the
-//! dead worker held (its lock, from the identity in the lock word, and the wakes it may have
-//! owed), records it, and only then reaps it. The watcher thread, which sends `--kill` and
-//! `--pause` signals, signals a worker only while it is not reaped (under the same mutex as
-//! the reaping), so a signal can never reach a recycled PID.
+//! Deaths are data, whoever caused them: the reaper sees each exit with
+//! `waitid(WEXITED | WNOWAIT)` first, while the zombie still pins its PID, hands a death to its
+//! caller (which recovers what the dead worker held and records it), and only then reaps it.
+//! The watcher thread, which sends `--kill` and `--pause` signals, signals a worker only while
+//! it is not reaped (under the same mutex as the reaping), so a signal can never reach a
+//! recycled PID.
 //!
 //! SIGINT: the parent's handler only sets a flag; the watcher asks the workers to stop (the
 //! header's `stop` word), they finish their current update and report, and the run ends as
@@ -23,8 +25,8 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering::{Acquire, Relaxed};
-use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -37,13 +39,8 @@ use nix::unistd::{fork, getpid, getppid, ForkResult, Pid};
 use crate::barrier;
 use crate::clock::now_ns;
 use crate::error::Error;
-use crate::fault::{Death, FaultReport, Faults, InFlight, Strike};
-use crate::futex::{Private, Scope, Shared};
-use crate::progress::Watcher;
-use crate::region::{intent, status, Region};
-use crate::step::{self, LockWord};
-use crate::strategy::StrategyKind;
-use crate::worker::{self, Plan, WorkerReport};
+use crate::futex::{Private, Shared};
+use crate::region::{status, Region};
 
 /// For tests: `RACEPOOL_FAIL_FORK_AT=N` makes the N-th fork (from 0) fail as if the kernel
 /// refused it (EAGAIN), to exercise the clean-up of a pool that is only partly started. As
@@ -53,10 +50,48 @@ const FAIL_FORK_AT: &str = "RACEPOOL_FAIL_FORK_AT";
 /// How long workers may take to reach the start barrier before the run is abandoned.
 const START_LIMIT: Duration = Duration::from_secs(60);
 
+/// How a worker process ends, as its exit status says.
+pub mod child_exit {
+    /// It ran and published its report.
+    pub const OK: i32 = 0;
+    /// Its parent vanished before the start barrier's release.
+    pub const PARENT_GONE: i32 = 3;
+    /// Its histogram did not fit its area.
+    pub const HISTOGRAM_TOO_LARGE: i32 = 4;
+    /// It panicked.
+    pub const PANICKED: i32 = 101;
+}
+
+/// How one worker ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this code (`child_exit`).
+    Code(i32),
+    /// A signal killed it: a death, which the caller was told of before the reap.
+    Signal(Signal),
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Exit::Code(child_exit::PARENT_GONE) => f.write_str("exited: its parent vanished"),
+            Exit::Code(child_exit::HISTOGRAM_TOO_LARGE) => {
+                f.write_str("exited: its histogram did not fit its area")
+            }
+            Exit::Code(child_exit::PANICKED) => f.write_str("panicked"),
+            Exit::Code(c) => write!(f, "exited with status {c}"),
+            Exit::Signal(sig) => write!(f, "was killed by {sig}"),
+        }
+    }
+}
+
 /// What the pool measured around the workers.
 #[derive(Debug)]
 pub struct PoolOutcome {
-    pub reports: Vec<WorkerReport>,
+    /// How each worker ended, by worker index.
+    pub exits: Vec<Exit>,
+    /// Their PIDs (process mode), by worker index.
+    pub pids: Vec<i32>,
     /// From the first fork (or thread spawn) until every worker was at the barrier.
     pub spawn_ns: u64,
     /// When the parent released the barrier.
@@ -64,41 +99,47 @@ pub struct PoolOutcome {
     /// Context switches of the workers during the run: involuntary ones are preemptions.
     pub preemptions: u64,
     pub voluntary_switches: u64,
-    /// The run was stopped by SIGINT: the reports are partial.
-    pub interrupted: bool,
-    /// What injected faults did (empty when none were asked and nobody died).
-    pub faults: FaultReport,
+}
+
+/// A worker seen dead (by a signal), before it is reaped: its PID is still pinned.
+#[derive(Clone, Copy, Debug)]
+pub struct Dead {
+    pub worker: usize,
+    pub pid: Pid,
+    pub signal: Signal,
+    /// Whether we signalled it ourselves, and why.
+    pub by: Signalled,
+    /// When the death was seen, and when the barrier was released (CLOCK_MONOTONIC ns).
+    pub seen_ns: u64,
+    pub go_ns: u64,
+}
+
+/// Who on our side signalled a worker before it died.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signalled {
+    /// Nobody: a death by anyone else is unplanned.
+    Nobody,
+    /// The watcher, for `--kill`.
+    Kill,
+    /// torture, to end the run (a stall, a time cap, SIGINT's grace run out).
+    Stop,
+}
+
+/// Whoever watches a run while the pool reaps it (the progress bar, the faults, the
+/// watchdog): runs `body`, which releases the workers and waits for them, while watching.
+pub trait Watch {
+    /// What the watcher saw and did.
+    type Seen;
+    fn watch<T>(
+        &self,
+        region: &Region,
+        live: Option<&Live>,
+        body: impl FnOnce() -> T,
+    ) -> (T, Self::Seen);
 }
 
 /// Set by the SIGINT handler; read by the watcher and by the run loop.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// Bumped per run: the generation stamped into lock words (see `step::owner_id`).
-static GENERATION: AtomicU32 = AtomicU32::new(0);
-
-/// The PIDs earlier runs of this invocation gave their workers, each with whether its worker
-/// died holding a lock: to show PIDs being recycled across runs (`FaultReport::pids_reused`).
-static EARLIER_PIDS: Mutex<Option<HashMap<Pid, bool>>> = Mutex::new(None);
-
-/// Counts this run's workers whose PID an earlier run's worker had (and, of those, whose
-/// earlier worker died holding a lock), then remembers this run's PIDs for the next runs.
-fn note_pid_reuse(pids: &[Pid], report: &mut FaultReport) {
-    let mut earlier = EARLIER_PIDS.lock().unwrap_or_else(|e| e.into_inner());
-    let earlier = earlier.get_or_insert_with(HashMap::new);
-    for p in pids {
-        if let Some(&held) = earlier.get(p) {
-            report.pids_reused += 1;
-            report.holder_pids_reused += held as u32;
-        }
-    }
-    for (w, &p) in pids.iter().enumerate() {
-        let held = report
-            .deaths
-            .iter()
-            .any(|d| d.worker == w && d.holding.is_some());
-        earlier.insert(p, held);
-    }
-}
 
 extern "C" fn on_sigint(_: libc::c_int) {
     // Async-signal-safe: one atomic store. Relaxed: a flag, polled; it publishes nothing.
@@ -122,6 +163,15 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Relaxed)
 }
 
+/// The generation stamped into lock words (see `step::owner_id`): one per run.
+static GENERATION: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn next_generation(region: &Region) {
+    let generation = GENERATION.fetch_add(1, Relaxed);
+    // Relaxed: no worker exists yet; fork (or spawning) publishes the whole region to each.
+    region.header().generation.store(generation, Relaxed);
+}
+
 /// The workers' PIDs and which are reaped, shared by the reaper and the watcher: a worker is
 /// signalled only while it is not reaped, under the lock its reaping takes, so a signal never
 /// reaches a recycled PID.
@@ -130,11 +180,10 @@ pub struct Live {
     state: Mutex<LiveState>,
 }
 
-#[derive(Default)]
 struct LiveState {
     reaped: Vec<bool>,
-    /// Workers the watcher SIGKILLed (their deaths are expected).
-    killed: Vec<bool>,
+    /// Who on our side SIGKILLed each worker, if anyone.
+    killed: Vec<Signalled>,
 }
 
 impl Live {
@@ -144,9 +193,13 @@ impl Live {
             pids,
             state: Mutex::new(LiveState {
                 reaped: vec![false; n],
-                killed: vec![false; n],
+                killed: vec![Signalled::Nobody; n],
             }),
         }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, LiveState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn len(&self) -> usize {
@@ -161,61 +214,72 @@ impl Live {
         self.pids[w]
     }
 
-    /// Sends `sig` to worker `w` unless it is already reaped; true if sent.
+    /// Sends `sig` (a pause's SIGSTOP or SIGCONT) to worker `w` unless it is already reaped;
+    /// true if sent.
     pub fn signal(&self, w: usize, sig: Signal) -> bool {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let st = self.state();
+        !st.reaped[w] && kill(self.pids[w], sig).is_ok()
+    }
+
+    /// SIGKILLs worker `w` for `--kill` unless it is already reaped; true if sent.
+    pub fn kill(&self, w: usize) -> bool {
+        self.kill_for(w, Signalled::Kill)
+    }
+
+    fn kill_for(&self, w: usize, why: Signalled) -> bool {
+        let mut st = self.state();
         if st.reaped[w] {
             return false;
         }
-        if sig == Signal::SIGKILL {
-            st.killed[w] = true;
+        if st.killed[w] == Signalled::Nobody {
+            st.killed[w] = why;
         }
-        kill(self.pids[w], sig).is_ok()
+        kill(self.pids[w], Signal::SIGKILL).is_ok()
     }
 
     /// Whether worker `w` is reaped.
     pub fn is_reaped(&self, w: usize) -> bool {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).reaped[w]
+        self.state().reaped[w]
     }
 
     /// Whether worker `w` is neither reaped nor already SIGKILLed (a killed worker still
     /// waiting for a CPU to die on is not a new victim).
     pub fn may_signal(&self, w: usize) -> bool {
-        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        !st.reaped[w] && !st.killed[w]
+        let st = self.state();
+        !st.reaped[w] && st.killed[w] == Signalled::Nobody
     }
 
-    fn was_killed(&self, w: usize) -> bool {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).killed[w]
-    }
-
-    /// SIGKILLs every worker not yet reaped.
+    /// SIGKILLs every worker not yet reaped, to end the run.
     pub fn kill_all(&self) {
         for w in 0..self.pids.len() {
-            self.signal(w, Signal::SIGKILL);
+            self.kill_for(w, Signalled::Stop);
         }
+    }
+
+    fn signalled(&self, w: usize) -> Signalled {
+        self.state().killed[w]
     }
 
     /// Reaps worker `w`, which has exited (seen with WNOWAIT).
     fn reap(&self, w: usize) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.state();
         while let Err(nix::errno::Errno::EINTR) = waitpid(self.pids[w], None) {}
         st.reaped[w] = true;
     }
 }
 
-/// Runs `plan` with one forked process per worker.
-pub fn run_processes(
+/// Runs `worker(w)` in one forked process per worker while `watch` watches; tells `on_death`
+/// of every worker a signal killed, before reaping it. `worker` returns the child's exit code.
+pub fn run_processes<W: Watch>(
     region: &Region,
-    plan: &Plan,
-    watcher: &Watcher,
-) -> Result<PoolOutcome, Error> {
+    worker: &(dyn Fn(usize) -> i32 + Sync),
+    watch: &W,
+    on_death: &mut dyn FnMut(Dead),
+) -> Result<(PoolOutcome, W::Seen), Error> {
     let workers = region.worker_count();
     let parent = getpid();
     catch_sigint();
-    let generation = GENERATION.fetch_add(1, Relaxed);
-    // Relaxed: no worker exists yet; fork publishes the whole region to every child.
-    region.header().generation.store(generation, Relaxed);
+    next_generation(region);
     // Nothing buffered may be flushed twice (children `_exit`, but be sure).
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
@@ -242,7 +306,7 @@ pub fn run_processes(
             unsafe { fork() }
         };
         match forked {
-            Ok(ForkResult::Child) => child_main(region, w, parent, plan),
+            Ok(ForkResult::Child) => child_main(region, w, parent, worker),
             Ok(ForkResult::Parent { child }) => pids.push(child),
             Err(e) => {
                 kill_and_reap(&pids);
@@ -280,92 +344,33 @@ pub fn run_processes(
     // and look first when most of them are done.
     let live = Live::new(pids);
     let mut go_ns = 0;
-    let (reaped, watched) = watcher.watch(region, Some(&live), || {
+    let (exits, seen) = watch.watch(region, Some(&live), || {
         go_ns = now_ns();
         barrier::release::<Shared>(region.header());
-        reap_recovering(region, &live, plan, go_ns)
+        reap_all(&live, go_ns, on_death)
     });
     let after = children_switches();
-    let (statuses, mut faults) = reaped;
-    faults.kills_sent = watched.kills_sent;
-    faults.pauses = watched.pauses;
-    faults.asked = watcher.faults.clone();
-    note_pid_reuse(&live.pids, &mut faults);
-
-    if let Some(stall) = watched.stalled {
-        return Err(stall);
-    }
-    let failures: Vec<String> = statuses
-        .iter()
-        .filter(|(w, st)| {
-            !matches!(st, WaitStatus::Exited(_, 0))
-                && !faults
-                    .deaths
-                    .iter()
-                    .any(|d| d.worker == *w && d.cause != "unexpected")
-        })
-        .map(|(w, st)| format!("worker {w}: {}", describe(st)))
-        .collect();
-    if !failures.is_empty() {
-        return Err(Error::Worker(format!(
-            "{} worker(s) failed, first {}",
-            failures.len(),
-            failures[0]
-        )));
-    }
-    let mut reports = Vec::with_capacity(workers);
-    for w in 0..workers {
-        let area = region.worker(w);
-        // Relaxed: every worker is reaped; a dead process's stores are all in the region.
-        faults.robust_repairs += area.repairs.load(Relaxed) as u64;
-        faults.lock_steals += area.robbed.load(Relaxed);
-        // Acquire: pairs with the Release of DONE in `WorkerReport::publish`.
-        let report = if area.status.load(Acquire) == status::DONE {
-            WorkerReport::read_back(area, w).map_err(Error::Worker)?
-        } else {
-            // Died before it published: its acknowledgements are its `completed` counter.
-            let end = faults
-                .deaths
-                .iter()
-                .find(|d| d.worker == w)
-                .map_or(go_ns, |d| go_ns + (d.at_ms * 1e6) as u64);
-            WorkerReport {
-                worker: w,
-                completed: area.completed.load(Relaxed),
-                retries: area.retries.load(Relaxed),
-                waits: area.waits.load(Relaxed),
-                wakes: area.wakes.load(Relaxed),
-                start_ns: go_ns,
-                end_ns: end,
-                histogram: crate::latency::new_histogram(),
-            }
-        };
-        reports.push(report);
-    }
-    Ok(PoolOutcome {
-        reports,
-        spawn_ns: go_ns - t0,
-        go_ns,
-        preemptions: after.0 - before.0,
-        voluntary_switches: after.1 - before.1,
-        interrupted: watched.interrupted,
-        faults,
-    })
+    Ok((
+        PoolOutcome {
+            exits,
+            pids: live.pids.iter().map(|p| p.as_raw()).collect(),
+            spawn_ns: go_ns - t0,
+            go_ns,
+            preemptions: after.0 - before.0,
+            voluntary_switches: after.1 - before.1,
+        },
+        seen,
+    ))
 }
 
 /// Reaps every worker. Each exit is first seen with WNOWAIT (the zombie keeps its PID, so the
-/// watcher cannot signal a stranger), then a death is recovered and recorded, then the worker
-/// is reaped. Returns (worker, status) for each, and the deaths.
-fn reap_recovering(
-    region: &Region,
-    live: &Live,
-    plan: &Plan,
-    go_ns: u64,
-) -> (Vec<(usize, WaitStatus)>, FaultReport) {
+/// watcher cannot signal a stranger), then a death is handed to `on_death`, then the worker is
+/// reaped. Returns how each worker ended, by index.
+fn reap_all(live: &Live, go_ns: u64, on_death: &mut dyn FnMut(Dead)) -> Vec<Exit> {
     let index: HashMap<Pid, usize> = (0..live.len()).map(|w| (live.pid(w), w)).collect();
-    let mut out = Vec::with_capacity(live.len());
-    let mut report = FaultReport::default();
-    while out.len() < live.len() {
+    let mut exits = vec![None; live.len()];
+    let mut left = live.len();
+    while left > 0 {
         let st = match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
             Ok(st) => st,
             Err(nix::errno::Errno::EINTR) => continue,
@@ -378,230 +383,102 @@ fn reap_recovering(
             let _ = waitpid(pid, None);
             continue;
         };
-        if let WaitStatus::Signaled(_, sig, _) = st {
-            let seen_ns = now_ns();
-            // Relaxed: the worker is dead; everything it stored is in the region.
-            let struck = region.worker(w).struck.load(Relaxed) != 0;
-            let cause = if let Some(s) = plan.strike.filter(|s| {
-                struck
-                    && s.strike == Strike::Kill
-                    && sig == Signal::SIGKILL
-                    && w == Faults::struck_worker(plan.seed, live.len())
-            }) {
-                format!("--crash-at {s}")
-            } else if live.was_killed(w) {
-                "--kill".to_string()
-            } else {
-                "unexpected".to_string()
-            };
-            let death = Death {
-                pid: pid.as_raw(),
-                ..recover(region, w, plan, sig, cause, seen_ns, go_ns)
-            };
-            report.in_flight += death.in_flight.is_some() as u64;
-            if death.recovery.starts_with("freed") {
-                report.lock_recoveries += 1;
+        let exit = match st {
+            WaitStatus::Signaled(_, signal, _) => {
+                on_death(Dead {
+                    worker: w,
+                    pid,
+                    signal,
+                    by: live.signalled(w),
+                    seen_ns: now_ns(),
+                    go_ns,
+                });
+                Exit::Signal(signal)
             }
-            if death.recovery.contains("rolled forward") {
-                report.rolled_forward += 1;
-            } else if death.recovery.contains("rolled back") {
-                report.rolled_back += 1;
-            }
-            if let Some(h) = death.handover_ms {
-                report.max_handover_ms = Some(report.max_handover_ms.map_or(h, |m: f64| m.max(h)));
-            }
-            report.deaths.push(death);
-        }
+            WaitStatus::Exited(_, code) => Exit::Code(code),
+            _ => continue,
+        };
         live.reap(w);
-        out.push((w, st));
+        exits[w] = Some(exit);
+        left -= 1;
     }
-    (out, report)
+    // A worker never seen (ECHILD early: cannot happen for our own children) counts as lost.
+    exits
+        .into_iter()
+        .map(|e| e.unwrap_or(Exit::Signal(Signal::SIGKILL)))
+        .collect()
 }
 
-/// Recovers what worker `w`, dead by `sig` but not yet reaped, left behind: frees a lock word
-/// that names it (waking every waiter), wakes the waiters of the slot it was updating (a wake
-/// it may have owed between its release and its wake), and says what happened to the update
-/// it had in flight.
-fn recover(
+/// Runs `worker(w)` on one thread per worker in this process (private futexes) while `watch`
+/// watches. No worker can die alone here: every exit is `child_exit::OK` or its failure code.
+pub fn run_threads<W: Watch>(
     region: &Region,
-    w: usize,
-    plan: &Plan,
-    sig: Signal,
-    cause: String,
-    seen_ns: u64,
-    go_ns: u64,
-) -> Death {
-    let area = region.worker(w);
-    // Relaxed: the worker is dead; everything it stored is in the region.
-    let acknowledged = area.completed.load(Relaxed);
-    let op = area.intent_op.load(Relaxed);
-    let in_flight = (op > acknowledged).then(|| {
-        let read = area.intent_stage.load(Relaxed) == intent::READ;
-        InFlight {
-            op,
-            slot: area.intent_slot.load(Relaxed) as usize,
-            old: read.then(|| area.intent_old.load(Relaxed)),
-            new: read.then(|| area.intent_new.load(Relaxed)),
-        }
-    });
-    let holding_field = match area.holding.load(Relaxed) {
-        0 => None,
-        s => Some(s as usize - 1),
-    };
-    let me = step::owner_id(w, region.header().generation.load(Relaxed));
-    let mut holding = None;
-    let mut waiters = None;
-    let mut handover_ms = None;
-    let recovery = match (plan.strategy, &in_flight) {
-        (StrategyKind::FutexLock | StrategyKind::SpinLock, Some(f)) => {
-            let slot = region.slot(f.slot);
-            // Read the value while the dead owner's lock still keeps everyone out.
-            let value = slot.value.load(Relaxed);
-            // Relaxed: a count for the report. A queued worker names the slot from before its
-            // first attempt until it holds the lock.
-            let queued = (0..region.worker_count())
-                .filter(|&o| {
-                    o != w && region.worker(o).waiting_on.load(Relaxed) == f.slot as u32 + 1
-                })
-                .count() as u32;
-            match LockWord::<Shared>::repair(slot.lock, me) {
-                Some(word) => {
-                    holding = Some(f.slot);
-                    waiters = Some(queued);
-                    let fate = match (f.old, f.new) {
-                        (Some(_), Some(n)) if value == n => {
-                            "rolled forward (its write is in: counted in flight)"
-                        }
-                        (Some(_), Some(_)) => "rolled back (its write never happened)",
-                        _ => "rolled back (it had not read yet)",
-                    };
-                    if queued > 0 {
-                        handover_ms = handover(slot.lock, slot.value, value, seen_ns);
-                    }
-                    format!(
-                        "freed the lock of slot {} (word {word:#010x}), woke its waiters; {fate}",
-                        f.slot
-                    )
-                }
-                None => {
-                    // It may have released and died before its wake: wake for it.
-                    Shared::wake_all(slot.lock);
-                    format!(
-                        "lock of slot {} not held by it; woke its waiters (a wake it may have owed)",
-                        f.slot
-                    )
-                }
-            }
-        }
-        (StrategyKind::Pthread, _) => {
-            holding = holding_field;
-            "the kernel's robust list: the next locker gets EOWNERDEAD and repairs".to_string()
-        }
-        (_, Some(_)) => "lock-free: nothing held; the update in flight is within the bounds".into(),
-        (_, None) => "nothing in flight, nothing held".into(),
-    };
-    Death {
-        worker: w,
-        pid: 0, // the caller knows it
-        at_ms: seen_ns.saturating_sub(go_ns) as f64 / 1e6,
-        signal: format!("{sig}"),
-        cause,
-        acknowledged,
-        in_flight,
-        holding,
-        recovery,
-        waiters,
-        handover_ms,
-    }
-}
-
-/// After a repair with waiters queued: how long until a live worker owned the lock, in ms from
-/// the death being seen (None if nobody took it within the bound). Owned: the word is held
-/// again, or the slot no longer holds `value` (read under the dead owner's lock), for a new
-/// owner may take, update and release it between two looks. It polls without sleeping on the
-/// word: the new owner's CAS wakes nobody.
-fn handover(
-    word: &std::sync::atomic::AtomicU32,
-    slot: &std::sync::atomic::AtomicU32,
-    value: u32,
-    seen_ns: u64,
-) -> Option<f64> {
-    const BOUND: Duration = Duration::from_secs(2);
-    let start = Instant::now();
-    while start.elapsed() < BOUND {
-        // Relaxed: readings for the report; they order nothing.
-        if !step::is_unlocked(word.load(Relaxed)) || slot.load(Relaxed) != value {
-            return Some(now_ns().saturating_sub(seen_ns) as f64 / 1e6);
-        }
-        std::thread::yield_now();
-    }
-    None
-}
-
-/// Runs `plan` with one thread per worker in this process (private futexes).
-pub fn run_threads(region: &Region, plan: &Plan, watcher: &Watcher) -> Result<PoolOutcome, Error> {
+    worker: &(dyn Fn(usize) -> i32 + Sync),
+    watch: &W,
+) -> Result<(PoolOutcome, W::Seen), Error> {
     let workers = region.worker_count();
     catch_sigint();
-    let generation = GENERATION.fetch_add(1, Relaxed);
-    // Relaxed: no worker thread exists yet; spawning publishes it.
-    region.header().generation.store(generation, Relaxed);
+    next_generation(region);
     let before = self_switches();
-    let (tx, rx) = crossbeam_channel::unbounded::<WorkerReport>();
     let t0 = now_ns();
-    let mut outcome = std::thread::scope(|scope| -> Result<PoolOutcome, Error> {
+    let (mut outcome, seen) = std::thread::scope(|scope| -> Result<_, Error> {
+        let mut handles = Vec::with_capacity(workers);
         for w in 0..workers {
-            let tx = tx.clone();
-            std::thread::Builder::new()
+            let handle = std::thread::Builder::new()
                 .name(format!("worker-{w}"))
                 .stack_size(256 * 1024)
                 .spawn_scoped(scope, move || {
                     barrier::arrive(region.header());
                     barrier::wait_go::<Private>(region.header(), || true);
-                    let report = worker::run(region, w, plan);
-                    // The receiver outlives every worker (it is drained below).
-                    let _ = tx.send(report);
+                    running(region, w);
+                    worker(w)
                 })
                 .map_err(|e| {
                     // Release the workers already waiting so the scope can join them.
                     barrier::release::<Private>(region.header());
                     Error::System(format!("spawning worker thread {w} of {workers}: {e}"))
                 })?;
+            handles.push(handle);
         }
-        drop(tx);
         while barrier::arrivals(region.header(), Duration::from_millis(20)) < workers as u32 {}
         // The watcher starts before the release, as in process mode: started after it, it
         // would wait for a CPU behind the released workers (seconds, with a thousand) and a run
         // by time would stop that late.
         let mut go_ns = 0;
-        let (mut reports, watched) = watcher.watch(region, None, || {
+        let (exits, seen) = watch.watch(region, None, || {
             go_ns = now_ns();
             barrier::release::<Private>(region.header());
-            rx.iter().collect::<Vec<_>>()
+            handles
+                .into_iter()
+                .map(|h| Exit::Code(h.join().unwrap_or(child_exit::PANICKED)))
+                .collect::<Vec<_>>()
         });
-        reports.sort_by_key(|r| r.worker);
-        if reports.len() != workers {
-            return Err(Error::Worker(format!(
-                "{} of {workers} worker threads reported",
-                reports.len()
-            )));
-        }
-        Ok(PoolOutcome {
-            reports,
-            spawn_ns: go_ns - t0,
-            go_ns,
-            preemptions: 0,
-            voluntary_switches: 0,
-            interrupted: watched.interrupted,
-            faults: FaultReport::default(),
-        })
+        Ok((
+            PoolOutcome {
+                exits,
+                pids: Vec::new(),
+                spawn_ns: go_ns - t0,
+                go_ns,
+                preemptions: 0,
+                voluntary_switches: 0,
+            },
+            seen,
+        ))
     })?;
     let after = self_switches();
     outcome.preemptions = after.0 - before.0;
     outcome.voluntary_switches = after.1 - before.1;
-    Ok(outcome)
+    Ok((outcome, seen))
 }
 
-fn child_main(region: &Region, w: usize, parent: Pid, plan: &Plan) -> ! {
+/// Marks worker `w` past the start barrier: its measured window is open.
+fn running(region: &Region, w: usize) {
+    // Relaxed: a state for observers (the watcher, a test polling the region); the updates
+    // that follow publish nothing through it.
+    region.worker(w).status.store(status::RUNNING, Relaxed);
+}
+
+fn child_main(region: &Region, w: usize, parent: Pid, worker: &(dyn Fn(usize) -> i32 + Sync)) -> ! {
     // Die with the parent. The ppid check covers a parent that died before the prctl.
     let _ = prctl::set_pdeathsig(Signal::SIGKILL);
     // SIGINT is the parent's to handle (the terminal sends it to the whole group).
@@ -609,21 +486,17 @@ fn child_main(region: &Region, w: usize, parent: Pid, plan: &Plan) -> ! {
     let _ = unsafe { nix::sys::signal::signal(Signal::SIGINT, SigHandler::SigIgn) };
     let parent_alive = || getppid() == parent;
     let code = if !parent_alive() {
-        3
+        child_exit::PARENT_GONE
     } else {
         let ran = catch_unwind(AssertUnwindSafe(|| {
             barrier::arrive(region.header());
             if !barrier::wait_go::<Shared>(region.header(), parent_alive) {
-                return 3;
+                return child_exit::PARENT_GONE;
             }
-            let report = worker::run(region, w, plan);
-            if report.publish(region.worker(w)) {
-                0
-            } else {
-                4
-            }
+            running(region, w);
+            worker(w)
         }));
-        ran.unwrap_or(101)
+        ran.unwrap_or(child_exit::PANICKED)
     };
     // SAFETY: `_exit` ends the child at once without running the parent's atexit handlers or
     // destructors and without flushing inherited stdio buffers, none of which are the child's.
@@ -679,13 +552,10 @@ pub fn kill_and_reap(pids: &[Pid]) {
 }
 
 fn describe(st: &WaitStatus) -> String {
-    match st {
-        WaitStatus::Exited(_, 3) => "exited: its parent vanished".into(),
-        WaitStatus::Exited(_, 4) => "exited: its histogram did not fit its area".into(),
-        WaitStatus::Exited(_, 101) => "panicked".into(),
-        WaitStatus::Exited(_, c) => format!("exited with status {c}"),
-        WaitStatus::Signaled(_, sig, _) => format!("was killed by {sig}"),
-        other => format!("{other:?}"),
+    match *st {
+        WaitStatus::Exited(_, c) => Exit::Code(c).to_string(),
+        WaitStatus::Signaled(_, sig, _) => Exit::Signal(sig).to_string(),
+        ref other => format!("{other:?}"),
     }
 }
 
@@ -709,11 +579,4 @@ fn self_switches() -> (u64, u64) {
             )
         })
         .unwrap_or((0, 0))
-}
-
-/// Total updates the workers have completed so far (progress; the watchdog's heartbeat).
-pub fn completed(region: &Region) -> u64 {
-    (0..region.worker_count())
-        .map(|w| region.worker(w).completed.load(Relaxed))
-        .sum()
 }

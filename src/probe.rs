@@ -1,4 +1,5 @@
-//! Named points inside a strategy's update where a test can hold a worker.
+//! The hooks a strategy calls during one update, and the named points inside it where a test
+//! can hold a worker.
 //!
 //! `--hold-after-read` scripts the Hermitage lost-update interleaving: each worker's first
 //! update stops right after its read until every worker has read too, so a read-then-write
@@ -9,9 +10,10 @@
 //! (unless all are done): so the worker struck after its read dies holding the lock with a
 //! live waiter behind it on every run, whichever turn it gets.
 //!
-//! The probe is also the worker's voice to the parent during an update (`for_worker`): its
-//! lock identity, its intent record, what it waits for and holds (the watchdog's dump), and
-//! the named points where `--crash-at` / `--stop-at` strike (`fault::Point`).
+//! The probe is also the worker's voice to the parent during an update: its lock identity, its
+//! intent record, what it waits for and holds (the watchdog's dump), and the named points where
+//! `--crash-at` / `--stop-at` strike (`fault::Point`). Only a run with faults armed pays for
+//! it: the others run [`Quiet`], whose hooks compile away.
 
 use std::cell::Cell;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
@@ -21,222 +23,257 @@ use crate::fault::{Point, Strike, StrikeAt};
 use crate::futex;
 use crate::region::{intent, status, Header, Region, Slot, WorkerArea};
 use crate::step;
-use crate::store::Recorder;
+use crate::store::Persistence;
 
 /// How long a held worker waits for the others before giving up on the script.
 const HOLD_LIMIT: Duration = Duration::from_secs(10);
 
-pub struct Probe<'a> {
+/// What a strategy tells the run while it makes one update. Chosen once per run: [`Quiet`]
+/// when no fault is armed (its hooks compile to nothing but the store's), [`Probe`] when one is.
+pub trait Hooks {
+    /// The identity this worker writes into lock words it takes (`step::owner_id`).
+    fn owner_id(&self) -> u32;
+    /// Update `op` (1-based) on `slot` begins, before anything is touched.
+    fn begin(&self, slot: usize, op: u64);
+    /// The values of the update in flight, after the read and before the write.
+    fn intent(&self, old: u32, new: u32);
+    /// Right after the slot was read. `lock_waiter` is, when the caller holds the slot's lock,
+    /// that slot and the lock word's value meaning "someone is queued".
+    fn after_read(&self, lock_waiter: Option<(Slot<'_>, u32)>);
+    /// The worker reached a named point of its update (`--crash-at`, `--stop-at`, `--pause`).
+    fn point(&self, point: Point);
+    /// This worker waits for the lock of `slot` (None: it waits for nothing).
+    fn waiting(&self, slot: Option<usize>);
+    /// This worker holds the lock of `slot` (None: it holds none). Clears `waiting`.
+    fn holding(&self, slot: Option<usize>);
+    /// A robust mutex came back EOWNERDEAD and this worker made it consistent.
+    fn repaired(&self);
+    /// This worker's release found its lock word naming someone else: it was robbed.
+    fn robbed(&self);
+    /// The update has won: lock strategies call it before they unlock (the incident's "write
+    /// DB, then notify"), the others right after their winning step. Persists it, if stored.
+    fn won(&self, slot: usize, read: u32, written: u32, retries: u32);
+    /// The store failed: the worker must stop.
+    fn store_failed(&self) -> bool;
+}
+
+/// The hooks of a run without armed faults: the counters a death or a stall needs anyway
+/// (robust repairs, robberies, both cold), the store's calls, nothing else.
+pub struct Quiet<'a, P> {
+    area: &'a WorkerArea,
+    owner_id: u32,
+    persist: &'a P,
+}
+
+impl<'a, P: Persistence> Quiet<'a, P> {
+    pub fn new(area: &'a WorkerArea, owner_id: u32, persist: &'a P) -> Self {
+        Quiet {
+            area,
+            owner_id,
+            persist,
+        }
+    }
+}
+
+impl<P: Persistence> Hooks for Quiet<'_, P> {
+    #[inline(always)]
+    fn owner_id(&self) -> u32 {
+        self.owner_id
+    }
+    #[inline(always)]
+    fn begin(&self, _: usize, _: u64) {
+        self.persist.begin();
+    }
+    #[inline(always)]
+    fn intent(&self, _: u32, _: u32) {}
+    #[inline(always)]
+    fn after_read(&self, _: Option<(Slot<'_>, u32)>) {}
+    #[inline(always)]
+    fn point(&self, _: Point) {}
+    #[inline(always)]
+    fn waiting(&self, _: Option<usize>) {}
+    #[inline(always)]
+    fn holding(&self, _: Option<usize>) {}
+    #[cold]
+    fn repaired(&self) {
+        // Relaxed: a counter the parent reads after the worker is done or dead.
+        self.area.repairs.fetch_add(1, Relaxed);
+    }
+    #[cold]
+    fn robbed(&self) {
+        // Relaxed: as in `repaired`.
+        self.area.robbed.fetch_add(1, Relaxed);
+    }
+    #[inline(always)]
+    fn won(&self, slot: usize, read: u32, written: u32, retries: u32) {
+        self.persist.won(slot, read, written, retries);
+    }
+    #[inline(always)]
+    fn store_failed(&self) -> bool {
+        self.persist.failed()
+    }
+}
+
+/// The hooks of a run with faults armed (or a scripted interleaving): the intent record, the
+/// watchdog's view of who waits and holds, the named points where strikes and pauses happen,
+/// the scripted hold, and a `--kill` victim's wait for its kill.
+pub struct Probe<'a, P> {
     header: &'a Header,
     workers: u32,
     /// Armed until the first hold has happened (one hold per worker).
     armed: Cell<bool>,
-    /// Whether a hold gave up waiting (the script did not happen as written).
-    pub timed_out: Cell<bool>,
-    /// Where winning updates are persisted, when the run has a store.
-    recorder: Option<&'a Recorder<'a>>,
-    /// The worker this probe speaks for, once `for_worker` named it.
-    me: Option<Me<'a>>,
+    persist: &'a P,
+    area: &'a WorkerArea,
+    owner_id: u32,
+    strike: Option<StrikeAt>,
+    /// Visits to the strike's point so far.
+    visits: Cell<u32>,
+    /// `--kill`: the op before which this victim waits to be killed, if it is one.
+    park_before: Option<u64>,
     /// The region, when a lock holder's hold waits for the others by their areas (`queued`).
     region: Option<&'a Region>,
     /// Set after such a hold: the next update waits until every worker has held.
     barrier_next: Cell<bool>,
 }
 
-/// The worker behind a probe: where it reports, and how it names itself in lock words.
-struct Me<'a> {
-    area: &'a WorkerArea,
-    owner_id: u32,
-    strike: Option<StrikeAt>,
-    /// Visits to the strike's point so far.
-    visits: Cell<u32>,
-}
-
-impl<'a> Probe<'a> {
-    /// A probe that never holds.
-    pub fn off(header: &'a Header) -> Probe<'a> {
-        Probe {
-            header,
-            workers: 0,
-            armed: Cell::new(false),
-            timed_out: Cell::new(false),
-            recorder: None,
-            me: None,
-            region: None,
-            barrier_next: Cell::new(false),
-        }
-    }
-
-    /// A probe that holds the first update after its read.
-    pub fn hold_after_read(header: &'a Header, workers: u32) -> Probe<'a> {
-        Probe {
-            header,
-            workers,
-            armed: Cell::new(true),
-            timed_out: Cell::new(false),
-            recorder: None,
-            me: None,
-            region: None,
-            barrier_next: Cell::new(false),
-        }
-    }
-
-    /// Names the worker this probe speaks for: its area, its lock identity (`step::owner_id`)
-    /// and the strike it carries, if `--crash-at` / `--stop-at` chose it.
-    pub fn for_worker(
-        mut self,
-        area: &'a WorkerArea,
+impl<'a, P: Persistence> Probe<'a, P> {
+    /// Worker `w`'s probe: it names itself in lock words as `owner_id`, holds its first update
+    /// after the read with `hold_after_read`, and carries the strike aimed at it.
+    pub fn new(
+        region: &'a Region,
+        w: usize,
         owner_id: u32,
+        persist: &'a P,
+        hold_after_read: bool,
         strike: Option<StrikeAt>,
-    ) -> Probe<'a> {
-        self.me = Some(Me {
-            area,
+    ) -> Self {
+        Probe {
+            header: region.header(),
+            workers: region.worker_count() as u32,
+            armed: Cell::new(hold_after_read),
+            persist,
+            area: region.worker(w),
             owner_id,
             strike,
             visits: Cell::new(0),
-        });
-        self
-    }
-
-    /// The identity this worker writes into lock words it takes.
-    #[inline]
-    pub fn owner_id(&self) -> u32 {
-        self.me
-            .as_ref()
-            .map_or(step::owner_id(0, 0), |m| m.owner_id)
-    }
-
-    /// Whether the parent asked every worker to stop (SIGINT).
-    #[inline]
-    pub fn stop_requested(&self) -> bool {
-        // Relaxed: a request, not a publication; seeing it one update late is fine.
-        self.header.stop.load(Relaxed) != 0
-    }
-
-    /// Records the intent of update `op` (1-based) on `slot`, before anything is touched.
-    #[inline]
-    pub fn begin(&self, slot: usize, op: u64) {
-        if self.barrier_next.get() {
-            self.wait_all_held();
-        }
-        if let Some(m) = &self.me {
-            // Relaxed: the parent reads these only after the worker is dead (seen with waitid)
-            // or done (the Acquire of DONE); a process's death publishes all it stored.
-            m.area.intent_slot.store(slot as u32, Relaxed);
-            m.area.intent_stage.store(intent::CHOSEN, Relaxed);
-            m.area.intent_op.store(op, Relaxed);
-        }
-    }
-
-    /// Records the values of the update in flight, after the read and before the write.
-    #[inline]
-    pub fn intent(&self, old: u32, new: u32) {
-        if let Some(m) = &self.me {
-            // Relaxed: as in `begin`.
-            m.area.intent_old.store(old, Relaxed);
-            m.area.intent_new.store(new, Relaxed);
-            m.area.intent_stage.store(intent::READ, Relaxed);
-        }
-    }
-
-    /// This worker waits for the lock of `slot` (None: it waits for nothing).
-    #[inline]
-    pub fn waiting(&self, slot: Option<usize>) {
-        if let Some(m) = &self.me {
-            // Relaxed: read by the watchdog for a dump only.
-            m.area
-                .waiting_on
-                .store(slot.map_or(0, |s| s as u32 + 1), Relaxed);
-        }
-    }
-
-    /// This worker holds the lock of `slot` (None: it holds none). Clears `waiting`.
-    #[inline]
-    pub fn holding(&self, slot: Option<usize>) {
-        if let Some(m) = &self.me {
-            // Relaxed: read by the watchdog and the death report only.
-            m.area.waiting_on.store(0, Relaxed);
-            m.area
-                .holding
-                .store(slot.map_or(0, |s| s as u32 + 1), Relaxed);
-        }
-    }
-
-    /// A robust mutex came back EOWNERDEAD and this worker made it consistent.
-    #[cold]
-    pub fn repaired(&self) {
-        if let Some(m) = &self.me {
-            // Relaxed: a counter the parent reads after the worker is done.
-            m.area.repairs.fetch_add(1, Relaxed);
-        }
-    }
-
-    /// This worker's release found its lock word naming someone else: it was robbed.
-    #[cold]
-    pub fn robbed(&self) {
-        if let Some(m) = &self.me {
-            // Relaxed: a counter the parent reads after the worker is done or dead.
-            m.area.robbed.fetch_add(1, Relaxed);
-        }
-    }
-
-    /// The worker reached `point`: the strike, if this is its N-th visit there.
-    #[inline]
-    pub fn point(&self, point: Point) {
-        if let Some(m) = &self.me {
-            // Relaxed: a request polled here; the claim below is the CAS that decides.
-            if point == Point::HoldingLock && self.header.pause_request.load(Relaxed) == 1 {
-                self.pause_holding(m);
-            }
-            if let Some(s) = m.strike {
-                if s.point == point {
-                    let v = m.visits.get() + 1;
-                    m.visits.set(v);
-                    if v == s.n {
-                        // Relaxed: read by the parent after the death (waitid), which
-                        // publishes everything the dead process stored.
-                        m.area.struck.store(1, Relaxed);
-                        strike(s.strike);
-                    }
-                }
-            }
+            park_before: None,
+            region: None,
+            barrier_next: Cell::new(false),
         }
     }
 
     /// The same probe, whose lock holders hold until every other worker has passed its hold
     /// or is queued behind them, and one is queued (see the module doc).
-    pub fn queued_by_areas(mut self, region: &'a Region) -> Probe<'a> {
+    pub fn queued_by_areas(mut self, region: &'a Region) -> Self {
         self.region = Some(region);
         self
     }
 
-    /// The same probe, persisting every winning update through `recorder`.
-    pub fn with_recorder(mut self, recorder: &'a Recorder<'a>) -> Probe<'a> {
-        self.recorder = Some(recorder);
+    /// The same probe, waiting before update `op` to be killed (`--kill`'s victim).
+    pub fn parking_before(mut self, op: Option<u64>) -> Self {
+        self.park_before = op;
         self
     }
+}
 
-    /// Called by a strategy once its update has won: lock strategies before they unlock (the
-    /// incident's "write DB, then notify"), the others right after their winning step. Persists
-    /// the event when the run has a store; otherwise does nothing.
+impl<P: Persistence> Hooks for Probe<'_, P> {
     #[inline]
-    pub fn won(&self, slot: Slot<'_>, read: u32, written: u32, retries: u32) {
-        if let Some(r) = self.recorder {
-            r.won(slot.index, read, written, retries);
-        }
+    fn owner_id(&self) -> u32 {
+        self.owner_id
     }
 
-    /// Called by a strategy right after it read the slot. `lock_waiter` is, when the caller
-    /// holds the slot's lock, that slot and the lock word's value meaning "someone is queued".
-    /// Strategies without a lock pass None and so never build a `Slot`: an unarmed probe costs
-    /// them no address arithmetic.
     #[inline]
-    pub fn after_read(&self, lock_waiter: Option<(Slot<'_>, u32)>) {
+    fn begin(&self, slot: usize, op: u64) {
+        if self.barrier_next.get() {
+            self.wait_all_held();
+        }
+        if self.park_before == Some(op) {
+            self.park();
+        }
+        // Relaxed: the parent reads these only after the worker is dead (seen with waitid)
+        // or done (the Acquire of DONE); a process's death publishes all it stored.
+        self.area.intent_slot.store(slot as u32, Relaxed);
+        self.area.intent_stage.store(intent::CHOSEN, Relaxed);
+        self.area.intent_op.store(op, Relaxed);
+        self.persist.begin();
+    }
+
+    #[inline]
+    fn intent(&self, old: u32, new: u32) {
+        // Relaxed: as in `begin`.
+        self.area.intent_old.store(old, Relaxed);
+        self.area.intent_new.store(new, Relaxed);
+        self.area.intent_stage.store(intent::READ, Relaxed);
+    }
+
+    #[inline]
+    fn after_read(&self, lock_waiter: Option<(Slot<'_>, u32)>) {
         if self.armed.get() {
             self.hold(lock_waiter);
         }
     }
 
+    #[inline]
+    fn point(&self, point: Point) {
+        // Relaxed: a request polled here; the claim below is the CAS that decides.
+        if point == Point::HoldingLock && self.header.pause_request.load(Relaxed) == 1 {
+            self.pause_holding();
+        }
+        if let Some(s) = self.strike {
+            if s.point == point {
+                let v = self.visits.get() + 1;
+                self.visits.set(v);
+                if v == s.n {
+                    // Relaxed: read by the parent after the death (waitid), which publishes
+                    // everything the dead process stored.
+                    self.area.struck.store(1, Relaxed);
+                    strike(s.strike);
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn waiting(&self, slot: Option<usize>) {
+        // Relaxed: read by the watchdog for a dump only.
+        self.area
+            .waiting_on
+            .store(slot.map_or(0, |s| s as u32 + 1), Relaxed);
+    }
+
+    #[inline]
+    fn holding(&self, slot: Option<usize>) {
+        // Relaxed: read by the watchdog and the death report only.
+        self.area.waiting_on.store(0, Relaxed);
+        self.area
+            .holding
+            .store(slot.map_or(0, |s| s as u32 + 1), Relaxed);
+    }
+
+    #[cold]
+    fn repaired(&self) {
+        // Relaxed: a counter the parent reads after the worker is done or dead.
+        self.area.repairs.fetch_add(1, Relaxed);
+    }
+
+    #[cold]
+    fn robbed(&self) {
+        // Relaxed: as in `repaired`.
+        self.area.robbed.fetch_add(1, Relaxed);
+    }
+
+    #[inline]
+    fn won(&self, slot: usize, read: u32, written: u32, retries: u32) {
+        self.persist.won(slot, read, written, retries);
+    }
+
+    #[inline]
+    fn store_failed(&self) -> bool {
+        self.persist.failed()
+    }
+}
+
+impl<P> Probe<'_, P> {
     #[cold]
     fn hold(&self, lock_waiter: Option<(Slot<'_>, u32)>) {
         self.armed.set(false);
@@ -252,6 +289,8 @@ impl<'a> Probe<'a> {
                 return;
             }
         }
+        // Past the limit the script did not happen as written; the run's check says whether
+        // the loss happened anyway.
         let deadline = Instant::now() + HOLD_LIMIT;
         loop {
             let now_held = held.load(SeqCst);
@@ -273,16 +312,26 @@ impl<'a> Probe<'a> {
                 (None, _) => {}
             }
             if Instant::now() >= deadline {
-                self.timed_out.set(true);
                 return;
             }
             // Bounded: the lock-waiter condition is not signalled on `held`, so poll it.
             futex::shared_wait_for(held, now_held, Duration::from_millis(1));
         }
     }
-}
 
-impl Probe<'_> {
+    /// `--kill`'s victim, not killed yet at its last update: waits here, holding nothing, for
+    /// the watcher's kill (it looks every few ms). A stop request (SIGINT) releases it.
+    #[cold]
+    fn park(&self) {
+        // Relaxed: a flag the watcher polls; the kill is what follows, not a publication.
+        self.area.parked.store(1, Relaxed);
+        // Relaxed: a request polled here.
+        while self.header.stop.load(Relaxed) == 0 {
+            futex::shared_wait_for(&self.area.parked, 1, Duration::from_millis(10));
+        }
+        self.area.parked.store(0, Relaxed);
+    }
+
     /// After a hold by the areas: wait until every worker has held once (bounded), so those
     /// done with their hold cannot take the lock again and again ahead of one still queued
     /// (the lock is not fair) and finish before it has held.
@@ -294,11 +343,7 @@ impl Probe<'_> {
         loop {
             // SeqCst: as in `hold`.
             let now_held = held.load(SeqCst);
-            if now_held >= self.workers {
-                return;
-            }
-            if Instant::now() >= deadline {
-                self.timed_out.set(true);
+            if now_held >= self.workers || Instant::now() >= deadline {
                 return;
             }
             // The last to hold wakes `held`; bounded all the same.
@@ -311,10 +356,9 @@ impl Probe<'_> {
     /// right here also wants one of them queued, unless all are done: its death must leave a
     /// live waiter behind it (none can finish meanwhile: each needs the lock it holds).
     fn others_queued(&self, region: &Region, slot: usize) -> bool {
-        let me = self.me.as_ref();
-        let me_w = me.and_then(|m| step::owner_worker(m.owner_id));
-        let struck_here = me
-            .and_then(|m| m.strike)
+        let me_w = step::owner_worker(self.owner_id);
+        let struck_here = self
+            .strike
             .is_some_and(|s| s.point == Point::AfterRead && s.n == 1);
         let (mut queued, mut running) = (0, 0);
         for o in (0..region.worker_count()).filter(|&o| Some(o) != me_w) {
@@ -337,8 +381,8 @@ impl Probe<'_> {
 
     /// Claims the watcher's pause request and stops here, holding the lock.
     #[cold]
-    fn pause_holding(&self, m: &Me<'_>) {
-        let me = step::owner_worker(m.owner_id).unwrap_or(0) as u32 + 2;
+    fn pause_holding(&self) {
+        let me = step::owner_worker(self.owner_id).unwrap_or(0) as u32 + 2;
         // SeqCst: rare; one claimant wins and the watcher reads who.
         if self
             .header

@@ -11,13 +11,15 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nix::sys::signal::Signal;
 
 use crate::clock::now_ns;
-use crate::config::CAP_FACTOR;
 use crate::error::Error;
-use crate::fault::{watcher_rng, Faults, Pause};
-use crate::pool::{self, Live};
+use crate::fault::{watcher_rng, Faults, KillPlan, Pause, Victim};
+use crate::pick::SplitMix64;
+use crate::pool::{self, Live, Watch};
 use crate::region::{status, Region};
 use crate::step;
-use crate::workload::SplitMix64;
+
+/// A timed run still going at this many times its time limit has collapsed and is stopped.
+pub const CAP_FACTOR: u32 = 10;
 
 /// How often the watcher looks, without faults to time.
 const TICK: Duration = Duration::from_millis(100);
@@ -36,6 +38,8 @@ pub struct Watcher {
     pub stall_timeout: Duration,
     /// `--kill` and `--pause` (the strikes are the workers' own business).
     pub faults: Faults,
+    /// `--kill`'s victims and when each is killed.
+    pub kills: KillPlan,
     /// Seeds the choice of victims and moments.
     pub seed: u64,
     /// Says what the stalled workers wait for (the ledger names a lock cycle), if it can.
@@ -66,7 +70,9 @@ struct Paused {
     others_cpu_before: u64,
 }
 
-impl Watcher {
+impl Watch for Watcher {
+    type Seen = WatchOutcome;
+
     /// Runs `body` on this thread while a watcher thread shows progress, injects faults and
     /// guards against a stall. `body` starts once the watcher runs (with its priority raised
     /// when it has faults to inject), so it may release the workers itself. On a stall in
@@ -74,7 +80,7 @@ impl Watcher {
     /// thread mode it cannot stop threads, so it ends the process. With a time limit it raises the region's stop flag when the limit is spent,
     /// and in process mode kills the workers still running at `CAP_FACTOR` times the limit
     /// (threads cannot be killed: they stop by themselves at their next update).
-    pub fn watch<T>(
+    fn watch<T>(
         &self,
         region: &Region,
         live: Option<&Live>,
@@ -101,7 +107,9 @@ impl Watcher {
             (out, watched)
         })
     }
+}
 
+impl Watcher {
     fn watch_loop(
         &self,
         region: &Region,
@@ -131,10 +139,11 @@ impl Watcher {
             m.reverse(); // pop() takes the earliest
             m
         };
-        let mut kill_at = if live.is_some() {
-            moments(self.faults.kill)
-        } else {
-            Vec::new()
+        // Victims not yet killed; each is killed once it has acknowledged its number of updates
+        // (or waits, parked, at its last one).
+        let mut victims: Vec<Victim> = match live {
+            Some(_) => self.kills.victims.clone(),
+            None => Vec::new(),
         };
         let mut pause_at = match (live, self.faults.pause) {
             (Some(_), Some(p)) => moments(p.count),
@@ -159,7 +168,7 @@ impl Watcher {
             if stop_rx.recv_timeout(wait).is_ok() {
                 break;
             }
-            let done = pool::completed(region);
+            let done = completed(region);
             bar.set_position(done);
 
             if let Some(limit) = self.time_limit {
@@ -184,7 +193,7 @@ impl Watcher {
                 region.header().stop.store(1, Relaxed);
                 stop_asked = Some(Instant::now());
                 out.interrupted = true;
-                kill_at.clear();
+                victims.clear();
                 pause_at.clear();
                 for p in paused.drain(..) {
                     if let Some(live) = live {
@@ -200,17 +209,16 @@ impl Watcher {
             }
 
             if let Some(live) = live {
-                while kill_at.last().is_some_and(|&m| m <= done) {
-                    // A victim in the middle of its updates; when none is at this instant
-                    // (between two workers' time slices), the kill waits for the next look.
-                    let Some(v) = pick_victim(region, live, &paused, &mut rng, true) else {
-                        break;
-                    };
-                    kill_at.pop();
-                    if live.signal(v, Signal::SIGKILL) {
+                victims.retain(|v| {
+                    let area = region.worker(v.worker);
+                    // Relaxed: progress readings; a stale one only kills at the next look.
+                    let due =
+                        area.completed.load(Relaxed) >= v.at || area.parked.load(Relaxed) != 0;
+                    if due && live.kill(v.worker) {
                         out.kills_sent += 1;
                     }
-                }
+                    !due
+                });
                 while pause_at.last().is_some_and(|&m| m <= done) {
                     pause_at.pop();
                     let ms = self.faults.pause.map_or(0, |p| p.ms);
@@ -252,8 +260,11 @@ impl Watcher {
                 match live {
                     Some(live) => live.kill_all(),
                     None => {
-                        eprintln!("torture: {why}");
-                        std::process::exit(2);
+                        // Threads cannot be killed alone: the process ends, with the code a
+                        // stalled run has (it could not finish).
+                        let stalled = Error::Worker(why);
+                        eprintln!("torture: {stalled}");
+                        std::process::exit(stalled.exit_code());
                     }
                 }
                 out.stalled = Some(Error::Worker(why));
@@ -290,29 +301,29 @@ fn raise_priority() {
     }
 }
 
-/// A random worker still running, not killed, not paused; with `mid_run`, only one that has
-/// begun its first update. Without that, most victims of a fast strategy would be workers not
-/// yet scheduled since the start (a cas worker makes its updates within one time slice, so at
-/// any moment nearly every unfinished worker has not begun).
+/// Total updates the workers have completed so far (progress; the watchdog's heartbeat).
+pub fn completed(region: &Region) -> u64 {
+    (0..region.worker_count())
+        .map(|w| region.worker(w).completed.load(Relaxed))
+        .sum()
+}
+
+/// A random worker still running, not killed, not paused: one to pause when no lock holder
+/// claimed the request.
 fn pick_victim(
     region: &Region,
     live: &Live,
     paused: &[Paused],
     rng: &mut SplitMix64,
-    mid_run: bool,
 ) -> Option<usize> {
     let n = live.len();
     let start = rng.below(n as u64) as usize;
     (0..n).map(|i| (start + i) % n).find(|&w| {
         let area = region.worker(w);
-        // Relaxed: a choice of victim; a stale reading only picks another worker (or one
-        // that finishes first: that kill is sent but does not land).
-        let running = !matches!(area.status.load(Relaxed), status::DONE | status::FAILED);
-        let begun = area.intent_op.load(Relaxed) > 0;
-        running
-            && (begun || !mid_run)
-            && live.may_signal(w)
-            && !paused.iter().any(|p| p.worker == w)
+        // Relaxed: a choice of worker; a stale reading only picks another one (or one that
+        // finishes first: that pause is sent but does not land).
+        let running = area.status.load(Relaxed) == status::RUNNING;
+        running && live.may_signal(w) && !paused.iter().any(|p| p.worker == w)
     })
 }
 
@@ -347,7 +358,7 @@ fn pause_one(
     let w = match claimed {
         Some(w) => w,
         None => {
-            let w = pick_victim(region, live, paused, rng, false)?;
+            let w = pick_victim(region, live, paused, rng)?;
             if !live.signal(w, Signal::SIGSTOP) {
                 return None;
             }
@@ -399,6 +410,14 @@ pub fn lock_dump(region: &Region) -> String {
         if let Some(s) = area.holding.load(Relaxed).checked_sub(1) {
             slots.push(s as usize);
         }
+    }
+    if slots.is_empty() {
+        // Unarmed workers announce nothing: the lock words still name their holders.
+        let table = region.slots();
+        slots.extend(
+            (0..table.len().min(4096))
+                .filter(|&s| !step::is_unlocked(table.get(s).lock.load(Relaxed))),
+        );
     }
     slots.sort_unstable();
     slots.dedup();

@@ -1,102 +1,378 @@
-//! One invocation: Config -> (per strategy, per repeat) Region -> Pool -> Count -> Summary.
+//! One runner for every workload and every target:
+//!
+//! ```text
+//! Options -> (per variant, per repeat) run_once:
+//!     target (the region, or a Target's slots) -> pool (fork, barrier, reap: deaths to fault/)
+//!     -> worker::drive in every worker -> check (workload, store) -> RunSummary
+//! ```
+//!
+//! The memory target is the region itself, its strategies monomorphized into the workers'
+//! loop; every other target goes through `target::Target` (opened in the parent, its slots
+//! made before the fork, each worker connecting after it, its finals read after the reap).
+//! The region is the control plane for every target: barrier, stop word, each worker's
+//! counters and histogram.
 
-use crate::check::{Count, SlotCount};
-use crate::config::{Config, Mode};
+use hdrhistogram::Histogram;
+
 use crate::error::Error;
+use crate::fault::recover::Recoverer;
+use crate::fault::{FaultReport, Faults, KillPlan};
 use crate::history::{frame, Killed, RunEnd, RunInfo};
 use crate::latency;
-use crate::pool::{self, PoolOutcome};
+use crate::options::{Mode, Options};
+use crate::pool::{self, child_exit, Exit, PoolOutcome};
 use crate::progress::Watcher;
 use crate::region::Region;
 use crate::report::{Fairness, Percentiles, RunSummary, StrategySummary, Summary, Verdict};
 use crate::store::RunStore;
-use crate::strategy::StrategyKind;
+use crate::target::{RunShape, Target, WithTarget};
 use crate::verify::{self, RunCheck};
-use crate::worker::Plan;
-use crate::workload::SlotPicker;
+use crate::worker::{self, Control, Halt, Outcome, Step, WorkerReport};
+use crate::workload::{self, counter, Judgement, Plan, Row, Shape, Variant, Work};
 
-/// Runs every strategy `repeat` times and summarises.
-pub fn run(config: &Config) -> Result<Summary, Error> {
-    config.validate()?;
-    if let Some(store) = &config.store {
+/// Runs every variant `repeat` times and summarises.
+pub fn run(opts: &Options) -> Result<Summary, Error> {
+    if let Some(store) = &opts.store {
         store.prepare()?;
     }
-    let summary = match &config.scenario {
-        Some(scenario) => crate::scenario::run(config, scenario)?,
-        None => run_strategies(config)?,
-    };
-    if let (Some(store), Some(path)) = (&config.store, &config.history) {
-        export_history(store.spec.path(), path)?;
-    }
-    Ok(summary)
-}
-
-/// The plain counter: every strategy, `repeat` times.
-fn run_strategies(config: &Config) -> Result<Summary, Error> {
-    let mut strategies = Vec::new();
-    for &strategy in &config.strategies {
+    // Before anything forks: a target that cannot take the run refuses it here.
+    opts.target.open(Preflight(opts))??;
+    let mut rows = Vec::new();
+    for variant in opts.variants() {
         let mut runs = Vec::new();
         let mut histograms = Vec::new();
-        for r in 0..config.repeat {
-            let (run, histogram) = run_once(config, strategy, config.seed.wrapping_add(r as u64))?;
+        for r in 0..opts.repeat {
+            let (run, histogram) = run_once(opts, variant, opts.seed.wrapping_add(r as u64))?;
             runs.push(run);
             histograms.push(histogram);
             if pool::interrupted() {
                 break;
             }
         }
-        strategies.push(StrategySummary::of(strategy, runs, histograms));
+        rows.push(row(opts, variant, runs, histograms));
         if pool::interrupted() {
             break;
         }
     }
-    Ok(Summary::new(config, strategies))
+    let summary = Summary::new(opts, rows);
+    if let (Some(store), Some(path)) = (&opts.store, &opts.history) {
+        export_history(store.spec.path(), path)?;
+    }
+    Ok(summary)
 }
 
-/// One strategy, one fresh region, one pool of workers.
-pub fn run_once(
-    config: &Config,
-    strategy: StrategyKind,
-    seed: u64,
-) -> Result<(RunSummary, hdrhistogram::Histogram<u64>), Error> {
-    let region = Region::create(config.slots, config.workers, config.layout, config.initial)?;
-    let plan = Plan {
-        strategy,
-        processes: config.mode == Mode::Processes,
-        ops: config.ops,
-        seed,
-        pick: config.pick,
-        latency: config.latency,
-        race_window: config.race_window,
-        hold_after_read: config.hold_after_read,
-        scenario: None,
-        store: begin_store(config, strategy.name().into(), seed)?,
-        strike: config.faults.strike,
+struct Preflight<'a>(&'a Options);
+
+impl WithTarget for Preflight<'_> {
+    type Out = Result<(), Error>;
+    fn memory(self) -> Self::Out {
+        Ok(())
+    }
+    fn with<T: Target + 'static>(self, target: T) -> Self::Out {
+        let o = self.0;
+        target.preflight(&shape_of(o, 0), &o.strategies)
+    }
+}
+
+fn shape_of(opts: &Options, run: u64) -> RunShape {
+    RunShape {
+        run,
+        slots: opts.slots,
+        workers: opts.workers,
+        initial: opts.initial,
+        race_window: opts.race_window,
+    }
+}
+
+/// One variant's runs, summed into its row. A scenario's row is judged by its invariant.
+fn row(
+    opts: &Options,
+    variant: Variant,
+    runs: Vec<RunSummary>,
+    histograms: Vec<Histogram<u64>>,
+) -> StrategySummary {
+    let Some(sc) = &opts.scenario else {
+        return StrategySummary::of(variant.mechanism(), runs, histograms);
     };
-    let watcher = watcher(config, strategy.name().into(), seed, None);
-    let outcome = run_pool(config.mode, &region, &plan, &watcher)?;
-    let history = match &plan.store {
-        Some(store) => {
-            let mut completed = vec![0u64; region.worker_count()];
-            for r in &outcome.reports {
-                completed[r.worker] = r.completed;
-            }
-            let killed = outcome
-                .faults
-                .deaths
-                .iter()
-                .map(|d| Killed {
-                    worker: d.worker as u32,
-                    in_flight: d.in_flight.is_some(),
-                })
-                .collect();
-            Some(persist_end_and_verify(store, &region, completed, killed)?)
+    let mut row = Row {
+        scenario: sc.kind.name(),
+        variant: variant.name(),
+        invariant: sc.kind.invariant(),
+        counters: Default::default(),
+        findings: Vec::new(),
+    };
+    for check in runs.iter().filter_map(|r| r.check.as_ref()) {
+        for (k, v) in &check.counters {
+            *row.counters.entry(k.clone()).or_default() += v;
         }
+        if row.findings.is_empty() {
+            row.findings = check.findings.clone();
+        }
+    }
+    let mut s = StrategySummary::of(variant.mechanism(), runs, histograms);
+    // The row's verdict is the invariant's, not the slot count's.
+    s.runs_with_loss = s
+        .runs
+        .iter()
+        .filter(|r| r.check.as_ref().is_some_and(|c| c.violations > 0))
+        .count();
+    s.verdict = if s.runs.iter().any(|r| r.verdict == Verdict::Failed) {
+        Verdict::Failed
+    } else if variant.is_bug() {
+        if s.runs_with_loss > 0 {
+            Verdict::RaceCaught
+        } else {
+            Verdict::RaceMissed
+        }
+    } else {
+        Verdict::Exact
+    };
+    s.scenario = Some(row);
+    s
+}
+
+/// One run of `variant`: a fresh region (and fresh slots on the target), one pool of workers,
+/// one check.
+pub fn run_once(
+    opts: &Options,
+    variant: Variant,
+    seed: u64,
+) -> Result<(RunSummary, Histogram<u64>), Error> {
+    opts.target.open(Once {
+        opts,
+        variant,
+        seed,
+    })?
+}
+
+struct Once<'a> {
+    opts: &'a Options,
+    variant: Variant,
+    seed: u64,
+}
+
+impl WithTarget for Once<'_> {
+    type Out = Result<(RunSummary, Histogram<u64>), Error>;
+    fn memory(self) -> Self::Out {
+        once(self.opts, &Memory, self.variant, self.seed)
+    }
+    fn with<T: Target + 'static>(self, target: T) -> Self::Out {
+        once(self.opts, &Remote(target), self.variant, self.seed)
+    }
+}
+
+/// Where a run's slots live, as the runner sees it.
+trait Place: Sync {
+    /// Slots the region holds: the memory target's; none for a target with its own.
+    fn region_slots(&self, slots: usize) -> usize;
+    /// Makes the run's slots (the region's are made with it).
+    fn create(&self, shape: &RunShape) -> Result<(), Error>;
+    /// Worker `w`'s whole run, in the worker (after the fork).
+    fn work(&self, region: &Region, w: usize, plan: &Plan, shape: &RunShape) -> WorkerReport;
+    /// Every slot's final value, after every worker is reaped.
+    fn finals(&self, region: &Region, shape: &RunShape) -> Result<Vec<u32>, Error>;
+}
+
+/// The memory target: the region's slots, strategies monomorphized into the loop.
+struct Memory;
+
+impl Place for Memory {
+    fn region_slots(&self, slots: usize) -> usize {
+        slots
+    }
+    fn create(&self, _: &RunShape) -> Result<(), Error> {
+        Ok(())
+    }
+    fn work(&self, region: &Region, w: usize, plan: &Plan, _: &RunShape) -> WorkerReport {
+        workload::work(region, w, plan)
+    }
+    fn finals(&self, region: &Region, _: &RunShape) -> Result<Vec<u32>, Error> {
+        Ok(region.values())
+    }
+}
+
+/// Any other target, through its `Session`s.
+struct Remote<T>(T);
+
+impl<T: Target> Place for Remote<T> {
+    fn region_slots(&self, _: usize) -> usize {
+        0
+    }
+    fn create(&self, shape: &RunShape) -> Result<(), Error> {
+        self.0.create(shape)
+    }
+    fn work(&self, region: &Region, w: usize, plan: &Plan, shape: &RunShape) -> WorkerReport {
+        let ctl = Control {
+            header: region.header(),
+            area: region.worker(w),
+            worker: w,
+        };
+        // Connected here, in the worker (after the fork): never a connection of the parent's.
+        match self.0.connect(shape, w, plan.variant.mechanism()) {
+            Ok(session) => {
+                let mut step = counter::Remote::new(session, plan, w);
+                worker::run(&mut step, ctl, plan.ops, plan.latency)
+            }
+            Err(e) => {
+                let mut step = Unconnected(Some(format!("connecting: {e}")));
+                worker::run(&mut step, ctl, plan.ops, plan.latency)
+            }
+        }
+    }
+    fn finals(&self, _: &Region, shape: &RunShape) -> Result<Vec<u32>, Error> {
+        self.0.finals(shape)
+    }
+}
+
+/// A worker whose session could not be opened: it halts before its first update.
+struct Unconnected(Option<String>);
+
+impl Step for Unconnected {
+    fn update(&mut self, _: u64) -> Result<Outcome, Halt> {
+        Err(Halt::Fatal(self.0.take().unwrap_or_default()))
+    }
+}
+
+fn once<P: Place>(
+    opts: &Options,
+    place: &P,
+    variant: Variant,
+    seed: u64,
+) -> Result<(RunSummary, Histogram<u64>), Error> {
+    let run_id = RunStore::new_run_id();
+    let shape = Shape {
+        workers: opts.workers,
+        slots: opts.slots,
+        ops: opts.ops,
+        seed,
+        pick: opts.pick,
+        initial: opts.initial,
+    };
+    let mut plan = Plan {
+        work: Work::new(opts.scenario.as_ref(), &shape),
+        variant,
+        mode: opts.mode,
+        workers: opts.workers,
+        slots: opts.slots,
+        ops: opts.ops,
+        seed,
+        pick: opts.pick,
+        initial: opts.initial,
+        latency: opts.latency,
+        race_window: opts.race_window,
+        hold_after_read: opts.hold_after_read,
+        store: None,
+        strike: opts.faults.strike,
+        kills: if opts.faults.kill > 0 {
+            KillPlan::new(seed, opts.workers, opts.ops, opts.faults.kill)
+        } else {
+            KillPlan::default()
+        },
+        armed: opts.faults.any() || opts.hold_after_read,
+    };
+    let region = Region::create_with_scratch(
+        place.region_slots(opts.slots),
+        opts.workers,
+        opts.layout,
+        opts.initial,
+        plan.scratch_words(),
+    )?;
+    plan.prepare(&region);
+    plan.store = begin_store(opts, &plan, run_id)?;
+    let target_shape = shape_of(opts, run_id);
+    place.create(&target_shape)?;
+
+    let watcher = Watcher {
+        label: plan.label(),
+        total: opts.ops * opts.workers as u64,
+        stall_timeout: opts.stall_timeout,
+        explain_stall: plan.explain_stall(),
+        time_limit: opts.time_limit,
+        show: opts.progress,
+        faults: opts.faults.clone(),
+        kills: plan.kills.clone(),
+        seed,
+    };
+    let nth_slot = |w: usize, n: u64| plan.nth_slot(w, n);
+    let recoverer = Recoverer {
+        region: &region,
+        locks: plan.lock_kind(),
+        strike: plan
+            .strike
+            .map(|s| (s, Faults::struck_worker(seed, opts.workers))),
+        armed: plan.armed,
+        nth_slot: &nth_slot,
+        ops: opts.ops,
+    };
+    let body = |w: usize| -> i32 {
+        let report = place.work(&region, w, &plan, &target_shape);
+        if report.publish(region.worker(w)) {
+            child_exit::OK
+        } else {
+            child_exit::HISTOGRAM_TOO_LARGE
+        }
+    };
+    let mut faults = FaultReport::default();
+    let pooled = match opts.mode {
+        Mode::Processes => pool::run_processes(&region, &body, &watcher, &mut |dead| {
+            faults.record(recoverer.recover(&dead))
+        }),
+        Mode::Threads => pool::run_threads(&region, &body, &watcher),
+    };
+    // A store that failed explains any worker trouble better than the trouble itself.
+    if let Some(failure) = plan.store.as_ref().and_then(|s| s.failure()) {
+        return Err(Error::Store(failure));
+    }
+    let (outcome, seen) = pooled?;
+    if let Some(stall) = seen.stalled {
+        return Err(stall);
+    }
+    faults.kills_sent = seen.kills_sent;
+    faults.pauses = seen.pauses;
+    faults.asked = opts.faults.clone();
+    faults.note_pid_reuse(&outcome.pids);
+
+    let reports = collect(&region, &outcome, &mut faults)?;
+    if let Some(d) = faults.deaths.iter().find(|d| !d.planned) {
+        if !plan.bounds_deaths() {
+            return Err(Error::Worker(format!(
+                "worker {} was killed by {} from outside the run; {} cannot bound what a dead worker's update did, so this run proves nothing",
+                d.worker,
+                d.signal,
+                plan.label()
+            )));
+        }
+    }
+    plan.settle(&region);
+    let finals = place.finals(&region, &target_shape)?;
+    let in_flight = plan.in_flight(&faults.deaths, &reports);
+    let judgement = plan.judge(&region, &finals, &reports, &in_flight);
+    let history = match &plan.store {
+        Some(store) => Some(persist_end_and_verify(
+            store,
+            &finals,
+            reports
+                .iter()
+                .map(|r| plan.acknowledged(&region, r))
+                .collect(),
+            killed(&faults, &reports),
+        )?),
         None => None,
     };
-    let (mut run, histogram) = summarise(config, &plan, &region, outcome);
+    let (mut run, histogram) = summarise(
+        opts,
+        &plan,
+        outcome,
+        seen.interrupted,
+        reports,
+        faults,
+        judgement,
+        &finals,
+    );
     if let Some(check) = history {
-        if !check.verified && strategy.is_exact() {
+        // A run whose stored record does not verify failed, whatever memory says; a bug's
+        // record is expected to show the damage (its witnesses).
+        if !check.verified && !variant.is_bug() {
             run.verdict = Verdict::Failed;
         }
         run.history = Some(check);
@@ -104,18 +380,116 @@ pub fn run_once(
     Ok((run, histogram))
 }
 
-/// Saves the run's end (final values, fingerprint, each worker's acknowledged updates), then
-/// checks the stored record of this run exactly as `torture verify` would.
-pub(crate) fn persist_end_and_verify(
-    store: &RunStore,
+/// Every worker's report: read back from its area, or, for a worker that died, what its
+/// counters said. A worker that exited with a failure, or whose target failed, fails the run.
+fn collect(
     region: &Region,
+    outcome: &PoolOutcome,
+    faults: &mut FaultReport,
+) -> Result<Vec<WorkerReport>, Error> {
+    let mut reports = Vec::with_capacity(outcome.exits.len());
+    let mut failed = Vec::new();
+    for (w, exit) in outcome.exits.iter().enumerate() {
+        let area = region.worker(w);
+        // Relaxed: every worker is reaped (or joined); all it stored is in the region.
+        faults.robust_repairs += area.repairs.load(std::sync::atomic::Ordering::Relaxed) as u64;
+        faults.lock_steals += area.robbed.load(std::sync::atomic::Ordering::Relaxed);
+        match exit {
+            Exit::Code(child_exit::OK) => {
+                match WorkerReport::read_back(area, w).map_err(|e| Error::Worker(e.to_string()))? {
+                    Some(r) => reports.push(r),
+                    None => failed.push(format!("worker {w}: exited without a report")),
+                }
+            }
+            Exit::Code(_) => failed.push(format!("worker {w}: {exit}")),
+            Exit::Signal(_) => {
+                let end = faults
+                    .deaths
+                    .iter()
+                    .find(|d| d.worker == w)
+                    .map_or(outcome.go_ns, |d| outcome.go_ns + (d.at_ms * 1e6) as u64);
+                reports.push(WorkerReport::of_dead(area, w, outcome.go_ns, end));
+            }
+        }
+    }
+    if let Some(first) = failed.first() {
+        return Err(Error::Worker(format!(
+            "{} worker(s) failed, first {first}",
+            failed.len()
+        )));
+    }
+    let fatal: Vec<String> = reports
+        .iter()
+        .filter_map(|r| match &r.halt {
+            Some(Halt::Fatal(m)) => Some(format!("worker {}: {m}", r.worker)),
+            _ => None,
+        })
+        .collect();
+    if let Some(first) = fatal.first() {
+        return Err(Error::TargetFailed(format!(
+            "the target failed mid-run for {} worker(s); first, {first}",
+            fatal.len()
+        )));
+    }
+    Ok(reports)
+}
+
+/// The workers the end record names as dead (or whose last outcome is unknown), each with
+/// whether an update of its may be in flight.
+fn killed(faults: &FaultReport, reports: &[WorkerReport]) -> Vec<Killed> {
+    let mut killed: Vec<Killed> = faults
+        .deaths
+        .iter()
+        .map(|d| Killed {
+            worker: d.worker as u32,
+            in_flight: d.in_flight.is_some(),
+        })
+        .collect();
+    killed.extend(reports.iter().filter_map(|r| match r.halt {
+        Some(Halt::Unknown(_)) => Some(Killed {
+            worker: r.worker as u32,
+            in_flight: true,
+        }),
+        _ => None,
+    }));
+    killed
+}
+
+/// Writes one run's header to the store, if the invocation has one. `plan.label()` is what
+/// `torture verify` will call the run (the strategy, or the scenario and its variant).
+fn begin_store(
+    opts: &Options,
+    plan: &Plan,
+    run: u64,
+) -> Result<Option<std::sync::Arc<RunStore>>, Error> {
+    let Some(store) = &opts.store else {
+        return Ok(None);
+    };
+    let info = RunInfo {
+        run,
+        strategy: plan.label(),
+        workers: opts.workers as u32,
+        slots: opts.slots as u32,
+        ops: opts.ops,
+        initial: opts.initial,
+        seed: plan.seed,
+        persist: String::new(),
+    };
+    Ok(Some(std::sync::Arc::new(RunStore::begin(store, info)?)))
+}
+
+/// Saves the run's end (final values, fingerprint, each worker's acknowledged updates, the
+/// dead), then checks the stored record of this run exactly as `torture verify` would.
+fn persist_end_and_verify(
+    store: &RunStore,
+    finals: &[u32],
     completed: Vec<u64>,
     killed: Vec<Killed>,
 ) -> Result<RunCheck, Error> {
     store.end(&RunEnd {
         run: store.info.run,
-        fingerprint: region.fingerprint(),
-        finals: region.values(),
+        fingerprint: crate::history::event::fingerprint(finals),
+        finals: finals.to_vec(),
         completed,
         killed,
     })?;
@@ -147,66 +521,6 @@ pub(crate) fn persist_end_and_verify(
 }
 
 /// Writes the whole store's history as JSON Lines.
-/// Writes one run's header to the store, if the invocation has one. `name` is what
-/// `torture verify` will call the run (the strategy, or the scenario and its variant).
-pub(crate) fn begin_store(
-    config: &Config,
-    name: String,
-    seed: u64,
-) -> Result<Option<std::sync::Arc<RunStore>>, Error> {
-    let Some(store) = &config.store else {
-        return Ok(None);
-    };
-    let info = RunInfo {
-        run: RunStore::new_run_id(),
-        strategy: name,
-        workers: config.workers as u32,
-        slots: config.slots as u32,
-        ops: config.ops,
-        initial: config.initial,
-        seed,
-        persist: String::new(),
-    };
-    Ok(Some(std::sync::Arc::new(RunStore::begin(store, info)?)))
-}
-
-/// The watcher of one run of `config`, labelled `label`.
-pub(crate) fn watcher(
-    config: &Config,
-    label: String,
-    seed: u64,
-    explain_stall: Option<fn(&Region) -> Option<String>>,
-) -> Watcher {
-    Watcher {
-        label,
-        total: config.ops * config.workers as u64,
-        stall_timeout: config.stall_timeout,
-        explain_stall,
-        time_limit: config.time_limit,
-        show: config.progress,
-        faults: config.faults.clone(),
-        seed,
-    }
-}
-
-/// Runs the workers in `mode`. A store that failed explains any worker trouble better than the
-/// trouble itself, so its failure is the error when there is one.
-pub(crate) fn run_pool(
-    mode: Mode,
-    region: &Region,
-    plan: &Plan,
-    watcher: &Watcher,
-) -> Result<PoolOutcome, Error> {
-    let outcome = match mode {
-        Mode::Processes => pool::run_processes(region, plan, watcher),
-        Mode::Threads => pool::run_threads(region, plan, watcher),
-    };
-    if let Some(failure) = plan.store.as_ref().and_then(|s| s.failure()) {
-        return Err(Error::Store(failure));
-    }
-    outcome
-}
-
 pub fn export_history(store: &std::path::Path, out: &std::path::Path) -> Result<u64, Error> {
     let loaded = verify::load(store)?;
     let file = std::fs::File::create(out)
@@ -215,85 +529,72 @@ pub fn export_history(store: &std::path::Path, out: &std::path::Path) -> Result<
         .map_err(|e| Error::System(format!("writing {}: {e}", out.display())))
 }
 
-fn summarise(
-    config: &Config,
-    plan: &Plan,
-    region: &Region,
-    outcome: PoolOutcome,
-) -> (RunSummary, hdrhistogram::Histogram<u64>) {
-    let mut applied = vec![0u64; region.slot_count()];
-    for r in &outcome.reports {
-        SlotPicker::new(plan.seed, r.worker, region.slot_count(), plan.pick)
-            .replay(r.completed, &mut applied);
-    }
-    // A dead worker's update in flight may or may not be in the final values.
-    let mut in_flight = vec![0u64; region.slot_count()];
-    for f in outcome
-        .faults
-        .deaths
-        .iter()
-        .filter_map(|d| d.in_flight.as_ref())
-    {
-        in_flight[f.slot] += 1;
-    }
-    let (count, mut wrong_slots) =
-        crate::check::bounded_count(config.initial, &applied, &in_flight, &region.values());
-    wrong_slots.truncate(16);
-    let judged = Judged {
-        verdict: Verdict::of(plan.strategy, &count),
-        count,
-        wrong_slots,
-        check: None,
-    };
-    run_summary(config, plan, region, outcome, judged)
-}
-
-/// What a run's own check decided: the plain counter's exact count, or a scenario's invariant.
-pub(crate) struct Judged {
-    pub count: Count,
-    pub verdict: Verdict,
-    pub wrong_slots: Vec<SlotCount>,
-    pub check: Option<crate::scenario::Check>,
-}
-
 /// One run's summary: the figures every run reports (timing, latency, retries, fairness),
-/// around what its check decided. The counter and every scenario share it.
-pub(crate) fn run_summary(
-    config: &Config,
+/// around what its check decided.
+#[allow(clippy::too_many_arguments)]
+fn summarise(
+    opts: &Options,
     plan: &Plan,
-    region: &Region,
     outcome: PoolOutcome,
-    judged: Judged,
-) -> (RunSummary, hdrhistogram::Histogram<u64>) {
+    interrupted: bool,
+    reports: Vec<WorkerReport>,
+    faults: FaultReport,
+    judgement: Judgement,
+    finals: &[u32],
+) -> (RunSummary, Histogram<u64>) {
     let mut histogram = latency::new_histogram();
     let (mut retries, mut waits, mut wakes, mut updates) = (0u64, 0u64, 0u64, 0u64);
     let mut end_ns = outcome.go_ns;
-    let mut rates = Vec::with_capacity(outcome.reports.len());
-    for r in &outcome.reports {
+    let mut rates = Vec::with_capacity(reports.len());
+    for r in &reports {
         histogram.add(&r.histogram).expect("same bounds");
         retries += r.retries;
         waits += r.waits;
         wakes += r.wakes;
         updates += r.completed;
         end_ns = end_ns.max(r.end_ns);
-        let secs = (r.end_ns.saturating_sub(outcome.go_ns)).max(1) as f64 / 1e9;
-        rates.push(r.completed as f64 / secs);
+        // A dead worker's rate says when it died, not how fairly it was served.
+        if !faults.deaths.iter().any(|d| d.worker == r.worker) {
+            let secs = (r.end_ns.saturating_sub(outcome.go_ns)).max(1) as f64 / 1e9;
+            rates.push(r.completed as f64 / secs);
+        }
     }
     let window_ns = end_ns.saturating_sub(outcome.go_ns).max(1);
     let per = |n: u64| n as f64 / updates.max(1) as f64;
+    let Judgement {
+        count,
+        wrong_slots,
+        check,
+    } = judgement;
+    let strategy = plan.variant.mechanism();
+    let verdict = match &check {
+        // The invariant decides, not the slot count: a bug is expected to break it.
+        Some(c) => match (plan.variant.is_bug(), c.violations == 0) {
+            (false, true) => Verdict::Exact,
+            (false, false) => Verdict::Failed,
+            (true, false) => Verdict::RaceCaught,
+            (true, true) => Verdict::RaceMissed,
+        },
+        None => Verdict::of(strategy, &count),
+    };
+    let mut check = check;
+    if let Some(c) = &mut check {
+        c.findings.truncate(8);
+    }
     let run = RunSummary {
-        strategy: plan.strategy,
-        mode: config.mode,
-        layout: config.layout,
-        workers: config.workers,
-        slots: config.slots,
-        ops_per_worker: config.ops,
+        strategy,
+        mode: opts.mode,
+        layout: opts.layout,
+        workers: opts.workers,
+        slots: opts.slots,
+        ops_per_worker: opts.ops,
         seed: plan.seed,
         updates,
-        loss_rate: judged.count.loss_rate(updates),
-        verdict: judged.verdict,
-        count: judged.count,
-        wrong_slots: judged.wrong_slots,
+        rejected: reports.iter().map(|r| r.rejected).sum(),
+        loss_rate: count.loss_rate(updates),
+        verdict,
+        count,
+        wrong_slots,
         spawn_ms: outcome.spawn_ns as f64 / 1e6,
         window_ms: window_ns as f64 / 1e6,
         ops_per_sec: updates as f64 / (window_ns as f64 / 1e9),
@@ -307,11 +608,11 @@ pub(crate) fn run_summary(
         preemptions: outcome.preemptions,
         voluntary_switches: outcome.voluntary_switches,
         fairness: Fairness::of(rates),
-        fingerprint: format!("{:016x}", region.fingerprint()),
-        check: judged.check,
+        fingerprint: format!("{:016x}", crate::history::event::fingerprint(finals)),
+        check,
         history: None,
-        interrupted: outcome.interrupted,
-        faults: (!outcome.faults.is_empty()).then_some(outcome.faults),
+        interrupted,
+        faults: (!faults.is_empty()).then_some(faults),
     };
     (run, histogram)
 }

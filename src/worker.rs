@@ -1,37 +1,63 @@
-//! The loop one worker runs: pick a slot, apply the strategy, time it, count it.
+//! The one loop every worker runs, whatever its workload and target: check the stop word, time
+//! (or not), make one update, count it. Generic over the update ([`Step`]) and the timing, so
+//! what a run did not arm is not in the loop at all; each worker's acknowledged count stays,
+//! since a worker can die from outside in any run and the bounds need it.
 
-use std::sync::atomic::Ordering::{Relaxed, Release};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use hdrhistogram::Histogram;
 
 use crate::clock::now_ns;
-use crate::fault::{Faults, StrikeAt};
-use crate::futex::{Private, Shared};
 use crate::latency::{self, LatencyMode};
-use crate::probe::Probe;
-use crate::region::{status, Region, WorkerArea};
-use crate::store::{Recorder, RunStore};
-use crate::strategy::{Atomic, Cas, FutexLock, Pthread, Racy, SpinLock, Strategy, StrategyKind};
-use crate::workload::{Pick, SlotPicker};
+use crate::region::{halt, status, Header, WorkerArea};
+use crate::strategy::Applied;
+use crate::timing::{self, Timing, WithTiming};
 
-/// What every worker of a run does; the same for all of them.
-#[derive(Clone, Debug)]
-pub struct Plan {
-    pub strategy: StrategyKind,
-    /// Futex scope: shared across processes, or private within one.
-    pub processes: bool,
-    pub ops: u64,
-    pub seed: u64,
-    pub pick: Pick,
-    pub latency: LatencyMode,
-    pub race_window: u32,
-    pub hold_after_read: bool,
-    /// Set when the run replays an incident (`--scenario`): the worker runs its step instead.
-    pub scenario: Option<crate::scenario::WorkerPlan>,
-    /// Where winning updates are persisted; each worker opens its own writer after the fork.
-    pub store: Option<std::sync::Arc<RunStore>>,
-    /// `--crash-at` / `--stop-at`: struck on worker `Faults::struck_worker(seed, workers)`.
-    pub strike: Option<StrikeAt>,
+/// What one call of a step did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The update happened (acknowledged once the loop counts it).
+    Applied(Applied),
+    /// The target refused it before anything changed; the worker goes on.
+    Rejected,
+}
+
+/// Why a worker stops before its last update, other than being asked to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Halt {
+    /// The store failed (its own block says how).
+    Store,
+    /// The update's outcome is unknown (a broken connection): it is in flight, as at a death.
+    Unknown(String),
+    /// The target failed; the run proves nothing.
+    Fatal(String),
+}
+
+/// What a worker does per update: the workload's step on its target, with its strategy and
+/// hooks already chosen.
+pub trait Step {
+    /// Update number `i` of this worker (from 0).
+    fn update(&mut self, i: u64) -> Result<Outcome, Halt>;
+    /// After the last update (or a halt): flush, publish tallies.
+    fn finish(&mut self) {}
+}
+
+/// The words a worker is steered by and reports into.
+#[derive(Clone, Copy)]
+pub struct Control<'a> {
+    pub header: &'a Header,
+    pub area: &'a WorkerArea,
+    pub worker: usize,
+}
+
+impl Control<'_> {
+    /// Whether the parent asked every worker to stop (SIGINT, a time limit).
+    #[inline(always)]
+    fn stop_requested(&self) -> bool {
+        // Relaxed: a request, not a publication; seeing it one update late costs one more
+        // update, and every figure reaches the parent through `publish`'s Release.
+        self.header.stop.load(Relaxed) != 0
+    }
 }
 
 /// One worker's result, as it travels back to the parent.
@@ -40,114 +66,91 @@ pub struct WorkerReport {
     pub worker: usize,
     /// Updates completed (acknowledged).
     pub completed: u64,
+    /// Updates the target refused (not counted in `completed`).
+    pub rejected: u64,
     pub retries: u64,
     pub waits: u64,
     pub wakes: u64,
     pub start_ns: u64,
     pub end_ns: u64,
     pub histogram: Histogram<u64>,
+    /// Why it stopped early, if it did (its area's `halt` and note).
+    pub halt: Option<Halt>,
 }
 
-/// Runs worker `w`'s whole plan against the region.
-pub fn run(region: &Region, w: usize, plan: &Plan) -> WorkerReport {
-    if let Some(scenario) = &plan.scenario {
-        return crate::scenario::run_worker(region, w, plan, scenario);
+/// Runs `step` for up to `ops` updates with the timing `latency` names, then finishes it.
+pub fn run<St: Step>(
+    step: &mut St,
+    ctl: Control<'_>,
+    ops: u64,
+    latency: LatencyMode,
+) -> WorkerReport {
+    struct Drive<'s, 'c, St> {
+        step: &'s mut St,
+        ctl: Control<'c>,
+        ops: u64,
     }
-    match plan.strategy {
-        StrategyKind::Racy => drive(
-            &Racy {
-                window: plan.race_window,
-            },
-            region,
-            w,
-            plan,
-        ),
-        StrategyKind::Atomic => drive(&Atomic, region, w, plan),
-        StrategyKind::Cas => drive(&Cas, region, w, plan),
-        StrategyKind::FutexLock if plan.processes => {
-            drive(&FutexLock::<Shared>::new(), region, w, plan)
+    impl<St: Step> WithTiming for Drive<'_, '_, St> {
+        type Out = WorkerReport;
+        fn with<T: Timing>(self, timing: T) -> WorkerReport {
+            drive(self.step, timing, self.ctl, self.ops)
         }
-        StrategyKind::FutexLock => drive(&FutexLock::<Private>::new(), region, w, plan),
-        StrategyKind::SpinLock => drive(&SpinLock, region, w, plan),
-        StrategyKind::Pthread => drive(&Pthread, region, w, plan),
-        other => unreachable!("validated: {} is not a memory strategy", other.name()),
     }
+    timing::dispatch(latency, Drive { step, ctl, ops })
 }
 
-fn drive<S: Strategy>(strategy: &S, region: &Region, w: usize, plan: &Plan) -> WorkerReport {
-    let area = region.worker(w);
-    let probe = match (plan.hold_after_read, plan.strike) {
-        // A strike in the script: lock holders wait for real waiters (see `probe`).
-        (true, Some(_)) => Probe::hold_after_read(region.header(), region.worker_count() as u32)
-            .queued_by_areas(region),
-        (true, None) => Probe::hold_after_read(region.header(), region.worker_count() as u32),
-        (false, _) => Probe::off(region.header()),
-    };
-    let strike = plan
-        .strike
-        .filter(|_| w == Faults::struck_worker(plan.seed, region.worker_count()));
-    // Relaxed: written by the parent before the first fork (or thread spawn).
-    let generation = region.header().generation.load(Relaxed);
-    let probe = probe.for_worker(area, crate::step::owner_id(w, generation), strike);
-    // Opened here, in the worker (after the fork): never a file or connection of the parent's.
-    let recorder = plan.store.as_deref().map(|s| Recorder::open(s, w));
-    let probe = match &recorder {
-        Some(r) => probe.with_recorder(r),
-        None => probe,
-    };
-    let mut picker = SlotPicker::new(plan.seed, w, region.slot_count(), plan.pick);
-    let mut histogram = latency::new_histogram();
+/// The loop. `completed` is stored after every update: the acknowledgement a death's bounds
+/// are built on, and the progress the watcher reads.
+#[inline(never)]
+pub fn drive<St: Step, T: Timing>(
+    step: &mut St,
+    mut timing: T,
+    ctl: Control<'_>,
+    ops: u64,
+) -> WorkerReport {
     let (mut retries, mut waits, mut wakes) = (0u64, 0u64, 0u64);
+    let (mut done, mut rejected) = (0u64, 0u64);
+    let mut halted = None;
     let start_ns = now_ns();
-    let mut done = 0;
-    for i in 0..plan.ops {
-        // Relaxed (inside `stop_requested`): a flag only; seeing it one update late costs
-        // one more update, and every figure reaches the parent through `publish`'s Release.
-        // Stopped by time or SIGINT, or the store failed: the run proves nothing more (the
-        // parent reports it).
-        if probe.stop_requested() || recorder.as_ref().is_some_and(|r| r.failed()) {
+    for i in 0..ops {
+        if ctl.stop_requested() {
             break;
         }
-        let slot = region.slot(picker.next_slot());
-        probe.begin(slot.index, i + 1);
-        let timed = plan.latency.times(i);
-        let t0 = if timed || recorder.is_some() {
-            now_ns()
-        } else {
-            0
-        };
-        if let Some(r) = &recorder {
-            r.begin(t0);
+        let mark = timing.start();
+        match step.update(i) {
+            Ok(Outcome::Applied(applied)) => {
+                timing.stop(mark);
+                retries += applied.retries as u64;
+                waits += applied.waits as u64;
+                wakes += applied.wakes as u64;
+                done += 1;
+                // Relaxed: read for progress, and after a death (which publishes all the dead
+                // process stored); final figures are published by `publish`.
+                ctl.area.completed.store(done, Relaxed);
+            }
+            Ok(Outcome::Rejected) => {
+                timing.stop(mark);
+                rejected += 1;
+            }
+            Err(h) => {
+                halted = Some(h);
+                break;
+            }
         }
-        let applied = strategy.apply(slot, &probe);
-        if timed {
-            // With a store the update ends when it won (inside the lock for the lock
-            // strategies): the time its event records, one clock read fewer.
-            let t1 = recorder
-                .as_ref()
-                .and_then(|r| r.completed_ns())
-                .unwrap_or_else(now_ns);
-            histogram.saturating_record(t1.saturating_sub(t0).max(1));
-        }
-        retries += applied.retries as u64;
-        waits += applied.waits as u64;
-        wakes += applied.wakes as u64;
-        // Relaxed: read for progress only; final figures are published by `publish`.
-        area.completed.store(i + 1, Relaxed);
-        done = i + 1;
     }
-    if let Some(r) = &recorder {
-        r.finish();
-    }
+    let end_ns = now_ns();
+    step.finish();
     WorkerReport {
-        worker: w,
+        worker: ctl.worker,
         completed: done,
+        rejected,
         retries,
         waits,
         wakes,
         start_ns,
-        end_ns: now_ns(),
-        histogram,
+        end_ns,
+        histogram: timing.into_histogram(),
+        halt: halted,
     }
 }
 
@@ -156,11 +159,25 @@ impl WorkerReport {
     /// not fit (the area is then marked FAILED).
     pub fn publish(&self, area: &WorkerArea) -> bool {
         area.completed.store(self.completed, Relaxed);
+        area.rejected.store(self.rejected, Relaxed);
         area.retries.store(self.retries, Relaxed);
         area.waits.store(self.waits, Relaxed);
         area.wakes.store(self.wakes, Relaxed);
         area.start_ns.store(self.start_ns, Relaxed);
         area.end_ns.store(self.end_ns, Relaxed);
+        let (code, note) = match &self.halt {
+            None | Some(Halt::Store) => (halt::NONE, None),
+            Some(Halt::Unknown(m)) => (halt::UNKNOWN, Some(m)),
+            Some(Halt::Fatal(m)) => (halt::FATAL, Some(m)),
+        };
+        if let Some(m) = note {
+            let mut cut = m.len().min(crate::region::NOTE_BYTES);
+            while !m.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            area.note.publish(&m.as_bytes()[..cut]);
+        }
+        area.halt.store(code, Relaxed);
         let fits = area.publish_histogram(&latency::encode(&self.histogram));
         // Release: pairs with the parent's Acquire in `read_back`; publishes every field above.
         area.status
@@ -168,25 +185,71 @@ impl WorkerReport {
         fits
     }
 
-    /// Reads back what worker `w` published; an error if it did not finish.
-    pub fn read_back(area: &WorkerArea, w: usize) -> Result<WorkerReport, String> {
+    /// Reads back what worker `w` published; None if it did not finish (it died).
+    pub fn read_back(area: &WorkerArea, w: usize) -> Result<Option<WorkerReport>, ReadBack> {
         // Acquire: pairs with the Release in `publish`.
-        match area.status.load(std::sync::atomic::Ordering::Acquire) {
+        match area.status.load(Acquire) {
             status::DONE => {}
-            status::FAILED => return Err(format!("worker {w} could not publish its histogram")),
-            s => return Err(format!("worker {w} exited without a report (state {s})")),
+            status::FAILED => return Err(ReadBack::HistogramTooLarge(w)),
+            _ => return Ok(None),
         }
-        let histogram = latency::decode(area.histogram())
-            .map_err(|e| format!("worker {w}'s histogram is unreadable: {e}"))?;
-        Ok(WorkerReport {
+        let histogram =
+            latency::decode(area.histogram()).map_err(|e| ReadBack::HistogramUnreadable(w, e))?;
+        let note = || String::from_utf8_lossy(area.note.read()).into_owned();
+        let halt = match area.halt.load(Relaxed) {
+            halt::UNKNOWN => Some(Halt::Unknown(note())),
+            halt::FATAL => Some(Halt::Fatal(note())),
+            _ => None,
+        };
+        Ok(Some(WorkerReport {
             worker: w,
             completed: area.completed.load(Relaxed),
+            rejected: area.rejected.load(Relaxed),
             retries: area.retries.load(Relaxed),
             waits: area.waits.load(Relaxed),
             wakes: area.wakes.load(Relaxed),
             start_ns: area.start_ns.load(Relaxed),
             end_ns: area.end_ns.load(Relaxed),
             histogram,
-        })
+            halt,
+        }))
+    }
+
+    /// What a dead worker left: its counters as they stood, no histogram.
+    pub fn of_dead(area: &WorkerArea, w: usize, start_ns: u64, end_ns: u64) -> WorkerReport {
+        // Relaxed: the worker is dead and reaped; everything it stored is in the region.
+        WorkerReport {
+            worker: w,
+            completed: area.completed.load(Relaxed),
+            rejected: 0,
+            retries: 0,
+            waits: 0,
+            wakes: 0,
+            start_ns,
+            end_ns,
+            histogram: latency::new_histogram(),
+            halt: None,
+        }
+    }
+}
+
+/// Why a finished worker's report cannot be read.
+#[derive(Debug)]
+pub enum ReadBack {
+    /// Its histogram did not fit its area.
+    HistogramTooLarge(usize),
+    HistogramUnreadable(usize, String),
+}
+
+impl std::fmt::Display for ReadBack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadBack::HistogramTooLarge(w) => {
+                write!(f, "worker {w} could not publish its histogram")
+            }
+            ReadBack::HistogramUnreadable(w, e) => {
+                write!(f, "worker {w}'s histogram is unreadable: {e}")
+            }
+        }
     }
 }

@@ -247,7 +247,7 @@ fn forty_rounds_of_a_thousand_workers_wrap_pids_without_a_false_recovery() {
         let deaths = f["deaths"].as_array().expect("deaths");
         assert_eq!(u(&f["lock_steals"]), 0, "a live owner was robbed: {f}");
         assert!(
-            deaths.iter().all(|d| d["cause"] != "unexpected"),
+            deaths.iter().all(|d| d["cause"] != "unplanned"),
             "a death nobody caused: {f}"
         );
         // The struck worker dies holding slot 0's lock, unless a --kill reached it first.
@@ -353,7 +353,8 @@ fn the_watchdog_names_the_holder_and_its_waiters_then_stops_everything() {
         "--seed",
         "2",
     ]);
-    assert_eq!(out.status.code(), Some(2));
+    // 4: the run could not finish (it stalled).
+    assert_eq!(out.status.code(), Some(4));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("stalled"), "{err}");
     assert!(err.contains("held by worker 2"), "{err}");

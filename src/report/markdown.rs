@@ -5,8 +5,8 @@ use std::fmt::Write;
 use super::csv::{status_name, verdict_name};
 use super::matrix::{layout_name, mode_name, BenchPoint, BenchSummary, PointKey, PointStatus};
 use super::Verdict;
-use crate::config::Mode;
 use crate::latency::LatencyMode;
+use crate::options::Mode;
 use crate::region::Layout;
 use crate::strategy::StrategyKind;
 

@@ -5,8 +5,8 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::{Percentiles, RunSummary, Verdict};
-use crate::config::Mode;
 use crate::latency::LatencyMode;
+use crate::options::Mode;
 use crate::region::Layout;
 use crate::strategy::StrategyKind;
 

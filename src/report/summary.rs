@@ -4,9 +4,9 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::check::{Count, SlotCount};
-use crate::config::{Config, Mode};
 use crate::fault::FaultReport;
 use crate::latency;
+use crate::options::{Mode, Options};
 use crate::region::Layout;
 use crate::strategy::StrategyKind;
 
@@ -15,7 +15,7 @@ use crate::strategy::StrategyKind;
 pub struct Summary {
     pub tool: String,
     pub machine: Machine,
-    pub config: Config,
+    pub config: Options,
     pub strategies: Vec<StrategySummary>,
     /// True when every strategy that promises exactness was exact in every run.
     pub all_exact: bool,
@@ -25,7 +25,7 @@ pub struct Summary {
 
 impl Summary {
     /// The invocation's summary: `all_exact` and `interrupted` derived, never passed in.
-    pub fn new(config: &Config, strategies: Vec<StrategySummary>) -> Summary {
+    pub fn new(config: &Options, strategies: Vec<StrategySummary>) -> Summary {
         Summary {
             tool: format!("racepool {}", env!("CARGO_PKG_VERSION")),
             machine: Machine::this(),
@@ -34,6 +34,19 @@ impl Summary {
             strategies,
             interrupted: crate::pool::interrupted(),
         }
+    }
+}
+
+impl Summary {
+    /// Workers that died with nobody asking (the OOM killer, an operator), over every run:
+    /// the run's data stands (bounded), and the exit code says it happened (3).
+    pub fn unplanned_deaths(&self) -> u64 {
+        self.strategies
+            .iter()
+            .flat_map(|s| &s.runs)
+            .filter_map(|r| r.faults.as_ref())
+            .map(|f| f.unplanned as u64)
+            .sum()
     }
 }
 
@@ -85,7 +98,7 @@ pub struct StrategySummary {
     pub verdict: Verdict,
     /// The scenario row this strategy stands for (`--scenario`): variant, invariant, tallies.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub scenario: Option<crate::scenario::Row>,
+    pub scenario: Option<crate::workload::Row>,
     #[serde(skip)]
     pub histogram: Histogram<u64>,
 }
@@ -102,6 +115,8 @@ pub struct RunSummary {
     pub seed: u64,
     /// Updates the workers completed (each believes it added 1).
     pub updates: u64,
+    /// Updates the target refused before anything changed (not in `updates`).
+    pub rejected: u64,
     pub count: Count,
     /// lost / updates.
     pub loss_rate: f64,
@@ -134,7 +149,7 @@ pub struct RunSummary {
     pub verdict: Verdict,
     /// The scenario's invariant check of this run (`--scenario`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub check: Option<crate::scenario::Check>,
+    pub check: Option<crate::workload::Check>,
     /// SIGINT stopped this run: its workers stopped early and reported what they had done.
     pub interrupted: bool,
     /// Faults injected and what recovery did (absent when none were asked and nobody died).
@@ -170,7 +185,7 @@ impl Percentiles {
 }
 
 /// How evenly the workers progressed: each worker's updates per second from the barrier's
-/// release to its own finish.
+/// release to its own finish (workers that died are left out: their rate says when they died).
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Fairness {
     pub min_ops_per_sec: f64,

@@ -3,8 +3,8 @@
 use std::fmt::Write;
 
 use super::matrix::{BenchSummary, PointKey};
-use crate::config::Mode;
 use crate::latency::LatencyMode;
+use crate::options::Mode;
 use crate::strategy::StrategyKind;
 
 /// One line of a plot; points with a coordinate a log axis cannot show are left out.

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::summary::{StrategySummary, Summary, Verdict};
-use crate::config::Mode;
+use crate::options::Mode;
 
 /// Nanoseconds as a short human figure.
 pub fn duration_ns(ns: u64) -> String {
@@ -32,7 +32,7 @@ pub fn rate(per_sec: f64) -> String {
 
 fn verdict(s: &StrategySummary) -> String {
     if let Some(row) = &s.scenario {
-        return crate::scenario::verdict_text(s, row);
+        return scenario_verdict(s, row);
     }
     let runs = s.runs.len();
     let rate = s.lost as f64 / (s.runs.iter().map(|r| r.updates).sum::<u64>().max(1)) as f64;
@@ -150,7 +150,7 @@ pub fn render_text(summary: &Summary) -> String {
         ]);
     }
     table(&mut out, &rows, 1);
-    crate::scenario::render_notes(summary, &mut out);
+    scenario_notes(summary, &mut out);
     let _ = writeln!(
         out,
         "\nlost = expected - observed, per slot. preempted = involuntary context switches of the workers."
@@ -206,6 +206,44 @@ fn store_lines(out: &mut String, summary: &Summary) {
         }
         for t in h.torn_list.iter().take(2) {
             let _ = writeln!(out, "torn read ({}): {t}", h.strategy);
+        }
+    }
+}
+
+/// The verdict column for a scenario row: the invariant, then what happened to it.
+fn scenario_verdict(s: &StrategySummary, row: &crate::workload::Row) -> String {
+    let runs = s.runs.len();
+    let broke = s.runs_with_loss;
+    let v = match s.verdict {
+        Verdict::Exact => format!("holds in {runs} of {runs} runs"),
+        Verdict::RaceCaught => format!("broken in {broke} of {runs} runs: race caught"),
+        Verdict::RaceMissed => "held: race missed (widen --race-window)".into(),
+        Verdict::Failed => format!("FAILED: broken in {broke} of {runs} runs"),
+    };
+    format!("{}: {v}", row.invariant)
+}
+
+/// Below the table: each scenario row's tallies and what broke.
+fn scenario_notes(summary: &Summary, out: &mut String) {
+    let Some(sc) = &summary.config.scenario else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\nscenario {}: invariant \"{}\"; lost = units by which it broke",
+        sc.kind.name(),
+        sc.kind.invariant()
+    );
+    for s in &summary.strategies {
+        let Some(row) = &s.scenario else { continue };
+        let counters: Vec<String> = row
+            .counters
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(out, "  {}: {}", row.variant, counters.join(", "));
+        for f in &row.findings {
+            let _ = writeln!(out, "    {f}");
         }
     }
 }

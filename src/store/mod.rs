@@ -17,6 +17,7 @@ pub mod sqlite;
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 
 use serde::Serialize;
@@ -25,7 +26,7 @@ use crate::clock::now_ns;
 use crate::error::Error;
 use crate::history::event::ChainKey;
 use crate::history::{Event, Reads, Record, RunEnd, RunInfo, Seen, Transfer};
-use crate::region::{Layout, Region};
+use crate::region::{Note, Shareable, SharedBlock};
 
 /// `--store log:PATH` or `--store sqlite:PATH`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -100,10 +101,15 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// Empties (or creates) the store. Called once per invocation, before any run.
+    /// Empties (or creates) the store. Called once per invocation, before any run: a store
+    /// that cannot be made is bad input (`--store`), exit 2.
     pub fn prepare(&self) -> Result<(), Error> {
-        let fail =
-            |e: String| Error::Store(format!("preparing {}: {e}", self.spec.path().display()));
+        let fail = |e: String| {
+            Error::Usage(format!(
+                "--store: cannot create {}: {e}",
+                self.spec.path().display()
+            ))
+        };
         match &self.spec {
             StoreSpec::Log(p) => log::LogWriter::create(p, self.fsync)
                 .map(drop)
@@ -120,15 +126,37 @@ impl StoreConfig {
     }
 }
 
+/// The store's state shared by the parent and every worker of one run (a mapping of its own,
+/// created before the first fork).
+#[repr(C)]
+pub struct StoreBlock {
+    /// 0 until a worker's write fails; the first to set it (by CAS) writes `message`.
+    failed: AtomicU32,
+    /// Workers whose writes failed.
+    failed_workers: AtomicU32,
+    /// `hold_before_persist`: first updates made so far.
+    first_made: AtomicU32,
+    /// `hold_before_persist`: the value whose turn it is to be persisted (newest first).
+    turn: AtomicU32,
+    /// The first failure, in words ("worker 3: short write: …").
+    message: Note<MESSAGE_BYTES>,
+}
+
+/// Bytes of the first failure's message.
+const MESSAGE_BYTES: usize = 1020;
+
+const _: () = assert!(std::mem::size_of::<StoreBlock>() == 16 + 4 + MESSAGE_BYTES);
+const _: () = assert!(std::mem::align_of::<StoreBlock>() == 4);
+
+// SAFETY: atomics and a `Note` only; zeroed, they say "nothing failed, nothing made yet, turn
+// 0" (`begin` sets the turn before any worker exists), and each is used by its contract.
+unsafe impl Shareable for StoreBlock {}
+
 /// One run's store, shared by the parent and (inherited through fork) every worker.
 pub struct RunStore {
     pub config: StoreConfig,
     pub info: RunInfo,
-    /// A tiny shared region of our own: slot 0 is the "a write failed" flag (the first worker to
-    /// set it leaves its message in worker area 0), slot 1 counts failed workers; for
-    /// `hold_before_persist`, slot 2 counts first updates made and slot 3 holds the value whose
-    /// turn it is to persist.
-    scratch: Region,
+    block: SharedBlock<StoreBlock>,
 }
 
 impl std::fmt::Debug for RunStore {
@@ -149,12 +177,11 @@ impl RunStore {
     /// Writes the run's header record. Before the first fork.
     pub fn begin(config: &StoreConfig, mut info: RunInfo) -> Result<RunStore, Error> {
         info.persist = config.persist_name().into();
-        let scratch = Region::create(4, 1, Layout::Packed, 0)?;
+        let block = SharedBlock::<StoreBlock>::new()?;
         // Newest first: the first updates wrote initial+1 ..= initial+workers.
         // Relaxed: no worker exists yet; fork orders it.
-        scratch
-            .slot(3)
-            .value
+        block
+            .turn
             .store(info.initial.wrapping_add(info.workers), Relaxed);
         let fail =
             |e: String| Error::Store(format!("writing to {}: {e}", config.spec.path().display()));
@@ -171,22 +198,31 @@ impl RunStore {
         Ok(RunStore {
             config: config.clone(),
             info,
-            scratch,
+            block,
         })
     }
 
     /// Called by a worker whose store failed: the first one leaves its message.
     fn fail(&self, worker: usize, message: &str) {
-        let flag = self.scratch.slot(0).value;
         // Relaxed: a counter read by the parent after reaping (waitpid orders it).
-        self.scratch.slot(1).value.fetch_add(1, Relaxed);
+        self.block.failed_workers.fetch_add(1, Relaxed);
         // Relaxed: only decides who writes the message; the message is published by the
-        // Release store of its length inside `publish_histogram`.
-        if flag.compare_exchange(0, 1, Relaxed, Relaxed).is_ok() {
-            let text = format!("worker {worker}: {message}");
-            let mut bytes = text.into_bytes();
-            bytes.truncate(1024);
-            self.scratch.worker(0).publish_histogram(&bytes);
+        // Release store of its length inside `Note::publish`.
+        if self
+            .block
+            .failed
+            .compare_exchange(0, 1, Relaxed, Relaxed)
+            .is_ok()
+        {
+            let mut text = format!("worker {worker}: {message}");
+            if text.len() > MESSAGE_BYTES {
+                let mut cut = MESSAGE_BYTES;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text.truncate(cut);
+            }
+            self.block.message.publish(text.as_bytes());
         }
     }
 
@@ -195,14 +231,14 @@ impl RunStore {
     fn persist_in_turn(&self, written: u32, persist: impl FnOnce()) {
         use crate::futex::{Scope, Shared};
         use std::time::Duration;
-        let (made, turn) = (self.scratch.slot(2).value, self.scratch.slot(3).value);
+        let (made, turn) = (&self.block.first_made, &self.block.turn);
         let workers = self.info.workers;
         // SeqCst: test-only script; the simplest reasoning is worth more than speed here.
         if made.fetch_add(1, SeqCst) + 1 == workers {
             Shared::wake_all(made);
         }
         // A failed worker never takes its turn: give up the script rather than hang.
-        let failed = || self.scratch.slot(0).value.load(SeqCst) != 0;
+        let failed = || self.block.failed.load(SeqCst) != 0;
         loop {
             let n = made.load(SeqCst);
             if n >= workers || failed() {
@@ -225,12 +261,12 @@ impl RunStore {
     /// The first failure any worker reported, with how many failed.
     pub fn failure(&self) -> Option<String> {
         // Acquire: pairs with nothing stronger than the workers' exit (reaped before this);
-        // the message itself is read with the Acquire inside `histogram`.
-        if self.scratch.slot(0).value.load(Acquire) == 0 {
+        // the message itself is read with the Acquire inside `Note::read`.
+        if self.block.failed.load(Acquire) == 0 {
             return None;
         }
-        let n = self.scratch.slot(1).value.load(Relaxed);
-        let text = String::from_utf8_lossy(self.scratch.worker(0).histogram()).into_owned();
+        let n = self.block.failed_workers.load(Relaxed);
+        let text = String::from_utf8_lossy(self.block.message.read()).into_owned();
         Some(format!(
             "{n} worker(s) could not persist to {}; first, {text}",
             self.config.spec.path().display()
@@ -261,12 +297,69 @@ impl RunStore {
     }
 }
 
+/// Where a worker's winning updates go, chosen once per run: nowhere ([`NoStore`], whose calls
+/// compile to nothing) or the worker's [`Recorder`].
+pub trait Persistence {
+    /// Marks the start of the next update (its invoke time).
+    fn begin(&self);
+    /// Persists one winning update (see `Hooks::won`).
+    fn won(&self, slot: usize, read: u32, written: u32, retries: u32);
+    /// Persists one ledger transfer.
+    fn transfer(&self, t: Transfer);
+    /// Notes one cache read.
+    fn read(&self, seen: Seen);
+    /// True once a write failed: the worker stops updating.
+    fn failed(&self) -> bool;
+}
+
+/// No store: nothing is persisted, and nothing of persisting is in the loop.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoStore;
+
+impl Persistence for NoStore {
+    #[inline(always)]
+    fn begin(&self) {}
+    #[inline(always)]
+    fn won(&self, _: usize, _: u32, _: u32, _: u32) {}
+    #[inline(always)]
+    fn transfer(&self, _: Transfer) {}
+    #[inline(always)]
+    fn read(&self, _: Seen) {}
+    #[inline(always)]
+    fn failed(&self) -> bool {
+        false
+    }
+}
+
+impl Persistence for Recorder<'_> {
+    #[inline]
+    fn begin(&self) {
+        self.invoke_ns.set(now_ns());
+    }
+    #[inline]
+    fn won(&self, slot: usize, read: u32, written: u32, retries: u32) {
+        Recorder::won(self, slot, read, written, retries)
+    }
+    #[inline]
+    fn transfer(&self, t: Transfer) {
+        Recorder::transfer(self, t)
+    }
+    #[inline]
+    fn read(&self, seen: Seen) {
+        Recorder::read(self, seen)
+    }
+    #[inline]
+    fn failed(&self) -> bool {
+        self.failed.get()
+    }
+}
+
 enum Writer {
     Log(log::LogWriter),
     Sqlite(sqlite::SqliteWriter),
 }
 
-/// A worker's end of the store: opened after the fork, fed by `won`.
+/// A worker's end of the store: opened after the fork, fed through [`Persistence`].
 pub struct Recorder<'a> {
     store: &'a RunStore,
     worker: usize,
@@ -275,8 +368,6 @@ pub struct Recorder<'a> {
     chain: ChainKey,
     seq: Cell<u64>,
     invoke_ns: Cell<u64>,
-    /// When the current update won (0: not yet), for `completed_ns`.
-    complete_ns: Cell<u64>,
     /// A cache reader's reads not yet in a `Reads` record, and how many came before them.
     reads: RefCell<Reads>,
     failed: Cell<bool>,
@@ -307,7 +398,6 @@ impl<'a> Recorder<'a> {
             chain: ChainKey::of(store.info.run),
             seq: Cell::new(0),
             invoke_ns: Cell::new(0),
-            complete_ns: Cell::new(0),
             reads: RefCell::new(Reads {
                 worker: worker as u32,
                 first: 0,
@@ -328,26 +418,6 @@ impl<'a> Recorder<'a> {
         }
     }
 
-    /// True once a write failed: the worker stops updating.
-    #[inline]
-    pub fn failed(&self) -> bool {
-        self.failed.get()
-    }
-
-    /// Marks the start of the next update (its invoke time).
-    #[inline]
-    pub fn begin(&self, invoke_ns: u64) {
-        self.invoke_ns.set(invoke_ns);
-        self.complete_ns.set(0);
-    }
-
-    /// When the update begun last won, if it has: the worker ends its latency timer there
-    /// instead of reading the clock a third time (a clock read costs more than the update).
-    #[inline]
-    pub fn completed_ns(&self) -> Option<u64> {
-        Some(self.complete_ns.get()).filter(|&t| t != 0)
-    }
-
     /// Persists one winning update (see `Probe::won`).
     #[inline]
     pub fn won(&self, slot: usize, read: u32, written: u32, retries: u32) {
@@ -358,7 +428,6 @@ impl<'a> Recorder<'a> {
         let seq = self.seq.get();
         self.seq.set(seq + 1);
         let complete_ns = now_ns();
-        self.complete_ns.set(complete_ns);
         let event = Event {
             run,
             worker: self.worker as u32,
@@ -408,7 +477,6 @@ impl<'a> Recorder<'a> {
         self.seq.set(t.seq + 1);
         t.invoke_ns = self.invoke_ns.get();
         t.complete_ns = now_ns();
-        self.complete_ns.set(t.complete_ns);
         self.append(Record::Transfer(t));
     }
 

@@ -2,7 +2,7 @@
 
 use super::{Applied, Strategy};
 use crate::fault::Point;
-use crate::probe::Probe;
+use crate::probe::Hooks;
 use crate::region::Slot;
 use crate::step;
 
@@ -10,10 +10,10 @@ pub struct Atomic;
 
 impl Strategy for Atomic {
     #[inline]
-    fn apply(&self, slot: Slot<'_>, probe: &Probe<'_>) -> Applied {
+    fn apply<H: Hooks>(&self, slot: Slot<'_>, hooks: &H) -> Applied {
         let read = step::atomic_add(slot.value);
-        probe.won(slot, read, read.wrapping_add(1), 0);
-        probe.point(Point::AfterCas);
+        hooks.won(slot.index, read, read.wrapping_add(1), 0);
+        hooks.point(Point::AfterCas);
         Applied {
             read,
             written: read.wrapping_add(1),

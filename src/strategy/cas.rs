@@ -3,7 +3,7 @@
 
 use super::{Applied, Strategy};
 use crate::fault::Point;
-use crate::probe::Probe;
+use crate::probe::Hooks;
 use crate::region::Slot;
 use crate::step;
 
@@ -11,14 +11,14 @@ pub struct Cas;
 
 impl Strategy for Cas {
     #[inline]
-    fn apply(&self, slot: Slot<'_>, probe: &Probe<'_>) -> Applied {
+    fn apply<H: Hooks>(&self, slot: Slot<'_>, hooks: &H) -> Applied {
         let seen = step::read(slot.value);
-        probe.intent(seen, seen.wrapping_add(1));
-        probe.after_read(None);
-        probe.point(Point::AfterRead);
+        hooks.intent(seen, seen.wrapping_add(1));
+        hooks.after_read(None);
+        hooks.point(Point::AfterRead);
         let (read, retries) = step::cas_add(slot.value, seen);
-        probe.won(slot, read, read.wrapping_add(1), retries);
-        probe.point(Point::AfterCas);
+        hooks.won(slot.index, read, read.wrapping_add(1), retries);
+        hooks.point(Point::AfterCas);
         Applied {
             read,
             written: read.wrapping_add(1),

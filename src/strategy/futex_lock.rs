@@ -2,7 +2,7 @@
 //!
 //! The protocol (std's futex mutex, with the owner's identity in the word) lives in
 //! `step::LockWord`, where `tests/loom.rs` model-checks it; this file wraps it around a slot
-//! and reports to the probe: what the worker waits for and holds, its intent record, and the
+//! and reports to its hooks: what the worker waits for and holds, its intent record, and the
 //! named points (`holding-lock`, `after-read`, `after-write`, `before-wake`).
 //!
 //! The scope decides where a wake can reach: `Shared` across processes, with every sleep
@@ -14,7 +14,7 @@ use std::marker::PhantomData;
 use super::{Applied, Strategy};
 use crate::fault::Point;
 use crate::futex::Scope;
-use crate::probe::Probe;
+use crate::probe::Hooks;
 use crate::region::Slot;
 use crate::step;
 
@@ -38,28 +38,28 @@ impl<S> Default for FutexLock<S> {
 
 impl<S: Scope> Strategy for FutexLock<S> {
     #[inline]
-    fn apply(&self, slot: Slot<'_>, probe: &Probe<'_>) -> Applied {
-        let me = probe.owner_id();
-        probe.waiting(Some(slot.index));
+    fn apply<H: Hooks>(&self, slot: Slot<'_>, hooks: &H) -> Applied {
+        let me = hooks.owner_id();
+        hooks.waiting(Some(slot.index));
         let (retries, waits) = LockWord::<S>::lock(slot.lock, me);
-        probe.holding(Some(slot.index));
-        probe.point(Point::HoldingLock);
+        hooks.holding(Some(slot.index));
+        hooks.point(Point::HoldingLock);
         let read = step::read(slot.value);
-        probe.intent(read, read.wrapping_add(1));
+        hooks.intent(read, read.wrapping_add(1));
         // A held worker waits until someone is queued: our identity with CONTENDED set.
-        probe.after_read(Some((slot, me | CONTENDED)));
-        probe.point(Point::AfterRead);
+        hooks.after_read(Some((slot, me | CONTENDED)));
+        hooks.point(Point::AfterRead);
         let written = step::write_successor(slot.value, read);
-        probe.won(slot, read, written, retries);
-        probe.point(Point::AfterWrite);
-        probe.holding(None);
+        hooks.won(slot.index, read, written, retries);
+        hooks.point(Point::AfterWrite);
+        hooks.holding(None);
         let was = LockWord::<S>::release_word(slot.lock);
         if step::identity(was) != me {
             // A recovery freed our lock while we lived: the failure `lock_steals` counts.
-            probe.robbed();
+            hooks.robbed();
         }
         let contended = step::is_contended(was);
-        probe.point(Point::BeforeWake);
+        hooks.point(Point::BeforeWake);
         if contended {
             LockWord::<S>::wake(slot.lock);
         }

@@ -1,5 +1,6 @@
 //! One file per way to update a slot. A strategy makes one update and says what it saw; it
-//! knows nothing of processes, histograms or files.
+//! knows nothing of processes, histograms or files. [`dispatch`] is the one place a strategy's
+//! name becomes its type, for every workload that updates slots with one.
 
 mod atomic;
 mod cas;
@@ -15,7 +16,10 @@ pub use pthread::Pthread;
 pub use racy::Racy;
 pub use spin_lock::SpinLock;
 
-use crate::probe::Probe;
+use crate::fault::recover::LockKind;
+use crate::fault::Point;
+use crate::futex::{Private, Shared};
+use crate::probe::Hooks;
 use crate::region::Slot;
 
 /// What one update saw and did.
@@ -33,9 +37,49 @@ pub struct Applied {
     pub wakes: u32,
 }
 
-/// One way to add 1 to a slot.
+/// One way to add 1 to a slot. Generic over its hooks, so an unarmed run's hooks vanish.
 pub trait Strategy: Sync {
-    fn apply(&self, slot: Slot<'_>, probe: &Probe<'_>) -> Applied;
+    fn apply<H: Hooks>(&self, slot: Slot<'_>, hooks: &H) -> Applied;
+}
+
+/// Processes sharing a memfd mapping, or threads sharing one address space: where a futex
+/// wake must reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Processes,
+    Threads,
+}
+
+/// What runs with the strategy a run chose (Rust has no generic closures: this is one).
+pub trait WithStrategy {
+    type Out;
+    fn with<S: Strategy>(self, strategy: &S) -> Self::Out;
+}
+
+/// Calls `user` with the memory strategy `kind` names, its futexes scoped for `mode` and
+/// racy's window widened by `race_window` spins.
+///
+/// # Panics
+/// If `kind` is not a memory strategy (`StrategyKind::ALL`): validated before any worker runs.
+pub fn dispatch<U: WithStrategy>(
+    kind: StrategyKind,
+    mode: Mode,
+    race_window: u32,
+    user: U,
+) -> U::Out {
+    match (kind, mode) {
+        (StrategyKind::Racy, _) => user.with(&Racy {
+            window: race_window,
+        }),
+        (StrategyKind::Atomic, _) => user.with(&Atomic),
+        (StrategyKind::Cas, _) => user.with(&Cas),
+        (StrategyKind::FutexLock, Mode::Processes) => user.with(&FutexLock::<Shared>::new()),
+        (StrategyKind::FutexLock, Mode::Threads) => user.with(&FutexLock::<Private>::new()),
+        (StrategyKind::SpinLock, _) => user.with(&SpinLock),
+        (StrategyKind::Pthread, _) => user.with(&Pthread),
+        (other, _) => unreachable!("validated: {} is not a memory strategy", other.name()),
+    }
 }
 
 /// The strategies by name, as the CLI and the reports spell them.
@@ -108,6 +152,27 @@ impl StrategyKind {
     /// Whether the strategy promises that no update is lost.
     pub fn is_exact(self) -> bool {
         self != StrategyKind::Racy
+    }
+
+    /// Whether the strategy passes `point` in every update (where `--crash-at` can strike).
+    pub fn reaches(self, point: Point) -> bool {
+        use StrategyKind::*;
+        match point {
+            Point::AfterRead => matches!(self, Racy | Cas | FutexLock | SpinLock | Pthread),
+            Point::AfterCas => matches!(self, Cas | Atomic),
+            Point::HoldingLock => matches!(self, FutexLock | SpinLock | Pthread),
+            Point::AfterWrite => matches!(self, Racy | FutexLock | SpinLock | Pthread),
+            Point::BeforeWake => matches!(self, FutexLock),
+        }
+    }
+
+    /// What a worker that dies mid-update leaves held, for the parent to recover.
+    pub fn lock_kind(self) -> LockKind {
+        match self {
+            StrategyKind::FutexLock | StrategyKind::SpinLock => LockKind::Word,
+            StrategyKind::Pthread => LockKind::Robust,
+            _ => LockKind::Free,
+        }
     }
 
     /// Whether the strategy has a step between its read and its write where `--hold-after-read`

@@ -5,7 +5,7 @@
 
 use super::{Applied, Strategy};
 use crate::fault::Point;
-use crate::probe::Probe;
+use crate::probe::Hooks;
 use crate::region::Slot;
 use crate::step;
 
@@ -13,23 +13,23 @@ pub struct Pthread;
 
 impl Strategy for Pthread {
     #[inline]
-    fn apply(&self, slot: Slot<'_>, probe: &Probe<'_>) -> Applied {
-        probe.waiting(Some(slot.index));
+    fn apply<H: Hooks>(&self, slot: Slot<'_>, hooks: &H) -> Applied {
+        hooks.waiting(Some(slot.index));
         if slot.mutex.lock().owner_died {
             // The slot's value is one aligned word, stored once by the dead owner or not at
             // all: consistent either way. Nothing to roll back; say it is whole again.
             slot.mutex.make_consistent();
-            probe.repaired();
+            hooks.repaired();
         }
-        probe.holding(Some(slot.index));
-        probe.point(Point::HoldingLock);
+        hooks.holding(Some(slot.index));
+        hooks.point(Point::HoldingLock);
         let read = step::read(slot.value);
-        probe.intent(read, read.wrapping_add(1));
-        probe.point(Point::AfterRead);
+        hooks.intent(read, read.wrapping_add(1));
+        hooks.point(Point::AfterRead);
         let written = step::write_successor(slot.value, read);
-        probe.won(slot, read, written, 0);
-        probe.point(Point::AfterWrite);
-        probe.holding(None);
+        hooks.won(slot.index, read, written, 0);
+        hooks.point(Point::AfterWrite);
+        hooks.holding(None);
         slot.mutex.unlock();
         Applied {
             read,

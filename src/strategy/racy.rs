@@ -3,7 +3,7 @@
 
 use super::{Applied, Strategy};
 use crate::fault::Point;
-use crate::probe::Probe;
+use crate::probe::Hooks;
 use crate::region::Slot;
 use crate::step;
 
@@ -14,17 +14,17 @@ pub struct Racy {
 
 impl Strategy for Racy {
     #[inline]
-    fn apply(&self, slot: Slot<'_>, probe: &Probe<'_>) -> Applied {
+    fn apply<H: Hooks>(&self, slot: Slot<'_>, hooks: &H) -> Applied {
         let read = step::read(slot.value);
-        probe.intent(read, read.wrapping_add(1));
-        probe.after_read(None);
-        probe.point(Point::AfterRead);
+        hooks.intent(read, read.wrapping_add(1));
+        hooks.after_read(None);
+        hooks.point(Point::AfterRead);
         for _ in 0..self.window {
             std::hint::spin_loop();
         }
         let written = step::write_successor(slot.value, read);
-        probe.won(slot, read, written, 0);
-        probe.point(Point::AfterWrite);
+        hooks.won(slot.index, read, written, 0);
+        hooks.point(Point::AfterWrite);
         Applied {
             read,
             written,

@@ -3,7 +3,7 @@
 
 use super::{Applied, Strategy};
 use crate::fault::Point;
-use crate::probe::Probe;
+use crate::probe::Hooks;
 use crate::region::Slot;
 use crate::step;
 
@@ -11,18 +11,18 @@ pub struct SpinLock;
 
 impl Strategy for SpinLock {
     #[inline]
-    fn apply(&self, slot: Slot<'_>, probe: &Probe<'_>) -> Applied {
-        probe.waiting(Some(slot.index));
-        let retries = step::spin_lock(slot.lock, probe.owner_id());
-        probe.holding(Some(slot.index));
-        probe.point(Point::HoldingLock);
+    fn apply<H: Hooks>(&self, slot: Slot<'_>, hooks: &H) -> Applied {
+        hooks.waiting(Some(slot.index));
+        let retries = step::spin_lock(slot.lock, hooks.owner_id());
+        hooks.holding(Some(slot.index));
+        hooks.point(Point::HoldingLock);
         let read = step::read(slot.value);
-        probe.intent(read, read.wrapping_add(1));
-        probe.point(Point::AfterRead);
+        hooks.intent(read, read.wrapping_add(1));
+        hooks.point(Point::AfterRead);
         let written = step::write_successor(slot.value, read);
-        probe.won(slot, read, written, retries);
-        probe.point(Point::AfterWrite);
-        probe.holding(None);
+        hooks.won(slot.index, read, written, retries);
+        hooks.point(Point::AfterWrite);
+        hooks.holding(None);
         step::spin_unlock(slot.lock);
         Applied {
             read,

@@ -9,8 +9,8 @@
 //!
 //! A run's life on a target, and who does what:
 //!
-//! 1. **Parent, before any fork.** [`TargetSpec::open`] checks the URL or path and returns the
-//!    [`Target`]. [`Target::preflight`] refuses what cannot work, naming the flag: a server that
+//! 1. **Parent, before any fork.** [`TargetSpec::open`] (the registry: one line per target)
+//!    checks the URL or path and hands the [`Target`] to its caller. [`Target::preflight`] refuses what cannot work, naming the flag: a server that
 //!    does not answer, `--workers` above the connections it can still accept, a path that is not
 //!    a writable directory. [`Target::create`] makes this run's slots at `initial`, keyed by the
 //!    run id so runs never collide.
@@ -25,6 +25,8 @@
 //!    the user to inspect; [`Target::clean`] (`torture clean TARGET [--run ID]`) removes it.
 //!    Nothing else is ever left: no lock, session, temporary table or stray file.
 
+pub mod dir;
+
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -33,6 +35,46 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::strategy::{Applied, StrategyKind};
+
+/// What runs with the target a run names (Rust has no generic closures: this is one).
+pub trait WithTarget {
+    type Out;
+    /// The memory target: the region itself, not a `Target`.
+    fn memory(self) -> Self::Out;
+    fn with<T: Target + 'static>(self, target: T) -> Self::Out;
+}
+
+impl TargetSpec {
+    /// The registry: the one place a `--target` becomes its type. Opening checks the spec
+    /// only; it connects to nothing (that is `Target::preflight`'s and `Target::connect`'s).
+    pub fn open<U: WithTarget>(&self, user: U) -> Result<U::Out, Error> {
+        match self {
+            TargetSpec::Memory => Ok(user.memory()),
+            TargetSpec::Dir(path) => Ok(user.with(dir::Dir::new(path.clone()))),
+            TargetSpec::Postgres(_) | TargetSpec::Mysql(_) | TargetSpec::Redis(_) => {
+                Err(Error::Usage(format!(
+                    "--target {self}: {} is not built into this racepool yet",
+                    self.kind().name()
+                )))
+            }
+        }
+    }
+
+    /// The strategies the target implements, the bug first (memory: `StrategyKind::ALL`).
+    pub fn strategies(&self) -> Result<&'static [StrategyKind], Error> {
+        struct Strategies;
+        impl WithTarget for Strategies {
+            type Out = &'static [StrategyKind];
+            fn memory(self) -> Self::Out {
+                &StrategyKind::ALL
+            }
+            fn with<T: Target + 'static>(self, target: T) -> Self::Out {
+                target.strategies()
+            }
+        }
+        self.open(Strategies)
+    }
+}
 
 /// Which system a target is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -116,13 +158,16 @@ impl fmt::Display for TargetSpec {
 }
 
 /// What a run asks of a target: enough to create its slots and to judge whether it fits.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RunShape {
     /// Unique per run; every row, key and file of the run carries it.
     pub run: u64,
     pub slots: usize,
     pub workers: usize,
     pub initial: u32,
+    /// `--race-window`: spin iterations a `racy` session waits between its read and its
+    /// write, to widen the race on purpose (0: none).
+    pub race_window: u32,
 }
 
 /// Why one update failed. The worker loop treats each kind once, the same for every target.

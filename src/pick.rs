@@ -1,5 +1,9 @@
-//! Which slot each update goes to. Deterministic from (seed, worker), so the parent can replay
-//! any worker's first `n` choices and know exactly how many updates each slot was sent.
+//! Which slot each update goes to, and every other seeded choice. Deterministic from
+//! (seed, worker), so the parent can replay any worker's first `n` choices and know exactly how
+//! many updates each slot was sent, and which slot a worker that died was updating.
+//!
+//! Ranges are reduced without division: Lemire's multiply-shift maps a 64-bit draw `r` onto
+//! `0..n` as the high half of `r * n` (one multiply; the bias is below n / 2^64).
 
 /// How updates are spread over the slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -38,6 +42,12 @@ impl std::fmt::Display for Pick {
     }
 }
 
+/// `r` mapped onto `0..n` by multiply-shift (Lemire): no division.
+#[inline]
+pub fn reduce(r: u64, n: u64) -> u64 {
+    ((r as u128 * n as u128) >> 64) as u64
+}
+
 /// splitmix64: tiny, fast, good enough to spread load, and replayable from its state. Every
 /// seeded choice in racepool (slots, ballots, transfers, fault victims) draws from one.
 #[derive(Clone, Debug)]
@@ -57,9 +67,10 @@ impl SplitMix64 {
         z ^ (z >> 31)
     }
 
-    /// Uniform in 0..n (n > 0).
+    /// Uniform in 0..n.
+    #[inline]
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
+        reduce(self.next_u64(), n)
     }
 }
 
@@ -68,7 +79,9 @@ impl SplitMix64 {
 pub struct SlotPicker {
     rng: SplitMix64,
     slots: u64,
-    pick: Pick,
+    /// `Pick::Hot(p)`: a draw whose low 32 bits are below this goes to slot 0 (p% of 2^32);
+    /// 0 for uniform.
+    hot_below: u64,
 }
 
 impl SlotPicker {
@@ -77,23 +90,22 @@ impl SlotPicker {
         SlotPicker {
             rng: SplitMix64::new(state),
             slots: slots as u64,
-            pick,
+            hot_below: match pick {
+                Pick::Uniform => 0,
+                // Once per worker: the only division here.
+                Pick::Hot(p) => (p as u64) * (1 << 32) / 100,
+            },
         }
     }
 
+    /// The next slot. Callers with one slot do not call this (the slot is fixed).
     #[inline]
     pub fn next_slot(&mut self) -> usize {
-        if self.slots == 1 {
+        let r = self.rng.next_u64();
+        if (r & 0xFFFF_FFFF) < self.hot_below {
             return 0;
         }
-        let r = self.rng.next_u64();
-        if let Pick::Hot(p) = self.pick {
-            if r % 100 < p as u64 {
-                return 0;
-            }
-            return ((r >> 8) % self.slots) as usize;
-        }
-        (r % self.slots) as usize
+        reduce(r, self.slots) as usize
     }
 
     /// Adds the slots of this worker's first `n` updates to `counts`.
@@ -106,6 +118,18 @@ impl SlotPicker {
             counts[self.next_slot()] += 1;
         }
     }
+
+    /// The slot of this worker's update number `n` (from 0): the one a worker that
+    /// acknowledged `n` updates was making next.
+    pub fn nth(mut self, n: u64) -> usize {
+        if self.slots == 1 {
+            return 0;
+        }
+        for _ in 0..n {
+            self.next_slot();
+        }
+        self.next_slot()
+    }
 }
 
 #[cfg(test)]
@@ -116,12 +140,21 @@ mod tests {
     fn replay_matches_the_stream_the_worker_saw() {
         let mut live = SlotPicker::new(7, 3, 64, Pick::Hot(50));
         let mut seen = vec![0u64; 64];
+        let mut order = Vec::new();
         for _ in 0..1000 {
-            seen[live.next_slot()] += 1;
+            let s = live.next_slot();
+            seen[s] += 1;
+            order.push(s);
         }
         let mut replayed = vec![0u64; 64];
         SlotPicker::new(7, 3, 64, Pick::Hot(50)).replay(1000, &mut replayed);
         assert_eq!(seen, replayed);
+        for n in [0, 1, 17, 999] {
+            assert_eq!(
+                SlotPicker::new(7, 3, 64, Pick::Hot(50)).nth(n as u64),
+                order[n]
+            );
+        }
     }
 
     #[test]
@@ -129,6 +162,26 @@ mod tests {
         let mut counts = vec![0u64; 64];
         SlotPicker::new(1, 0, 64, Pick::Hot(90)).replay(100_000, &mut counts);
         assert!(counts[0] > 89_000 && counts[0] < 92_000, "{}", counts[0]);
+    }
+
+    #[test]
+    fn uniform_pick_reaches_every_slot_about_evenly() {
+        let mut counts = vec![0u64; 10];
+        SlotPicker::new(5, 2, 10, Pick::Uniform).replay(100_000, &mut counts);
+        assert!(
+            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn reduce_stays_below_its_bound() {
+        for n in [1u64, 2, 3, 64, 1000, u32::MAX as u64] {
+            for r in [0, 1, u64::MAX / 3, u64::MAX - 1, u64::MAX] {
+                assert!(reduce(r, n) < n, "{r} onto {n}");
+            }
+        }
+        assert_eq!(reduce(u64::MAX, 10), 9);
     }
 
     #[test]

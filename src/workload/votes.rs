@@ -8,19 +8,16 @@
 //! `votes_after` values run initial+1 … final with no gap and no repeat.
 
 use std::fmt::Write;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{Check, Env, Rng, ScenarioConfig, WorkerPlan};
-use crate::check::{self, Count};
-use crate::config::Config;
-use crate::futex::Scope;
-use crate::probe::Probe;
-use crate::region::Region;
-use crate::strategy::{
-    Applied, Atomic, Cas, FutexLock, Pthread, Racy, SpinLock, Strategy, StrategyKind,
-};
-use crate::worker::WorkerReport;
-use crate::workload::SlotPicker;
+use super::{Check, Judgement, Layout, Plan, Rng, Shape, WithHooks, Work};
+use crate::check;
+use crate::pick::{Pick, SlotPicker};
+use crate::probe::Hooks;
+use crate::region::{Region, SlotTable};
+use crate::strategy::{self, Applied, Strategy, WithStrategy};
+use crate::worker::{self, Control, Halt, Outcome, Step, WorkerReport};
 
 /// Why a ballot was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,21 +127,40 @@ fn ballot(
     Err(kind)
 }
 
-/// What a worker's first `n` ballots were: accepted per option, rejected per reason.
-fn replay(
-    config: &Config,
+/// Worker `w`'s ballot stream: what it will vote for, and how its bad ballots go wrong.
+struct Ballots {
+    picker: SlotPicker,
+    rng: Rng,
     rate: f64,
-    seed: u64,
-    w: usize,
-    n: u64,
-    accepted: &mut [u64],
-    rejected: &mut [u64; 3],
-) {
-    let mut picker = SlotPicker::new(seed, w, config.slots, config.pick);
-    let mut rng = super::rng(seed, w, BALLOT_SALT);
+    options: usize,
+}
+
+impl Ballots {
+    fn new(seed: u64, w: usize, options: usize, pick: Pick, rate: f64) -> Ballots {
+        Ballots {
+            picker: SlotPicker::new(seed, w, options, pick),
+            rng: super::rng(seed, w, BALLOT_SALT),
+            rate,
+            options,
+        }
+    }
+
+    fn next(&mut self, text: &mut String) -> Result<usize, Rejection> {
+        ballot(
+            &mut self.picker,
+            &mut self.rng,
+            self.rate,
+            self.options,
+            text,
+        )
+    }
+}
+
+/// What a worker's first `n` ballots were: accepted per option, rejected per reason.
+fn replay(mut ballots: Ballots, n: u64, accepted: &mut [u64], rejected: &mut [u64; 3]) {
     let mut text = String::new();
     for _ in 0..n {
-        match ballot(&mut picker, &mut rng, rate, config.slots, &mut text) {
+        match ballots.next(&mut text) {
             Ok(o) => accepted[o] += 1,
             Err(k) => rejected[k as usize] += 1,
         }
@@ -153,21 +169,14 @@ fn replay(
 
 /// Each option's first bit in the `votes_after` bitmap (the options' accepted votes, summed),
 /// with the total last. Replayed before the fork, so every worker knows the layout.
-pub fn bitmap_offsets(config: &Config, sc: &ScenarioConfig, seed: u64) -> Vec<u64> {
-    let mut accepted = vec![0u64; config.slots];
+pub fn bitmap_offsets(shape: &Shape, rate: f64) -> Vec<u64> {
+    let mut accepted = vec![0u64; shape.slots];
     let mut rejected = [0u64; 3];
-    for w in 0..config.workers {
-        replay(
-            config,
-            sc.invalid_rate,
-            seed,
-            w,
-            config.ops,
-            &mut accepted,
-            &mut rejected,
-        );
+    for w in 0..shape.workers {
+        let ballots = Ballots::new(shape.seed, w, shape.slots, shape.pick, rate);
+        replay(ballots, shape.ops, &mut accepted, &mut rejected);
     }
-    let mut offsets = Vec::with_capacity(config.slots + 1);
+    let mut offsets = Vec::with_capacity(shape.slots + 1);
     let mut at = 0;
     for a in accepted {
         offsets.push(at);
@@ -177,161 +186,168 @@ pub fn bitmap_offsets(config: &Config, sc: &ScenarioConfig, seed: u64) -> Vec<u6
     offsets
 }
 
-/// Runs one votes worker with the plan's strategy.
-pub fn run<S: Scope>(env: &Env<'_>) -> WorkerReport {
-    let plan = env.plan;
-    match plan.strategy {
-        StrategyKind::Racy => drive(
-            &Racy {
-                window: plan.race_window,
-            },
-            env,
-        ),
-        StrategyKind::Atomic => drive(&Atomic, env),
-        StrategyKind::Cas => drive(&Cas, env),
-        StrategyKind::FutexLock => drive(&FutexLock::<S>::new(), env),
-        StrategyKind::SpinLock => drive(&SpinLock, env),
-        StrategyKind::Pthread => drive(&Pthread, env),
-        other => unreachable!("validated: {} is not a memory strategy", other.name()),
+/// A votes worker, waiting for its hooks, then its strategy (the counter's one dispatch).
+pub struct Worker<'a> {
+    pub region: &'a Region,
+    pub plan: &'a Plan,
+    pub ctl: Control<'a>,
+}
+
+impl WithHooks for Worker<'_> {
+    type Out = WorkerReport;
+    fn with<H: Hooks>(self, hooks: H) -> WorkerReport {
+        let plan = self.plan;
+        strategy::dispatch(
+            plan.variant.mechanism(),
+            plan.mode,
+            plan.race_window,
+            Voting { on: self, hooks },
+        )
     }
 }
 
-/// The votes scenario with one strategy.
-struct Votes<'s, St> {
-    strategy: &'s St,
+struct Voting<'a, H> {
+    on: Worker<'a>,
+    hooks: H,
 }
 
-struct Voter {
-    picker: SlotPicker,
-    rng: Rng,
-    text: String,
-    /// Whether this worker's scripted hold is still to come (its first accepted vote).
-    hold_pending: bool,
-    tally: [u64; 7],
-}
-
-fn drive<St: Strategy>(strategy: &St, env: &Env<'_>) -> WorkerReport {
-    super::drive(&Votes { strategy }, env)
-}
-
-impl<St: Strategy> super::Scenario for Votes<'_, St> {
-    type Worker = Voter;
-
-    fn start(&self, env: &Env<'_>) -> Voter {
-        Voter {
-            picker: SlotPicker::new(env.plan.seed, env.w, env.region.slot_count(), env.plan.pick),
-            rng: super::rng(env.plan.seed, env.w, BALLOT_SALT),
+impl<H: Hooks> WithStrategy for Voting<'_, H> {
+    type Out = WorkerReport;
+    fn with<S: Strategy>(self, strategy: &S) -> WorkerReport {
+        let Worker { region, plan, ctl } = self.on;
+        let Work::Votes {
+            invalid_rate,
+            bitmap,
+        } = &plan.work
+        else {
+            unreachable!("a votes worker runs a votes plan")
+        };
+        let mut step = Vote {
+            strategy,
+            hooks: self.hooks,
+            slots: region.slots(),
+            ballots: Ballots::new(plan.seed, ctl.worker, plan.slots, plan.pick, *invalid_rate),
             text: String::with_capacity(64),
-            hold_pending: env.plan.hold_after_read,
             tally: [0; 7],
-        }
+            bitmap,
+            initial: plan.initial,
+            words: &region.scratch()[Layout {
+                workers: region.worker_count(),
+            }
+            .array_start()..],
+            tally_words: &region.scratch()[Layout {
+                workers: region.worker_count(),
+            }
+            .tally(ctl.worker)],
+        };
+        worker::run(&mut step, ctl, plan.ops, plan.latency)
     }
+}
 
+/// One ballot: parse it; an accepted vote goes through the strategy (which persists its event
+/// through the hooks: inside its lock, or right after its winning step).
+struct Vote<'a, S, H> {
+    strategy: &'a S,
+    hooks: H,
+    slots: SlotTable<'a>,
+    ballots: Ballots,
+    text: String,
+    tally: [u64; 7],
+    bitmap: &'a [u64],
+    initial: u32,
+    /// The `votes_after` bitmap words.
+    words: &'a [AtomicU64],
+    tally_words: &'a [AtomicU64],
+}
+
+impl<S: Strategy, H: Hooks> Step for Vote<'_, S, H> {
     #[inline]
-    fn step(&self, env: &Env<'_>, me: &mut Voter, _i: u64) -> Applied {
-        let options = env.region.slot_count();
-        let meant = ballot(
-            &mut me.picker,
-            &mut me.rng,
-            env.sp.invalid_rate,
-            options,
-            &mut me.text,
-        );
-        let parsed = parse_ballot(&me.text, options);
+    fn update(&mut self, _: u64) -> Result<Outcome, Halt> {
+        if self.hooks.store_failed() {
+            return Err(Halt::Store);
+        }
+        let meant = self.ballots.next(&mut self.text);
+        let parsed = parse_ballot(&self.text, self.slots.len());
         if parsed != meant {
-            me.tally[tally::MISPARSED] += 1;
+            self.tally[tally::MISPARSED] += 1;
         }
         let option = match parsed {
             Ok(o) => o,
             Err(why) => {
-                me.tally[tally::REJECTED + why as usize] += 1;
-                return Applied::default();
+                self.tally[tally::REJECTED + why as usize] += 1;
+                return Ok(Outcome::Applied(Applied::default()));
             }
         };
-        let header = env.region.header();
-        let probe = if std::mem::take(&mut me.hold_pending) {
-            Probe::hold_after_read(header, env.region.worker_count() as u32)
-        } else {
-            Probe::off(header)
-        };
-        // With a store, the strategy persists the vote's event (option, read, votes_after)
-        // through the probe: inside its lock, or right after its winning step.
-        let probe = match env.recorder {
-            Some(r) => probe.with_recorder(r),
-            None => probe,
-        };
-        let applied = self.strategy.apply(env.region.slot(option), &probe);
-        me.tally[tally::ACCEPTED] += 1;
+        let slot = self.slots.get(option);
+        self.hooks.begin(option, self.tally[tally::ACCEPTED] + 1);
+        let applied = self.strategy.apply(slot, &self.hooks);
+        self.tally[tally::ACCEPTED] += 1;
         // votes_after: the value this vote left behind.
         let votes_after = applied.written as u64;
-        let first = env.sp.bitmap[option];
-        let len = env.sp.bitmap[option + 1] - first;
-        match votes_after.checked_sub(env.sp.initial as u64 + 1) {
+        let first = self.bitmap[option];
+        let len = self.bitmap[option + 1] - first;
+        match votes_after.checked_sub(self.initial as u64 + 1) {
             Some(k) if k < len => {
                 let bit = first + k;
-                let word = &env.scratch[env.layout.array_start() + (bit / 64) as usize];
+                let word = &self.words[(bit / 64) as usize];
                 // Relaxed: the parent reads the bitmap only after every worker is done (reaped,
-                // or its report received), which orders it; fetch_or alone makes each bit's
-                // first setter unique.
+                // or its report read), which orders it; fetch_or alone makes each bit's first
+                // setter unique.
                 if word.fetch_or(1 << (bit % 64), Relaxed) & (1 << (bit % 64)) != 0 {
-                    me.tally[tally::REPEATS] += 1;
+                    self.tally[tally::REPEATS] += 1;
                 }
             }
-            _ => me.tally[tally::OUT_OF_SEQUENCE] += 1,
+            _ => self.tally[tally::OUT_OF_SEQUENCE] += 1,
         }
-        applied
+        Ok(Outcome::Applied(applied))
     }
 
-    fn finish(&self, env: &Env<'_>, me: Voter) {
-        env.publish_tally(&me.tally);
+    fn finish(&mut self) {
+        for (word, v) in self.tally_words.iter().zip(self.tally) {
+            // Relaxed: published by the worker's Release store of DONE (see `super::tally`).
+            word.store(v, Relaxed);
+        }
     }
 }
 
 /// The incident's check: totals exact (rejected ballots excluded), each rejection counted
 /// under its reason, and per option `votes_after` running initial+1 … final.
-pub fn check(
-    config: &Config,
-    sc: &ScenarioConfig,
-    sp: &WorkerPlan,
-    seed: u64,
-    region: &Region,
-    reports: &[WorkerReport],
-) -> (Count, Check) {
+pub fn check(plan: &Plan, region: &Region, reports: &[WorkerReport]) -> Judgement {
+    let Work::Votes {
+        invalid_rate,
+        bitmap,
+    } = &plan.work
+    else {
+        unreachable!("checked as votes: a votes plan")
+    };
     let options = region.slot_count();
     let mut accepted = vec![0u64; options];
     let mut rejected = [0u64; 3];
     let mut counted = [0u64; 7];
     for r in reports {
-        replay(
-            config,
-            sc.invalid_rate,
-            seed,
-            r.worker,
-            r.completed,
-            &mut accepted,
-            &mut rejected,
-        );
+        let ballots = Ballots::new(plan.seed, r.worker, options, plan.pick, *invalid_rate);
+        replay(ballots, r.completed, &mut accepted, &mut rejected);
         for (k, c) in counted.iter_mut().enumerate() {
             *c += super::tally(region, r.worker, k);
         }
     }
     let values = region.values();
-    let (count, wrong) = check::count(sp.initial, &accepted, &values);
+    let (count, wrong) = check::count(plan.initial, &accepted, &values);
     let mut c = Check {
         scenario: "votes",
-        variant: sp.variant.name(),
+        variant: plan.variant.name(),
         invariant: super::ScenarioKind::Votes.invariant(),
         ..Check::default()
     };
     // Gaps: votes_after values in initial+1 … initial+accepted nobody wrote.
-    let bitmap = &region.scratch()[super::Layout {
+    let words = &region.scratch()[Layout {
         workers: region.worker_count(),
     }
     .array_start()..];
-    let bit = |b: u64| bitmap[(b / 64) as usize].load(Relaxed) & (1 << (b % 64)) != 0;
+    let bit = |b: u64| words[(b / 64) as usize].load(Relaxed) & (1 << (b % 64)) != 0;
     let mut gaps = 0u64;
     for (o, &value) in values.iter().enumerate() {
-        let (first, end) = (sp.bitmap[o], sp.bitmap[o + 1]);
+        let (first, end) = (bitmap[o], bitmap[o + 1]);
         let missing = (first..end).filter(|&b| !bit(b)).count() as u64;
         gaps += missing;
         if missing > 0 {
@@ -381,7 +397,11 @@ pub fn check(
     c.counters.insert("votes_after repeats".into(), repeats);
     c.counters.insert("votes_after gaps".into(), gaps);
     c.violations = count.lost + count.unexpected + repeats + gaps + mismatched + misparsed;
-    (count, c)
+    Judgement {
+        count,
+        wrong_slots: Vec::new(),
+        check: Some(c),
+    }
 }
 
 #[cfg(test)]
@@ -408,8 +428,8 @@ mod tests {
 
     #[test]
     fn generated_ballots_parse_to_what_they_meant() {
-        let mut picker = SlotPicker::new(3, 0, 5, crate::workload::Pick::Uniform);
-        let mut rng = crate::scenario::rng(3, 0, BALLOT_SALT);
+        let mut picker = SlotPicker::new(3, 0, 5, Pick::Uniform);
+        let mut rng = crate::workload::rng(3, 0, BALLOT_SALT);
         let mut text = String::new();
         let mut kinds = [0; 3];
         for _ in 0..10_000 {

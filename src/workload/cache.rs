@@ -22,9 +22,8 @@ use std::marker::PhantomData;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{fence, AtomicU64};
 
-use super::{global, widen, Check, Env, Fix, ScenarioKind, Variant, WorkerPlan};
+use super::{global, widen, Check, Env, Fix, Judgement, Plan, ScenarioKind, Variant};
 use crate::check::Count;
-use crate::config::Config;
 use crate::futex::Scope;
 use crate::history::Seen;
 use crate::region::Region;
@@ -82,7 +81,7 @@ pub struct Cache<S> {
 
 impl<S> Cache<S> {
     pub fn new(env: &Env<'_>) -> Self {
-        let Variant::Fix(fix) = env.sp.variant else {
+        let Variant::Fix(fix) = env.plan.variant else {
             unreachable!("cache runs --fix variants (validated)")
         };
         Cache {
@@ -295,7 +294,10 @@ impl<S: Scope> super::Scenario for Cache<S> {
 
     fn start(&self, env: &Env<'_>) -> Worker {
         Worker {
-            writer: env.w < env.sp.writers,
+            writer: match env.plan.work {
+                super::Work::Cache { writers } => env.w < writers,
+                _ => unreachable!("a cache worker runs a cache plan"),
+            },
             first: true,
             tally: [0; 4],
         }
@@ -316,12 +318,7 @@ impl<S: Scope> super::Scenario for Cache<S> {
 }
 
 /// Torn reads must be 0 for a fix (and the final state must be one version throughout).
-pub fn check(
-    _config: &Config,
-    sp: &WorkerPlan,
-    region: &Region,
-    reports: &[WorkerReport],
-) -> (Count, Check) {
+pub fn check(plan: &Plan, region: &Region, reports: &[WorkerReport]) -> Judgement {
     let sum = |k: usize| super::tally_sum(region, reports, k);
     let (reads, torn, new_beside_stale, writes) = (
         sum(tally::READS),
@@ -331,12 +328,12 @@ pub fn check(
     );
     let mut c = Check {
         scenario: "cache",
-        variant: sp.variant.name(),
+        variant: plan.variant.name(),
         invariant: ScenarioKind::Cache.invariant(),
         ..Check::default()
     };
     // The final state: one version throughout.
-    let (value, related): (u32, Vec<u32>) = if sp.variant == Variant::Fix(Fix::PackedWord) {
+    let (value, related): (u32, Vec<u32>) = if plan.variant == Variant::Fix(Fix::PackedWord) {
         let (v, r) = unpack(region.scratch()[global::PACKED].load(Relaxed));
         (v, vec![r])
     } else {
@@ -367,5 +364,9 @@ pub fn check(
         unexpected: 0,
         wrong_slots: final_torn as usize,
     };
-    (count, c)
+    Judgement {
+        count,
+        wrong_slots: Vec::new(),
+        check: Some(c),
+    }
 }

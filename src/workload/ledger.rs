@@ -25,9 +25,8 @@ use std::marker::PhantomData;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{widen, Check, Env, Fix, Layout, Rng, ScenarioKind, Variant, WorkerPlan};
+use super::{widen, Check, Env, Fix, Judgement, Layout, Plan, Rng, ScenarioKind, Variant};
 use crate::check::Count;
-use crate::config::Config;
 use crate::futex::Scope;
 use crate::history::Transfer;
 use crate::region::Region;
@@ -57,7 +56,7 @@ pub struct Ledger<S> {
 
 impl<S> Ledger<S> {
     pub fn new(env: &Env<'_>) -> Self {
-        let Variant::Fix(fix) = env.sp.variant else {
+        let Variant::Fix(fix) = env.plan.variant else {
             unreachable!("ledger runs --fix variants (validated)")
         };
         Ledger {
@@ -277,10 +276,13 @@ impl<S: Scope> super::Scenario for Ledger<S> {
     fn start(&self, env: &Env<'_>) -> Teller {
         let workers = env.region.worker_count();
         Teller {
-            auditor: env.w >= workers - env.sp.auditors,
+            auditor: match env.plan.work {
+                super::Work::Ledger { auditors } => env.w >= workers - auditors,
+                _ => unreachable!("a ledger worker runs a ledger plan"),
+            },
             rng: super::rng(env.plan.seed, env.w, 0x1ED6E2),
             first: true,
-            expected_total: env.sp.initial as i32 as i64 * self.accounts as i64,
+            expected_total: env.plan.initial as i32 as i64 * self.accounts as i64,
             tally: [0; 4],
         }
     }
@@ -311,22 +313,17 @@ pub fn transfers(region: &Region, w: usize) -> u64 {
 }
 
 /// The total never changes (at the end and in every audit) and no balance goes negative.
-pub fn check(
-    config: &Config,
-    sp: &WorkerPlan,
-    region: &Region,
-    reports: &[WorkerReport],
-) -> (Count, Check) {
+pub fn check(plan: &Plan, region: &Region, reports: &[WorkerReport]) -> Judgement {
     let sum = |k: usize| super::tally_sum(region, reports, k);
     let balances: Vec<i64> = region.values().iter().map(|&v| v as i32 as i64).collect();
-    let expected = config.initial as i32 as i64 * balances.len() as i64;
+    let expected = plan.initial as i32 as i64 * balances.len() as i64;
     let total: i64 = balances.iter().sum();
     let negative = balances.iter().filter(|&&b| b < 0).count() as u64;
     let mismatches = sum(tally::AUDIT_MISMATCHES);
     let drift = total.abs_diff(expected);
     let mut c = Check {
         scenario: "ledger",
-        variant: sp.variant.name(),
+        variant: plan.variant.name(),
         invariant: ScenarioKind::Ledger.invariant(),
         violations: drift + negative + mismatches,
         ..Check::default()
@@ -363,7 +360,11 @@ pub fn check(
         unexpected: 0,
         wrong_slots: 0,
     };
-    (count, c)
+    Judgement {
+        count,
+        wrong_slots: Vec::new(),
+        check: Some(c),
+    }
 }
 
 /// For the watchdog: the cycle of workers each waiting for a lock another holds, named.

@@ -12,9 +12,8 @@
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
-use super::{global, widen, Check, Env, Fix, ScenarioKind, Variant, WorkerPlan};
-use crate::check::{self, Count};
-use crate::config::Config;
+use super::{global, widen, Check, Env, Fix, Judgement, Plan, ScenarioKind, Variant};
+use crate::check;
 use crate::futex::Scope;
 use crate::region::Region;
 use crate::strategy::{Applied, LockWord};
@@ -38,7 +37,7 @@ pub struct Record<S> {
 
 impl<S> Record<S> {
     pub fn new(env: &Env<'_>) -> Self {
-        let Variant::Fix(fix) = env.sp.variant else {
+        let Variant::Fix(fix) = env.plan.variant else {
             unreachable!("record runs --fix variants (validated)")
         };
         Record {
@@ -206,21 +205,16 @@ impl<S: Scope> super::Scenario for Record<S> {
 
 /// Every field's final value must equal its initial value plus the updates made to it; a lost
 /// field update is named with the worker whose stale copy overwrote it.
-pub fn check(
-    config: &Config,
-    sp: &WorkerPlan,
-    region: &Region,
-    reports: &[WorkerReport],
-) -> (Count, Check) {
+pub fn check(plan: &Plan, region: &Region, reports: &[WorkerReport]) -> Judgement {
     let fields = region.slot_count();
     let mut applied = vec![0u64; fields];
     for r in reports {
         applied[r.worker % fields] += r.completed;
     }
-    let (count, wrong) = check::count(config.initial, &applied, &region.values());
+    let (count, wrong) = check::count(plan.initial, &applied, &region.values());
     let mut c = Check {
         scenario: "record",
-        variant: sp.variant.name(),
+        variant: plan.variant.name(),
         invariant: ScenarioKind::Record.invariant(),
         violations: count.lost + count.unexpected,
         ..Check::default()
@@ -259,5 +253,9 @@ pub fn check(
         witnessed,
     );
     c.counters.insert("fields".into(), fields as u64);
-    (count, c)
+    Judgement {
+        count,
+        wrong_slots: Vec::new(),
+        check: Some(c),
+    }
 }
