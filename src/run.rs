@@ -3,7 +3,7 @@
 use crate::check::{Count, SlotCount};
 use crate::config::{Config, Mode};
 use crate::error::Error;
-use crate::history::{frame, Killed, RunEnd, RunInfo};
+use crate::history::{Killed, RunEnd, RunInfo};
 use crate::latency;
 use crate::pool::{self, PoolOutcome};
 use crate::progress::Watcher;
@@ -25,6 +25,10 @@ pub fn run(config: &Config) -> Result<Summary, Error> {
         Some(scenario) => crate::scenario::run(config, scenario)?,
         None => run_strategies(config)?,
     };
+    if let Some(store) = &config.store {
+        let runs = summary.strategies.iter().map(|s| s.runs.len() as u64).sum();
+        store.close(runs)?;
+    }
     if let (Some(store), Some(path)) = (&config.store, &config.history) {
         export_history(store.spec.path(), path)?;
     }
@@ -122,11 +126,13 @@ pub(crate) fn persist_end_and_verify(
     let loaded = verify::load(store.config.spec.path())?;
     // Damage inside this run is the checker's to judge (a killed worker's torn last record);
     // anything else means the store is not what the run wrote.
-    let outside = loaded.damaged.first().map(|d| frame::Corrupt {
-        offset: d.offset,
-        reason: d.reason.clone(),
+    let outside = loaded.damaged.first().map(ToString::to_string).or_else(|| {
+        loaded
+            .orphans
+            .first()
+            .map(|o| format!("{} records of no run", o.records()))
     });
-    if let Some(c) = loaded.corrupt.as_ref().or(outside.as_ref()) {
+    if let Some(c) = outside {
         return Err(Error::Store(format!(
             "{}: {c}",
             store.config.spec.path().display()
