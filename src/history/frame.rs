@@ -278,10 +278,7 @@ pub fn scan_resync<'a>(bytes: &'a [u8], mut each: impl FnMut(Result<Frame<'a>, D
             }
             Next::End(tail) => return tail,
             Next::Bad(defect, writer) => {
-                let resume = (pos + 1..bytes.len().saturating_sub(HEADER - 1))
-                    .filter(|&at| is_magic(&bytes[at..at + 4]))
-                    .find(|&at| matches!(next(bytes, at), Next::Frame(..)))
-                    .unwrap_or(bytes.len());
+                let resume = next_intact(bytes, pos + 1).unwrap_or(bytes.len());
                 each(Err(Damage {
                     at: Place::Bytes {
                         offset: pos as u64,
@@ -294,6 +291,13 @@ pub fn scan_resync<'a>(bytes: &'a [u8], mut each: impl FnMut(Result<Frame<'a>, D
             }
         }
     }
+}
+
+/// The offset of the first intact record (magic, both checksums) at or after `from`.
+pub fn next_intact(bytes: &[u8], from: usize) -> Option<usize> {
+    (from..bytes.len().saturating_sub(HEADER - 1))
+        .filter(|&at| is_magic(&bytes[at..at + 4]))
+        .find(|&at| matches!(next(bytes, at), Next::Frame(..)))
 }
 
 /// Whether `word` is the magic of a version this racepool reads.

@@ -34,7 +34,10 @@ fn load_in_chunks(path: &Path, chunk: usize) -> Result<Loaded, LoadError> {
     let mut file = std::fs::File::open(path).map_err(fail)?;
     let size = file.metadata().map_err(fail)?.len();
     let mut head = Vec::with_capacity(4);
-    (&mut file).take(4).read_to_end(&mut head).map_err(fail)?;
+    (&mut file)
+        .take(SNIFF)
+        .read_to_end(&mut head)
+        .map_err(fail)?;
     file.seek(std::io::SeekFrom::Start(0)).map_err(fail)?;
     let mut parser = first_bytes(path, &head, size)?;
     let mut buf = vec![0u8; chunk.min(size as usize + 1).max(frame::HEADER)];
@@ -80,28 +83,39 @@ fn load_in_chunks(path: &Path, chunk: usize) -> Result<Loaded, LoadError> {
     }
 }
 
-/// Refuses a file that is not a log, from its first bytes; else a parser for it.
-fn first_bytes(path: &Path, head: &[u8], size: u64) -> Result<Parser, LoadError> {
+/// How much of a file's start is searched for an intact record when its first bytes are not a
+/// record's: a damaged first record is followed by an intact one well within this.
+const SNIFF: u64 = 1 << 20;
+
+/// Refuses a file that is not a log, from its first `SNIFF` bytes: a log starts with a
+/// record's magic, or (its first record damaged) holds an intact record. Else a parser for it.
+fn first_bytes(path: &Path, start: &[u8], size: u64) -> Result<Parser, LoadError> {
     let path = path.display().to_string();
-    if !frame::starts_a_log(head) {
+    let head = &start[..start.len().min(4)];
+    // The version the file says: its first record's, or its first intact record's.
+    let said = match frame::next_intact(start, 0) {
+        Some(at) => &start[at..at + 4],
+        None => head,
+    };
+    if !frame::starts_a_log(said) {
         let why = if size == 0 {
             "the file is empty".into()
         } else {
             format!(
-                "it starts with \"{}\", not a record's magic \"{}\"",
+                "it starts with \"{}\", not a record's magic \"{}\", and holds no record",
                 head.escape_ascii(),
                 frame::MAGIC.to_le_bytes().escape_ascii()
             )
         };
         return Err(LoadError::NotARecord { path, why });
     }
-    if head == frame::MAGIC_V1.to_le_bytes() {
+    if said == frame::MAGIC_V1.to_le_bytes() {
         return Err(LoadError::Version {
             path,
             why: Defect::Version1.to_string(),
         });
     }
-    Ok(Parser::new(size))
+    Ok(Parser::new(said, size))
 }
 
 fn shift(tail: Tail, base: u64) -> Tail {
@@ -116,7 +130,7 @@ fn shift(tail: Tail, base: u64) -> Tail {
 
 /// Parses the bytes of an event log (whatever they hold: the caller knows it is a log).
 pub fn parse(bytes: &[u8]) -> Loaded {
-    let mut parser = Parser::new(bytes.len() as u64);
+    let mut parser = Parser::new(&bytes[..bytes.len().min(4)], bytes.len() as u64);
     let tail = frame::scan_resync(bytes, |r| parser.record(r, 0));
     parser.finish(tail)
 }
@@ -149,14 +163,17 @@ struct Parser {
 }
 
 impl Parser {
-    fn new(size: u64) -> Parser {
+    /// A parser for a file of `size` bytes that starts with `head` (up to 4 bytes).
+    fn new(head: &[u8], size: u64) -> Parser {
+        // A file whose first record is torn still says its version, if it started to.
+        let v3 = frame::MAGIC.to_le_bytes();
         Parser {
             runs: Vec::new(),
             orphans: Vec::new(),
             damaged: Vec::new(),
             open: Open::Nothing,
             closure: None,
-            closes: false,
+            closes: !head.is_empty() && head == &v3[..head.len()],
             read_to: 0,
             records: 0,
             size,

@@ -31,7 +31,9 @@ pub fn standing(r: &RunCheck) -> &'static str {
 pub fn overall(v: &Verification) -> &'static str {
     if v.verified {
         "verified"
-    } else if v.incomplete() && v.runs.iter().all(|r| r.problems.is_empty()) && v.corrupt.is_none()
+    } else if v.incomplete()
+        && v.runs.iter().all(|r| r.status != Status::Failed)
+        && v.corrupt.is_none()
     {
         "INCOMPLETE, not verified"
     } else {

@@ -44,6 +44,10 @@ use crate::history::{Event, Loaded, Reads, Record, RunEnd, RunHistory, RunInfo, 
 /// How long a connection waits for SQLite's write lock: a thousand workers queue for it.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// `PRAGMA user_version` of a database this racepool creates: from 3 on, it has the `closing`
+/// table, so a database of version 3 without it was tampered with, not merely old.
+const SCHEMA_VERSION: i64 = 3;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
     run INTEGER PRIMARY KEY,
@@ -151,6 +155,8 @@ pub fn create(path: &Path) -> Result<(), String> {
     }
     let conn = Connection::open(path).map_err(|e| e.to_string())?;
     conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| e.to_string())?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(|e| e.to_string())?;
     conn.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
     Ok(())
@@ -480,10 +486,16 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
             why: "an SQLite database without racepool's tables".into(),
         });
     }
-    let closure = if has("closing")? {
-        let runs: Option<i64> = conn
-            .query_row("SELECT max(runs) FROM closing", [], |r| r.get(0))
-            .map_err(err)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    let closure = if has("closing")? || version >= SCHEMA_VERSION {
+        let runs: Option<i64> = match has("closing")? {
+            true => conn
+                .query_row("SELECT max(runs) FROM closing", [], |r| r.get(0))
+                .map_err(err)?,
+            false => None,
+        };
         match runs {
             Some(runs) => Closure::Closed {
                 runs: runs as u64,

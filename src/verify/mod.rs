@@ -90,7 +90,9 @@ pub fn verify(loaded: &Loaded) -> Verification {
             runs.iter()
                 .flat_map(|r| &r.problems)
                 .filter_map(|p| match p {
-                    Problem::Damaged { damage, .. } => Some((damage.at.offset(), p.to_string())),
+                    Problem::Damaged { damage, .. } if p.proves_failure() => {
+                        Some((damage.at.offset(), p.to_string()))
+                    }
                     _ => None,
                 }),
         )

@@ -384,6 +384,19 @@ impl Problem {
         }
     }
 
+    /// Whether it proves the run wrong. A damaged record in a run whose end is missing may be
+    /// a killed worker's torn last record, which only the end could tell: it leaves the run
+    /// incomplete, not failed.
+    pub fn proves_failure(&self) -> bool {
+        !matches!(
+            self,
+            Problem::Damaged {
+                why: Rejection::NoEnd,
+                ..
+            }
+        )
+    }
+
     /// Where it lies in the store, when one record says it.
     pub fn place(&self) -> Option<&Place> {
         match self {
@@ -401,6 +414,10 @@ impl std::fmt::Display for Problem {
         if let Damaged { damage, why } = self {
             return match why {
                 Rejection::Row => write!(f, "{damage}; {why}, so this is corruption"),
+                Rejection::NoEnd => write!(
+                    f,
+                    "{damage}; it may be a killed worker's torn last record, but {why}"
+                ),
                 _ => write!(
                     f,
                     "{damage}; a torn record is accepted only as a killed worker's last, and {why}"

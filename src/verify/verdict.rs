@@ -117,7 +117,7 @@ impl RunCheck {
 
     /// Settles the status once every invariant has had its say.
     pub(super) fn settle(mut self) -> RunCheck {
-        self.status = if !self.problems.is_empty() {
+        self.status = if self.problems.iter().any(Problem::proves_failure) {
             Status::Failed
         } else if !self.missing.is_empty() {
             Status::Incomplete
