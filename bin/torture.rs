@@ -34,7 +34,9 @@ enum Command {
     /// Run the torture test (the default when no subcommand is given).
     Run(RunArgs),
     /// Prove from a stored record alone (an event log or an SQLite database) that no update
-    /// was lost or duplicated. Exit 0: verified; 1: not verified or corrupt; 2: unreadable.
+    /// was lost or duplicated. Exit 0: every run verified; 1: a run not verified, or the
+    /// record incomplete (a run without its end, a cut file, no closing record); 2: unreadable,
+    /// or not a racepool record.
     Verify {
         /// The event log or SQLite database a run wrote with --store.
         path: PathBuf,
@@ -187,24 +189,21 @@ fn verify(
             serde_json::to_string_pretty(&verdict).expect("the verdict serialises")
         );
     } else {
-        print!("{}", racepool::verify::render(&verdict));
-        let events: u64 = verdict.runs.iter().map(|r| r.persisted).sum();
-        println!(
-            "{} records, {events} events checked in {:.3}s ({:.0} events/s)",
-            verdict.records,
-            secs,
-            events as f64 / secs.max(1e-9)
-        );
+        print!("{}", report::verify::render(&verdict));
+        println!("{}", report::verify::checked(&verdict, secs));
     }
     if let Some(c) = &verdict.corrupt {
         eprintln!("torture verify: {}: {c}", path.display());
     }
+    // 0: every run verified and the store whole; 1: a run failed or is incomplete.
     if verdict.verified {
         Ok(ExitCode::SUCCESS)
     } else {
-        if verdict.corrupt.is_none() {
-            eprintln!("torture verify: {}: NOT verified", path.display());
-        }
+        eprintln!(
+            "torture verify: {}: {}",
+            path.display(),
+            report::verify::overall(&verdict)
+        );
         Ok(ExitCode::from(1))
     }
 }

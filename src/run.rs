@@ -17,7 +17,7 @@ use hdrhistogram::Histogram;
 use crate::error::Error;
 use crate::fault::recover::Recoverer;
 use crate::fault::{FaultReport, Faults, KillPlan};
-use crate::history::{frame, Killed, RunEnd, RunInfo};
+use crate::history::{Killed, RunEnd, RunInfo};
 use crate::latency;
 use crate::options::{Mode, Options};
 use crate::pool::{self, child_exit, Exit, PoolOutcome};
@@ -55,6 +55,10 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
         }
     }
     let summary = Summary::new(opts, rows);
+    if let Some(store) = &opts.store {
+        let runs = summary.strategies.iter().map(|s| s.runs.len() as u64).sum();
+        store.close(runs)?;
+    }
     if let (Some(store), Some(path)) = (&opts.store, &opts.history) {
         export_history(store.spec.path(), path)?;
     }
@@ -496,11 +500,13 @@ fn persist_end_and_verify(
     let loaded = verify::load(store.config.spec.path())?;
     // Damage inside this run is the checker's to judge (a killed worker's torn last record);
     // anything else means the store is not what the run wrote.
-    let outside = loaded.damaged.first().map(|d| frame::Corrupt {
-        offset: d.offset,
-        reason: d.reason.clone(),
+    let outside = loaded.damaged.first().map(ToString::to_string).or_else(|| {
+        loaded
+            .orphans
+            .first()
+            .map(|o| format!("{} records of no run", o.records()))
     });
-    if let Some(c) = loaded.corrupt.as_ref().or(outside.as_ref()) {
+    if let Some(c) = outside {
         return Err(Error::Store(format!(
             "{}: {c}",
             store.config.spec.path().display()

@@ -13,7 +13,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::verify::Loaded;
+use super::Loaded;
 
 #[derive(Serialize)]
 struct Op<'a> {

@@ -7,6 +7,7 @@ pub mod matrix;
 mod summary;
 pub mod svg;
 mod text;
+pub mod verify;
 
 pub use summary::{Fairness, Machine, Percentiles, RunSummary, StrategySummary, Summary, Verdict};
 pub use text::render_text;

@@ -194,7 +194,7 @@ fn store_lines(out: &mut String, summary: &Summary) {
             } else {
                 format!(
                     "NOT verified: {}",
-                    h.problems.first().map_or("", |p| p.as_str())
+                    h.problems.first().map_or(String::new(), |p| p.to_string())
                 )
             },
         ]);

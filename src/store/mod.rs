@@ -118,6 +118,22 @@ impl StoreConfig {
         }
     }
 
+    /// Closes the store after the invocation's last run: a store without this record was not
+    /// finished (a crash, a cut), and a run cut off whole shows only there.
+    pub fn close(&self, runs: u64) -> Result<(), Error> {
+        let fail = |e: String| Error::Store(format!("closing {}: {e}", self.spec.path().display()));
+        match &self.spec {
+            StoreSpec::Log(p) => {
+                let mut w =
+                    log::LogWriter::open(p, self.fsync, 1).map_err(|e| fail(e.to_string()))?;
+                w.append(&Record::Close(crate::history::Close { runs }))
+                    .and_then(|_| w.finish())
+                    .map_err(|e| fail(e.to_string()))
+            }
+            StoreSpec::Sqlite(p) => sqlite::close(p, runs).map_err(fail),
+        }
+    }
+
     fn persist_name(&self) -> &'static str {
         match self.spec {
             StoreSpec::Log(_) => "events",
