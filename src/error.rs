@@ -2,32 +2,42 @@
 
 use std::fmt;
 
-/// Why `torture` stops early. `exit_code` is the one place errors become exit codes.
+/// Why `torture` stops early. `exit_code` is the one place errors become exit codes
+/// (docs/exit-codes.md lists them all).
 #[derive(Debug)]
 pub enum Error {
-    /// Bad input: a flag out of range, a size the machine cannot hold. Exit 2.
+    /// Bad input: a flag out of range, a size the machine cannot hold, a file that cannot be
+    /// read. Exit 2.
     Usage(String),
-    /// The system refused something we needed (fork, mmap, futex). Exit 2.
+    /// The system refused something we needed (fork, mmap, futex): the run could not finish.
+    /// Exit 4.
     System(String),
-    /// A worker died or misbehaved, so the run's counts cannot be trusted. Exit 2.
+    /// A worker misbehaved, or the run stalled: the run could not finish. Exit 4.
     Worker(String),
     /// The store could not be written (disk full, file size limit): the run proves nothing.
-    /// Exit 2.
+    /// Exit 4.
     Store(String),
     /// A timed run did not end within `CAP_FACTOR` times its time limit; its workers were
-    /// killed. The bench marks such a point "collapsed". Exit 2.
+    /// killed. The bench marks such a point "collapsed". Exit 4.
     TimeLimit(String),
     /// SIGINT arrived before anything could be reported. Exit 130 (128 + SIGINT).
     Interrupted(String),
     /// A `--target` did not answer, or refused what the run needs. Exit 2.
     Target(String),
+    /// The results could not be written: stdout (or a history file) is full or closed. Exit 4.
+    Output(String),
 }
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
+            Error::Usage(_) | Error::Target(_) => 2,
+            Error::System(_)
+            | Error::Worker(_)
+            | Error::Store(_)
+            | Error::TimeLimit(_)
+            | Error::Output(_) => 4,
             Error::Interrupted(_) => 130,
-            _ => 2,
         }
     }
 }
@@ -41,7 +51,8 @@ impl fmt::Display for Error {
             | Error::Store(m)
             | Error::TimeLimit(m)
             | Error::Interrupted(m)
-            | Error::Target(m) => f.write_str(m),
+            | Error::Target(m)
+            | Error::Output(m) => f.write_str(m),
         }
     }
 }

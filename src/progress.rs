@@ -252,8 +252,9 @@ impl Watcher {
                 match live {
                     Some(live) => live.kill_all(),
                     None => {
+                        // Threads cannot be killed: leave with the stall's own exit code.
                         eprintln!("torture: {why}");
-                        std::process::exit(2);
+                        std::process::exit(Error::Worker(String::new()).exit_code());
                     }
                 }
                 out.stalled = Some(Error::Worker(why));

@@ -25,9 +25,7 @@ pub fn run(config: &Config) -> Result<Summary, Error> {
         Some(scenario) => crate::scenario::run(config, scenario)?,
         None => run_strategies(config)?,
     };
-    if let (Some(store), Some(path)) = (&config.store, &config.history) {
-        export_history(store.spec.path(), path)?;
-    }
+    // `config.history` is exported by the caller (history::export), from the store.
     Ok(summary)
 }
 
@@ -146,7 +144,6 @@ pub(crate) fn persist_end_and_verify(
     Ok(verify::check_run(run))
 }
 
-/// Writes the whole store's history as JSON Lines.
 /// Writes one run's header to the store, if the invocation has one. `name` is what
 /// `torture verify` will call the run (the strategy, or the scenario and its variant).
 pub(crate) fn begin_store(
@@ -205,14 +202,6 @@ pub(crate) fn run_pool(
         return Err(Error::Store(failure));
     }
     outcome
-}
-
-pub fn export_history(store: &std::path::Path, out: &std::path::Path) -> Result<u64, Error> {
-    let loaded = verify::load(store)?;
-    let file = std::fs::File::create(out)
-        .map_err(|e| Error::Usage(format!("creating {}: {e}", out.display())))?;
-    crate::history::jsonl::write(&loaded, file)
-        .map_err(|e| Error::System(format!("writing {}: {e}", out.display())))
 }
 
 fn summarise(

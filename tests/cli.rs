@@ -85,7 +85,8 @@ fn a_fork_failing_part_way_stops_every_started_worker() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // Fork refused: the run could not finish, exit 4 (docs/exit-codes.md).
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(
         stderr.contains("fork failed after 150 of 200 workers"),

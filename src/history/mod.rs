@@ -4,10 +4,11 @@
 //!   the FNV-1a hash chain over each slot's states.
 //! - [`frame`]: how a record is laid out on disk (magic, length, sequence, header checksum,
 //!   payload, CRC32C over all of it) and the reader that tells a torn tail from corruption.
-//! - [`jsonl`]: the history as Jepsen-style JSON Lines for external checkers.
+//! - [`export`]: each counter run's history per slot in Jepsen's EDN or elle-cli's JSON form,
+//!   for external checkers.
 
 pub mod event;
+pub mod export;
 pub mod frame;
-pub mod jsonl;
 
 pub use event::{Event, Killed, Reads, Record, RunEnd, RunInfo, Seen, Transfer};
