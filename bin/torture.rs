@@ -1,12 +1,14 @@
-//! `torture`: parse the command line, run, print, exit. Errors become exit codes in one place.
+//! `torture`: parse the command line, run, print, exit. Errors become exit codes in one place
+//! (`Error::exit_code`; docs/exit-codes.md), and everything printed goes through `out`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use racepool::error::{exit, Error};
+use racepool::history::export::{self, Format};
 use racepool::options::{Mode, Options, RunArgs};
 use racepool::region::Layout;
 use racepool::report::{self, Verdict};
@@ -43,13 +45,18 @@ enum Command {
         /// Print the verdict as JSON.
         #[arg(long)]
         json: bool,
-        /// Also write the history as Jepsen-style JSON Lines to this file.
-        #[arg(long, value_name = "FILE.jsonl")]
+        /// Also write each run's history, one Jepsen counter history per run and slot, into
+        /// this directory (created if missing).
+        #[arg(long, value_name = "DIR")]
         history: Option<PathBuf>,
+        /// edn: Jepsen's form, one op map a line; json: elle-cli's, one array.
+        #[arg(long, value_enum, default_value = "edn")]
+        history_format: Format,
     },
     /// Measure the strategy × workers × slots × mode × layout matrix and write reports to --out.
     Bench(BenchArgs),
     /// Check the properties racepool relies on: shared memory and cross-process wakes.
+    /// Prints a JSON report; exit 0 when the property holds, 1 when it does not.
     Selftest {
         #[command(subcommand)]
         check: SelftestCheck,
@@ -63,15 +70,21 @@ enum SelftestCheck {
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
         rounds: u32,
     },
-    /// A futex wake from the parent reaches a child sleeping on the region (or not).
+    /// A futex wake from the parent reaches a child sleeping on the region with --scope
+    /// shared; with --scope private (a negative control) it must not.
     Wake {
         #[arg(long, value_enum)]
         scope: WakeScope,
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
-        rounds: u32,
-        /// How long the child sleeps at most, in ms.
-        #[arg(long, default_value_t = 1000)]
-        timeout_ms: u64,
+        /// [default: 100 shared, 5 private: a private round always waits out its timeout]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        rounds: Option<u32>,
+        /// How long the child sleeps at most, in ms [default: 1000 shared, 200 private].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        timeout_ms: Option<u64>,
+        /// For tests: the futex flag both sides use [default: --scope]. The other scope's
+        /// flag makes the property fail, which shows the exit code.
+        #[arg(long, value_enum, value_name = "SCOPE")]
+        use_flag: Option<WakeScope>,
     },
 }
 
@@ -117,26 +130,55 @@ pub fn main() -> ExitCode {
         Err(e) if e.use_stderr() => {
             // One line naming the flag; clap's usage hints follow it in its own rendering.
             let text = e.render().to_string();
-            eprintln!(
+            out::note(&format!(
                 "torture: {}",
                 text.lines()
                     .next()
                     .unwrap_or("bad arguments")
                     .trim_start_matches("error: ")
-            );
+            ));
             return ExitCode::from(2);
         }
+        // --help and --version go to stdout, which may be full too.
         Err(e) => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
+            return match e.print() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(io) => fail(out::stdout_failed(io)),
+            }
         }
     };
-    match execute(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("torture: {e}");
-            ExitCode::from(e.exit_code() as u8)
-        }
+    execute(cli).unwrap_or_else(fail)
+}
+
+/// The one place an error becomes its line and its exit code.
+fn fail(e: Error) -> ExitCode {
+    out::note(&format!("torture: {e}"));
+    ExitCode::from(e.exit_code() as u8)
+}
+
+/// Everything the binary prints goes through here: a write that fails (stdout full or closed)
+/// is `Error::Output`, exit 4, never a panic (`println!` panics).
+mod out {
+    use std::io::Write;
+
+    use racepool::error::Error;
+
+    /// Writes `text` to stdout and flushes it.
+    pub fn print(text: &str) -> Result<(), Error> {
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+            .map_err(stdout_failed)
+    }
+
+    pub fn stdout_failed(e: std::io::Error) -> Error {
+        Error::Output(format!("writing the results to stdout: {e}"))
+    }
+
+    /// One line on stderr. If stderr itself cannot be written there is nobody left to tell.
+    pub fn note(line: &str) {
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
 }
 
@@ -148,76 +190,127 @@ fn execute(cli: Cli) -> Result<ExitCode, Error> {
             path,
             json,
             history,
-        }) => verify(&path, json, history.as_deref()),
+            history_format,
+        }) => verify(&path, json, history.as_deref().map(|d| (d, history_format))),
         Some(Command::Bench(args)) => bench(&args),
-        Some(Command::Selftest { check }) => {
-            let json = match check {
-                SelftestCheck::SharedWrite { rounds } => {
-                    serde_json::to_string(&selftest::shared_write(rounds)?)
-                }
-                SelftestCheck::Wake {
-                    scope,
-                    rounds,
-                    timeout_ms,
-                } => serde_json::to_string(&selftest::cross_process_wake(
-                    scope,
-                    rounds,
-                    Duration::from_millis(timeout_ms),
-                )?),
-            };
-            println!("{}", json.expect("reports serialise"));
-            Ok(ExitCode::SUCCESS)
-        }
+        Some(Command::Selftest { check }) => selftest(check),
     }
 }
 
-fn verify(
-    path: &std::path::Path,
-    json: bool,
-    history: Option<&std::path::Path>,
-) -> Result<ExitCode, Error> {
+fn selftest(check: SelftestCheck) -> Result<ExitCode, Error> {
+    let (json, holds, property, counts) = match check {
+        SelftestCheck::SharedWrite { rounds } => {
+            let r = selftest::shared_write(rounds)?;
+            (json_line(&r), r.holds, r.property, r.counts())
+        }
+        SelftestCheck::Wake {
+            scope,
+            rounds,
+            timeout_ms,
+            use_flag,
+        } => {
+            let r = selftest::cross_process_wake(
+                scope,
+                use_flag.unwrap_or(scope),
+                rounds.unwrap_or(scope.default_rounds()),
+                timeout_ms.map_or(scope.default_timeout(), Duration::from_millis),
+            )?;
+            (json_line(&r), r.holds, r.property, r.counts())
+        }
+    };
+    out::print(&json)?;
+    if holds {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        out::note(&format!(
+            "torture selftest: does NOT hold: {property} ({counts})"
+        ));
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn json_line(report: &impl serde::Serialize) -> String {
+    serde_json::to_string(report).expect("reports serialise") + "\n"
+}
+
+fn verify(path: &Path, json: bool, history: Option<(&Path, Format)>) -> Result<ExitCode, Error> {
+    if let Some((dir, _)) = history {
+        history_dir(dir)?;
+    }
     let t0 = std::time::Instant::now();
     let loaded = racepool::verify::load(path)?;
     let verdict = racepool::verify::verify(&loaded);
     let secs = t0.elapsed().as_secs_f64();
-    if let Some(out) = history {
-        racepool::run::export_history(path, out)?;
+    if let Some((dir, format)) = history {
+        write_history(&loaded, dir, format)?;
     }
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&verdict).expect("the verdict serialises")
-        );
+        out::print(
+            &(serde_json::to_string_pretty(&verdict).expect("the verdict serialises") + "\n"),
+        )?;
     } else {
-        print!("{}", report::verify::render(&verdict));
-        println!("{}", report::verify::checked(&verdict, secs));
+        out::print(&format!(
+            "{}{}\n",
+            report::verify::render(&verdict),
+            report::verify::checked(&verdict, secs)
+        ))?;
     }
     if let Some(c) = &verdict.corrupt {
-        eprintln!("torture verify: {}: {c}", path.display());
+        out::note(&format!("torture verify: {}: {c}", path.display()));
     }
     // 0: every run verified and the store whole; 1: a run failed or is incomplete.
     if verdict.verified {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!(
+        out::note(&format!(
             "torture verify: {}: {}",
             path.display(),
             report::verify::overall(&verdict)
-        );
+        ));
         Ok(ExitCode::from(1))
     }
 }
 
+/// Makes the history directory before anything runs: a path that cannot be one is bad input.
+fn history_dir(dir: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::Usage(format!("--history {}: {e}", dir.display())))
+}
+
+/// Writes the histories of what `loaded` holds into `dir`; says which runs it left out.
+fn write_history(
+    loaded: &racepool::verify::Loaded,
+    dir: &Path,
+    format: Format,
+) -> Result<(), Error> {
+    let written =
+        export::write_dir(loaded, dir, format).map_err(|e| Error::Output(e.to_string()))?;
+    for skipped in &written.skipped {
+        out::note(&format!("torture: --history: {skipped}"));
+    }
+    Ok(())
+}
+
 fn torture(args: &RunArgs) -> Result<ExitCode, Error> {
     let options = Options::from_args(args)?;
+    if let Some(dir) = &options.history {
+        // Flags were refused above, before the directory is made: a refused run leaves nothing.
+        history_dir(dir)?;
+    }
     let summary = racepool::run::run(&options)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary).expect("the summary serialises")
-        );
+        out::print(
+            &(serde_json::to_string_pretty(&summary).expect("the summary serialises") + "\n"),
+        )?;
     } else {
-        print!("{}", report::render_text(&summary));
+        out::print(&report::render_text(&summary))?;
+    }
+    if let (Some(store), Some(dir)) = (&options.store, &options.history) {
+        write_history(
+            &racepool::verify::load(store.spec.path())?,
+            dir,
+            args.history_format,
+        )?;
     }
     for s in summary
         .strategies
@@ -226,22 +319,22 @@ fn torture(args: &RunArgs) -> Result<ExitCode, Error> {
     {
         // A run can fail on its stored record alone (the region exact): say only what broke.
         if s.lost > 0 || s.unexpected > 0 {
-            eprintln!(
+            out::note(&format!(
                 "torture: {} promises exactness but lost {} update(s) (+{} unexpected) in {} of {} run(s)",
                 s.label(),
                 s.lost,
                 s.unexpected,
                 s.runs.iter().filter(|r| r.verdict == Verdict::Failed).count(),
                 s.runs.len()
-            );
+            ));
         }
         for h in s.runs.iter().filter_map(|r| r.history.as_ref()) {
             if let Some(p) = h.problems.first() {
-                eprintln!(
+                out::note(&format!(
                     "torture: {}'s stored record (run {}) is not verified: {p}",
                     s.strategy.name(),
                     h.run
-                );
+                ));
             }
         }
     }
@@ -286,22 +379,22 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, Error> {
     opts.seed = args.seed;
     opts.command = std::env::args().collect();
     let summary = racepool::bench::bench(&opts)?;
-    println!(
-        "bench: {} point(s) written to {} (report.md, summary.json, summary.csv, machine.json, points.jsonl, 4 plots)",
+    out::print(&format!(
+        "bench: {} point(s) written to {} (report.md, summary.json, summary.csv, machine.json, points.jsonl, 4 plots)\n",
         summary.points.len(),
         opts.out.display()
-    );
+    ))?;
     for p in summary
         .points
         .iter()
         .filter(|p| p.verdict == Verdict::Failed)
     {
-        eprintln!(
+        out::note(&format!(
             "torture: {} promises exactness but lost {} update(s) (+{} unexpected)",
             p.key.label(),
             p.lost,
             p.unexpected
-        );
+        ));
     }
     Ok(if summary.all_exact {
         ExitCode::SUCCESS

@@ -108,9 +108,13 @@ pub struct RunArgs {
     /// updated, then persist newest first (scripts the rollback of --persist blind).
     #[arg(long)]
     pub hold_before_persist: bool,
-    /// Write the stored history as Jepsen-style JSON Lines to this file (needs --store).
-    #[arg(long, value_name = "FILE.jsonl")]
+    /// Write each run's stored history for external checkers into this directory (created if
+    /// missing): one Jepsen counter history per run and slot (needs --store).
+    #[arg(long, value_name = "DIR")]
     pub history: Option<PathBuf>,
+    /// edn: Jepsen's form, one op map a line; json: elle-cli's, one array.
+    #[arg(long, value_enum, default_value = "edn")]
+    pub history_format: crate::history::export::Format,
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -171,7 +175,7 @@ pub struct Options {
     pub scenario: Option<ScenarioConfig>,
     /// Where every winning update is persisted and then verified; none: memory only.
     pub store: Option<StoreConfig>,
-    /// Writes the stored history as Jepsen-style JSON Lines here after the runs.
+    /// Writes each run's stored history for external checkers into this directory.
     pub history: Option<PathBuf>,
     #[serde(skip)]
     pub stall_timeout: Duration,

@@ -59,9 +59,7 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
         let runs = summary.strategies.iter().map(|s| s.runs.len() as u64).sum();
         store.close(runs)?;
     }
-    if let (Some(store), Some(path)) = (&opts.store, &opts.history) {
-        export_history(store.spec.path(), path)?;
-    }
+    // `opts.history` is exported by the caller (history::export), from the store.
     Ok(summary)
 }
 
@@ -524,15 +522,6 @@ fn persist_end_and_verify(
             ))
         })?;
     Ok(verify::check_run(run))
-}
-
-/// Writes the whole store's history as JSON Lines.
-pub fn export_history(store: &std::path::Path, out: &std::path::Path) -> Result<u64, Error> {
-    let loaded = verify::load(store)?;
-    let file = std::fs::File::create(out)
-        .map_err(|e| Error::Usage(format!("creating {}: {e}", out.display())))?;
-    crate::history::jsonl::write(&loaded, file)
-        .map_err(|e| Error::System(format!("writing {}: {e}", out.display())))
 }
 
 /// One run's summary: the figures every run reports (timing, latency, retries, fairness),

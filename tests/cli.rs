@@ -85,7 +85,7 @@ fn a_fork_failing_part_way_stops_every_started_worker() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    // 4: the run could not finish (fork refused), not bad input.
+    // Fork refused: the run could not finish, exit 4 (docs/exit-codes.md).
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(

@@ -223,50 +223,6 @@ fn a_cut_log_is_a_torn_tail_and_never_verified() {
 }
 
 #[test]
-fn the_history_export_is_jepsen_json_lines() {
-    let log = TempPath::new("export.log");
-    let history = TempPath::new("export.jsonl");
-    let (code, text, _) = run(&[
-        "--workers",
-        "4",
-        "--ops",
-        "5",
-        "--strategy",
-        "cas",
-        "--store",
-        &log.arg("log:"),
-        "--history",
-        history.path().to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{text}");
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(history.path())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    // 20 adds (invoke + ok each) and one final read (invoke + ok).
-    assert_eq!(lines.len(), 42);
-    for (i, l) in lines.iter().enumerate() {
-        assert_eq!(l["index"], i as u64);
-        for key in ["time", "type", "process", "f", "value"] {
-            assert!(!l[key].is_null(), "line {i} lacks {key}: {l}");
-        }
-    }
-    let oks = lines
-        .iter()
-        .filter(|l| l["type"] == "ok" && l["f"] == "add")
-        .count();
-    assert_eq!(oks, 20);
-    let last = &lines[41];
-    assert_eq!(
-        (last["f"].as_str(), last["value"].as_u64()),
-        (Some("read"), Some(20))
-    );
-    let times: Vec<u64> = lines.iter().map(|l| l["time"].as_u64().unwrap()).collect();
-    assert!(times.windows(2).all(|w| w[0] <= w[1]), "sorted by time");
-}
-
-#[test]
 fn killed_workers_with_the_log_verify_within_their_bounds() {
     // --kill lands when the watcher gets the CPU; --crash-at makes one death certain.
     for (strategy, crash) in [

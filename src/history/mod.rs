@@ -7,11 +7,12 @@
 //! - [`log`]: the event log read back into runs.
 //! - [`loaded`]: a store read back, whatever its format: what every loader produces and what
 //!   `verify` checks.
-//! - [`jsonl`]: the history as Jepsen-style JSON Lines for external checkers.
+//! - [`export`]: each counter run's history per slot in Jepsen's EDN or elle-cli's JSON form,
+//!   for external checkers.
 
 pub mod event;
+pub mod export;
 pub mod frame;
-pub mod jsonl;
 pub mod loaded;
 pub mod log;
 
