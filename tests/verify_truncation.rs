@@ -107,6 +107,26 @@ fn write_store(args: &[&str]) {
     assert_eq!(code, 0, "{args:?}: {text}");
 }
 
+/// A finished store (`store`: `log:PATH` or `sqlite:PATH`) of one run of a scenario's fix.
+fn scenario_store(scenario: &str, fix: &str, store: &str) {
+    write_store(&[
+        "--scenario",
+        scenario,
+        "--fix",
+        fix,
+        "--workers",
+        "4",
+        "--ops",
+        "300",
+        "--latency",
+        "off",
+        "--stall-timeout",
+        STALL,
+        "--store",
+        store,
+    ]);
+}
+
 /// `torture verify PATH`: (exit code, stdout, stderr). A panic is never an answer.
 fn verify(path: &std::path::Path, json: bool) -> (i32, String, String) {
     let mut args = vec!["verify", path.to_str().unwrap()];
@@ -384,22 +404,7 @@ fn a_log_missing_any_kind_of_record_is_never_verified() {
         ("cache", "seqlock", Kind::Reads),
     ] {
         let log = TempPath::new(&format!("sweep-del-{scenario}.log"));
-        write_store(&[
-            "--scenario",
-            scenario,
-            "--fix",
-            fix,
-            "--workers",
-            "4",
-            "--ops",
-            "300",
-            "--latency",
-            "off",
-            "--stall-timeout",
-            STALL,
-            "--store",
-            &log.arg("log:"),
-        ]);
+        scenario_store(scenario, fix, &log.arg("log:"));
         let bytes = std::fs::read(log.path()).unwrap();
         remove_each_kind(&bytes, &format!("{scenario}.log"), kind);
     }
@@ -498,22 +503,7 @@ fn a_database_missing_any_kind_of_row_is_never_verified() {
         ("cache", "seqlock", "DELETE FROM reads WHERE seq = 5"),
     ] {
         let db = TempPath::new(&format!("sweep-{scenario}.db"));
-        write_store(&[
-            "--scenario",
-            scenario,
-            "--fix",
-            fix,
-            "--workers",
-            "4",
-            "--ops",
-            "300",
-            "--latency",
-            "off",
-            "--stall-timeout",
-            STALL,
-            "--store",
-            &db.arg("sqlite:"),
-        ]);
+        scenario_store(scenario, fix, &db.arg("sqlite:"));
         let id = db_runs(&db)[0];
         check_sql(&db, sql, Expect::Failed(id));
         check_sql(

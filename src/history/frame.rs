@@ -339,7 +339,7 @@ pub fn decode(frame: &Frame<'_>, run: u64) -> Result<Record, Defect> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::history::event::{Event, RunEnd};
 
@@ -491,7 +491,7 @@ mod tests {
     }
 
     /// `bytes` with every record's magic replaced by `magic` (both checksums redone).
-    fn with_magic(bytes: &[u8], magic: u32) -> Vec<u8> {
+    pub(crate) fn with_magic(bytes: &[u8], magic: u32) -> Vec<u8> {
         let mut out = bytes.to_vec();
         for at in starts(bytes) {
             let len = u32::from_le_bytes(out[at + 4..at + 8].try_into().unwrap()) as usize;

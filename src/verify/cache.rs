@@ -12,7 +12,7 @@ use crate::history::RunHistory;
 /// Checks a cache run into `c`.
 pub(super) fn check(run: &RunHistory, c: &mut RunCheck) {
     c.persisted = run.events.len() as u64 + c.reads;
-    foreign_records(run, c);
+    end::foreign_records(run, run.transfers.len(), "events and reads only", c);
     // persisted[w]: writes, or reads, per worker (a worker does one or the other).
     let mut persisted = vec![0u64; run.info.workers as usize];
     let writers = writes(run, &mut persisted, c);
@@ -45,19 +45,6 @@ pub(super) fn check(run: &RunHistory, c: &mut RunCheck) {
     if c.duplicates > 0 {
         c.problem(Problem::DuplicateWrites {
             versions: c.duplicates,
-        });
-    }
-}
-
-/// A cache writes events and reads only.
-fn foreign_records(run: &RunHistory, c: &mut RunCheck) {
-    if !run.transfers.is_empty() {
-        c.problem(Problem::ForeignRecords {
-            events: run.events.len() as u64,
-            transfers: run.transfers.len() as u64,
-            reads: run.reads.len() as u64,
-            strategy: run.info.strategy.clone(),
-            writes: "events and reads only",
         });
     }
 }
@@ -217,66 +204,24 @@ fn final_state(finals: &[u32], initial: u32, writers: &Writers, c: &mut RunCheck
 
 #[cfg(test)]
 mod tests {
-    use crate::history::event::fingerprint;
-    use crate::history::event::link_hash;
-    use crate::history::{Event, Reads, RunEnd, RunHistory, RunInfo, Seen};
+    use super::super::test_runs::{end, event, run};
+    use crate::history::{Reads, Seen};
     use crate::verify::{check_run, RunCheck};
-
-    fn info(strategy: &str, workers: u32, slots: u32, initial: u32) -> RunInfo {
-        RunInfo {
-            run: 7,
-            strategy: strategy.into(),
-            workers,
-            slots,
-            ops: 10,
-            initial,
-            seed: 1,
-            persist: "events".into(),
-        }
-    }
-
-    fn end(finals: Vec<u32>, completed: Vec<u64>) -> Option<RunEnd> {
-        Some(RunEnd {
-            run: 7,
-            fingerprint: fingerprint(&finals),
-            finals,
-            completed,
-            killed: vec![],
-        })
-    }
 
     fn cache(reads: Vec<Seen>, finals: Vec<u32>) -> RunCheck {
         // One writer (worker 0) wrote versions 1 and 2; worker 1 read.
-        let events = (1..=2u32)
-            .map(|v| Event {
-                run: 7,
-                worker: 0,
-                seq: v as u64 - 1,
-                slot: 0,
-                read: v - 1,
-                written: v,
-                retries: 0,
-                invoke_ns: 0,
-                complete_ns: 0,
-                hash: link_hash(7, 0, v - 1, v),
-            })
+        let mut r = run("cache two-step", 2, 3, 0);
+        r.events = (1..=2u32)
+            .map(|v| event(0, v as u64 - 1, 0, v, 0))
             .collect();
         let n = reads.len() as u64;
-        check_run(&RunHistory {
-            info: info("cache two-step", 2, 3, 0),
-            events,
-            transfers: vec![],
-            reads: vec![Reads {
-                worker: 1,
-                first: 0,
-                seen: reads,
-            }],
-            end: end(finals, vec![2, n]),
-            stored: None,
-            damaged: vec![],
-            missing: vec![],
-            span: None,
-        })
+        r.reads = vec![Reads {
+            worker: 1,
+            first: 0,
+            seen: reads,
+        }];
+        r.end = end(finals, vec![2, n]);
+        check_run(&r)
     }
 
     fn seen(value: u32, lo: u32, hi: u32) -> Seen {

@@ -11,7 +11,7 @@ use crate::history::{Event, RunEnd, RunHistory};
 /// Checks a counter run into `c`.
 pub(super) fn check(run: &RunHistory, c: &mut RunCheck) {
     c.persisted = run.events.len() as u64;
-    foreign_records(run, c);
+    end::foreign_records(run, run.transfers.len() + run.reads.len(), "events only", c);
     let valid = in_range(run, c);
     hash_links(run, &valid, c);
     let persisted = worker_sequences(run, &valid, c);
@@ -30,19 +30,6 @@ pub(super) fn check(run: &RunHistory, c: &mut RunCheck) {
     if let Some(end) = end {
         no_gap(&index, &end.finals, c);
         final_state(run, &index, end, c);
-    }
-}
-
-/// A counter writes events only.
-fn foreign_records(run: &RunHistory, c: &mut RunCheck) {
-    if !run.transfers.is_empty() || !run.reads.is_empty() {
-        c.problem(Problem::ForeignRecords {
-            events: run.events.len() as u64,
-            transfers: run.transfers.len() as u64,
-            reads: run.reads.len() as u64,
-            strategy: run.info.strategy.clone(),
-            writes: "events only",
-        });
     }
 }
 
@@ -73,7 +60,7 @@ fn in_range(run: &RunHistory, c: &mut RunCheck) -> Vec<bool> {
 /// Every event wrote the value after the one it read, and its hash links the two states.
 fn hash_links(run: &RunHistory, valid: &[bool], c: &mut RunCheck) {
     let chain = ChainKey::of(run.info.run);
-    for (e, _) in run.events.iter().zip(valid).filter(|(_, ok)| **ok) {
+    for (_, e) in end::kept(&run.events, valid) {
         let key = if e.run == run.info.run {
             chain
         } else {
@@ -96,7 +83,7 @@ fn hash_links(run: &RunHistory, valid: &[bool], c: &mut RunCheck) {
 /// Each worker's records are its sequence 0, 1, 2 …; returns where each worker's records end.
 fn worker_sequences(run: &RunHistory, valid: &[bool], c: &mut RunCheck) -> Vec<u64> {
     let mut next = vec![0u64; run.info.workers as usize];
-    for (e, _) in run.events.iter().zip(valid).filter(|(_, ok)| **ok) {
+    for (_, e) in end::kept(&run.events, valid) {
         end::sequence(c, &mut next[e.worker as usize], e.worker, e.seq);
     }
     next
@@ -171,7 +158,7 @@ impl Index {
         let (slots, initial, events) = (run.info.slots as usize, run.info.initial, &run.events);
         let mut max_written = vec![initial; slots];
         let mut per_slot = vec![0u64; slots];
-        for (e, _) in events.iter().zip(valid).filter(|(_, ok)| **ok) {
+        for (_, e) in end::kept(events, valid) {
             let s = e.slot as usize;
             max_written[s] = max_written[s].max(e.written);
             per_slot[s] += 1;
@@ -189,12 +176,7 @@ impl Index {
         offsets.push(total);
         let mut cells = vec![EMPTY; total];
         let mut repeats = Vec::new();
-        for (i, (e, _)) in events
-            .iter()
-            .zip(valid)
-            .enumerate()
-            .filter(|(_, (_, ok))| **ok)
-        {
+        for (i, e) in end::kept(events, valid) {
             let s = e.slot as usize;
             if e.written > top[s] {
                 continue;
@@ -370,46 +352,21 @@ fn final_state(run: &RunHistory, index: &Index, end: &RunEnd, c: &mut RunCheck) 
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_runs::{end, event, run as header};
     use super::super::{check_run, Status};
-    use crate::history::event::{fingerprint, link_hash};
-    use crate::history::{Event, Killed, RunEnd, RunHistory, RunInfo};
+    use crate::history::{Killed, RunHistory};
 
-    /// A one-slot run of `workers` workers whose events are `(worker, written)`, each reading
-    /// `written - 1`, and its end with `finals` (None: no end).
+    /// A one-slot run of `workers` workers whose events are `(worker, written)` in order, and
+    /// its end with the final value `finals` (None: no end).
     fn run(workers: u32, events: &[(u32, u32)], finals: Option<u32>) -> RunHistory {
         let mut seq = vec![0u64; workers as usize];
-        let mut r = RunHistory::new(RunInfo {
-            run: 3,
-            strategy: "atomic".into(),
-            workers,
-            slots: 1,
-            ops: 10,
-            initial: 0,
-            seed: 1,
-            persist: "events".into(),
-        });
+        let mut r = header("atomic", workers, 1, 0);
         for (i, &(w, v)) in events.iter().enumerate() {
-            r.events.push(Event {
-                run: 3,
-                worker: w,
-                seq: seq[w as usize],
-                slot: 0,
-                read: v - 1,
-                written: v,
-                retries: 0,
-                invoke_ns: 10 * i as u64,
-                complete_ns: 10 * i as u64 + 5,
-                hash: link_hash(3, 0, v - 1, v),
-            });
+            r.events
+                .push(event(w, seq[w as usize], 0, v, 10 * i as u64));
             seq[w as usize] += 1;
         }
-        r.end = finals.map(|f| RunEnd {
-            run: 3,
-            fingerprint: fingerprint(&[f]),
-            finals: vec![f],
-            completed: seq,
-            killed: vec![],
-        });
+        r.end = finals.and_then(|f| end(vec![f], seq));
         r
     }
 

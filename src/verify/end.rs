@@ -33,6 +33,39 @@ impl Deaths {
     }
 }
 
+/// The records `ok` keeps (a record out of the run's range is left out of every other
+/// check), with their indices.
+pub(super) fn kept<'a, T>(
+    records: &'a [T],
+    ok: &'a [bool],
+) -> impl Iterator<Item = (usize, &'a T)> {
+    records
+        .iter()
+        .enumerate()
+        .zip(ok)
+        .filter(|(_, ok)| **ok)
+        .map(|(r, _)| r)
+}
+
+/// Records of kinds the run's scenario never writes: `foreign` of them; `writes` names what
+/// it does write ("events only").
+pub(super) fn foreign_records(
+    run: &RunHistory,
+    foreign: usize,
+    writes: &'static str,
+    c: &mut RunCheck,
+) {
+    if foreign > 0 {
+        c.problem(Problem::ForeignRecords {
+            events: run.events.len() as u64,
+            transfers: run.transfers.len() as u64,
+            reads: run.reads.len() as u64,
+            strategy: run.info.strategy.clone(),
+            writes,
+        });
+    }
+}
+
 /// The run's end when it is there and its sizes fit the run's header; a misfit is a problem.
 pub(super) fn well_formed<'a>(run: &'a RunHistory, c: &mut RunCheck) -> Option<&'a RunEnd> {
     let end = run.end.as_ref()?;

@@ -7,7 +7,7 @@
 use super::end;
 use super::problem::{FinalMismatch, Problem, Witness};
 use super::verdict::{RunCheck, LISTED};
-use crate::history::{RunHistory, Transfer};
+use crate::history::RunHistory;
 
 /// Balances are signed: a wrapped debit reads as negative.
 fn signed(b: u32) -> i64 {
@@ -17,7 +17,7 @@ fn signed(b: u32) -> i64 {
 /// Checks a ledger run into `c`.
 pub(super) fn check(run: &RunHistory, c: &mut RunCheck) {
     c.persisted = run.transfers.len() as u64;
-    foreign_records(run, c);
+    end::foreign_records(run, run.events.len() + run.reads.len(), "transfers only", c);
     let valid = possible(run, c);
     let persisted = worker_sequences(run, &valid, c);
     no_overdraft(run, &valid, c);
@@ -36,19 +36,6 @@ pub(super) fn check(run: &RunHistory, c: &mut RunCheck) {
         c.headline(Problem::LostTransfer {
             states: c.duplicates,
             first,
-        });
-    }
-}
-
-/// A ledger writes transfers only.
-fn foreign_records(run: &RunHistory, c: &mut RunCheck) {
-    if !run.events.is_empty() || !run.reads.is_empty() {
-        c.problem(Problem::ForeignRecords {
-            events: run.events.len() as u64,
-            transfers: run.transfers.len() as u64,
-            reads: run.reads.len() as u64,
-            strategy: run.info.strategy.clone(),
-            writes: "transfers only",
         });
     }
 }
@@ -81,22 +68,10 @@ fn possible(run: &RunHistory, c: &mut RunCheck) -> Vec<bool> {
         .collect()
 }
 
-fn valid<'a>(
-    run: &'a RunHistory,
-    valid: &'a [bool],
-) -> impl Iterator<Item = (usize, &'a Transfer)> {
-    run.transfers
-        .iter()
-        .enumerate()
-        .zip(valid)
-        .filter(|(_, ok)| **ok)
-        .map(|(t, _)| t)
-}
-
 /// Each worker's transfers are its sequence 0, 1, 2 …; returns where each worker's end.
 fn worker_sequences(run: &RunHistory, ok: &[bool], c: &mut RunCheck) -> Vec<u64> {
     let mut next = vec![0u64; run.info.workers as usize];
-    for (_, t) in valid(run, ok) {
+    for (_, t) in end::kept(&run.transfers, ok) {
         end::sequence(c, &mut next[t.worker as usize], t.worker, t.seq);
     }
     next
@@ -104,7 +79,7 @@ fn worker_sequences(run: &RunHistory, ok: &[bool], c: &mut RunCheck) -> Vec<u64>
 
 /// No balance read or left below zero: an overdraft that was not refused.
 fn no_overdraft(run: &RunHistory, ok: &[bool], c: &mut RunCheck) {
-    for (_, t) in valid(run, ok) {
+    for (_, t) in end::kept(&run.transfers, ok) {
         for &(account, version, before, after) in &t.legs() {
             if signed(after) < 0 || signed(before) < 0 {
                 c.negative_balances += 1;
@@ -129,7 +104,7 @@ fn chains(run: &RunHistory, ok: &[bool], complete: bool, c: &mut RunCheck) -> Ve
     let ts = &run.transfers;
     // Per account: every leg (version read, transfer index, which leg), sorted by version.
     let mut legs: Vec<Vec<(u32, u32, u8)>> = vec![Vec::new(); run.info.slots as usize];
-    for (i, t) in valid(run, ok) {
+    for (i, t) in end::kept(&run.transfers, ok) {
         for (leg, &(account, version, _, _)) in t.legs().iter().enumerate() {
             legs[account as usize].push((version, i as u32, leg as u8));
         }
@@ -228,32 +203,9 @@ fn total_kept(initial: u32, finals: &[u32], c: &mut RunCheck) {
 
 #[cfg(test)]
 mod tests {
-    use crate::history::event::fingerprint;
-    use crate::history::{RunEnd, RunHistory, RunInfo, Transfer};
+    use super::super::test_runs::{end, run};
+    use crate::history::Transfer;
     use crate::verify::{check_run, RunCheck};
-
-    fn info(strategy: &str, workers: u32, slots: u32, initial: u32) -> RunInfo {
-        RunInfo {
-            run: 7,
-            strategy: strategy.into(),
-            workers,
-            slots,
-            ops: 10,
-            initial,
-            seed: 1,
-            persist: "events".into(),
-        }
-    }
-
-    fn end(finals: Vec<u32>, completed: Vec<u64>) -> Option<RunEnd> {
-        Some(RunEnd {
-            run: 7,
-            fingerprint: fingerprint(&finals),
-            finals,
-            completed,
-            killed: vec![],
-        })
-    }
 
     /// (worker, seq, from, to, amount, from_version, from_before, to_version, to_before)
     fn transfer(t: [u32; 9]) -> Transfer {
@@ -273,17 +225,10 @@ mod tests {
     }
 
     fn ledger(transfers: &[[u32; 9]], finals: Vec<u32>, completed: Vec<u64>) -> RunCheck {
-        check_run(&RunHistory {
-            info: info("ledger ordered-locks", 2, 3, 100),
-            events: vec![],
-            transfers: transfers.iter().map(|&t| transfer(t)).collect(),
-            reads: vec![],
-            end: end(finals, completed),
-            stored: None,
-            damaged: vec![],
-            missing: vec![],
-            span: None,
-        })
+        let mut r = run("ledger ordered-locks", 2, 3, 100);
+        r.transfers = transfers.iter().map(|&t| transfer(t)).collect();
+        r.end = end(finals, completed);
+        check_run(&r)
     }
 
     #[test]

@@ -29,6 +29,8 @@ mod counter;
 mod end;
 mod ledger;
 mod problem;
+#[cfg(test)]
+mod test_runs;
 mod verdict;
 
 use std::path::Path;
