@@ -20,6 +20,7 @@
 # counted (about 10 instructions of glibc are). The timed figures undercount the old clock.
 #
 # Exit: 0 table printed; 2 bad flag or valgrind/cc missing; 1 a run failed.
+# Needs bash, cargo, cc, valgrind (callgrind).
 set -euo pipefail
 
 ops=1000000
@@ -31,20 +32,15 @@ while [ $# -gt 0 ]; do
         *) echo "instructions.sh: unknown flag '$1' (--ops N, --strategies a,b)" >&2; exit 2 ;;
     esac
 done
-case "$ops" in ''|*[!0-9]*|0) echo "instructions.sh: --ops must be a positive number" >&2; exit 2 ;; esac
-for tool in valgrind cc; do
-    command -v "$tool" >/dev/null || { echo "instructions.sh: $tool is not installed" >&2; exit 2; }
-done
-
-cd "$(dirname "$0")/.."
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-
-cargo build --release --quiet --bin torture
-torture="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/torture"
+command -v valgrind >/dev/null || { echo "instructions.sh: valgrind is not installed" >&2; exit 2; }
+positive() { # NAME VALUE: exits 2 unless VALUE is a whole number above 0
+    case "$2" in ''|*[!0-9]*|0) echo "instructions.sh: $1 must be a whole number above 0" >&2; exit 2 ;; esac
+}
+positive --ops "$ops"
+# shellcheck source=scripts/common.sh
+. "$(dirname "$0")/common.sh"
 timed_update="$(cargo bench --no-run --bench timed_update --message-format json 2>/dev/null \
     | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)"
-cc -O2 -o "$work/loop" benches/c/loop.c -lpthread
 
 # worker_ir NAME COMMAND...: runs COMMAND under callgrind; prints the forked worker's Ir.
 worker_ir() {
@@ -85,7 +81,7 @@ racepool() { # strategy latency ops
         --ops "$3" --latency "$2" --stall-timeout 600
 }
 c_loop() { # strategy ops
-    worker_ir "c-$1-$2" "$work/loop" "$1" 1 "$2" 1
+    worker_ir "c-$1-$2" "$loop" "$1" 1 "$2" 1
 }
 
 echo "Instructions per update (callgrind: (Ir at $((2 * ops)) ops - Ir at $ops ops) / $ops;"

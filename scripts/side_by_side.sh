@@ -33,16 +33,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 for n in "$repeat" "$ops1" "$ops1000"; do
-    case "$n" in ''|*[!0-9]*|0) echo "side_by_side.sh: counts must be positive numbers" >&2; exit 2 ;; esac
+    case "$n" in ''|*[!0-9]*|0) echo "side_by_side.sh: --repeat, --ops1 and --ops1000 are whole numbers above 0" >&2
+        exit 2 ;; esac
 done
-command -v cc >/dev/null || { echo "side_by_side.sh: cc is not installed" >&2; exit 2; }
-
-cd "$(dirname "$0")/.."
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-cargo build --release --quiet --bin torture
-torture="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/torture"
-cc -O2 -o "$work/loop" benches/c/loop.c -lpthread
+# shellcheck source=scripts/common.sh
+. "$(dirname "$0")/common.sh"
 
 # Each prints updates per second. Exit 1 is racy's to return (it loses updates, as it must).
 racepool() { # strategy workers ops latency
@@ -55,7 +50,7 @@ racepool() { # strategy workers ops latency
     grep -o -m1 '"ops_per_sec": *[0-9.e+]*' "$work/rp.json" | sed 's/.*: *//'
 }
 c_loop() { # strategy workers ops
-    "$work/loop" "$1" "$2" "$3" 1 >"$work/c.out" \
+    "$loop" "$1" "$2" "$3" 1 >"$work/c.out" \
         || { echo "side_by_side.sh: loop $* failed" >&2; exit 1; }
     sed -n 's/.*updates_per_s=\([0-9.]*\).*/\1/p' "$work/c.out"
 }
