@@ -231,7 +231,7 @@ mod tests {
     /// Spans spread over every magnitude (log-uniform, 1 tick to 2^40), with a cluster
     /// where real updates fall (20–400 ticks) and the exact powers of two and their neighbours.
     fn spread_of_spans() -> Vec<u64> {
-        let mut rng = crate::workload::SplitMix64::new(7);
+        let mut rng = crate::pick::SplitMix64::new(7);
         let mut spans: Vec<u64> = (0..20_000)
             .map(|_| {
                 let bits = 1 + rng.below(40);
