@@ -25,6 +25,8 @@
 //!    the user to inspect; [`Target::clean`] (`torture clean TARGET [--run ID]`) removes it.
 //!    Nothing else is ever left: no lock, session, temporary table or stray file.
 
+pub mod redis;
+
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
