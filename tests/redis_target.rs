@@ -242,6 +242,12 @@ fn exact_over_many_runs(test: &str, strategy: StrategyKind, fencing: Fencing) {
     assert_eq!(total(&finals, sh.initial), out.acked());
     assert!(v.verified, "{:?}", v.runs[0].problems);
     assert_eq!(v.runs[0].persisted, out.acked());
+    // Every event got its completion: from its worker's next entry, or the session's last.
+    let runs = t.load(Some(sh.run)).unwrap();
+    assert!(runs[0]
+        .events
+        .iter()
+        .all(|e| e.complete_ns != u64::MAX && e.complete_ns > e.invoke_ns));
     if overlap {
         assert!(
             out.retries >= 3,
@@ -666,4 +672,29 @@ fn the_redis_benchmark_peer_reports_rate_and_p99_and_leaves_no_key() {
         }
     }
     assert_eq!(count_keys(r.url(), "racepool:{*}:peer"), 0);
+}
+
+#[test]
+fn the_loader_refuses_a_stream_entry_that_is_not_racepools() {
+    let Some(r) = redis("the_loader_refuses_a_stream_entry_that_is_not_racepools") else {
+        return;
+    };
+    let t = target(r.url(), RedisOptions::default());
+    let sh = shape(1, 1);
+    let _clean = Cleanup(&t, sh.run);
+    t.create(&sh).unwrap();
+    stored_run(&t, &sh, StrategyKind::Atomic, 3, &|_, _, _| {});
+    let stream_key = Keys::of(sh.run).events();
+    harness::command(r.url(), &["XADD", &stream_key, "*", "k", "e", "w", "zero"]);
+    let e = t.load(Some(sh.run)).unwrap_err();
+    assert!(
+        matches!(&e, Error::Usage(m) if m.contains("'s'") || m.contains("not a racepool record")),
+        "{e}"
+    );
+    assert_eq!(e.exit_code(), 2);
+    let e = t.load(Some(sh.run ^ 1)).unwrap_err();
+    assert!(
+        matches!(&e, Error::Usage(m) if m.contains("no stored record")),
+        "{e}"
+    );
 }

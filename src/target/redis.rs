@@ -614,7 +614,9 @@ pub struct RedisSession {
     /// xorshift state for the lock's backoff jitter.
     jitter: u64,
     /// CLOCK_MONOTONIC ns when this worker's last event-bearing update was acknowledged,
-    /// carried by its next entry (0: none pending). See `stream`.
+    /// carried by its next entry (0: none yet). Read, never taken, by each attempt: an
+    /// attempt that does not land (EXEC nil, a fenced refusal) must not lose it; each success
+    /// replaces it. See `stream`.
     pending_completion: u64,
     /// Set once an exchange failed: the connection is not trusted any more.
     broken: bool,
@@ -729,7 +731,7 @@ impl RedisSession {
 
     /// The XADD of one event, as arguments after the stream key and `*`.
     fn queue_event(&mut self, e: &EventDraft, slot: usize, a: &Applied) {
-        let pd = std::mem::take(&mut self.pending_completion);
+        let pd = self.pending_completion;
         self.client.queue(&[
             &"XADD",
             &self.events,
@@ -846,7 +848,7 @@ impl RedisSession {
                 .and_then(|r| r.int())
                 .map_err(|e| update_error("INCR", e))?,
             Some(e) => {
-                let pd = std::mem::take(&mut self.pending_completion);
+                let pd = self.pending_completion;
                 self.scripts
                     .eval(
                         &mut self.client,
@@ -916,7 +918,7 @@ impl RedisSession {
         at: At<'_>,
     ) -> Result<Applied, UpdateError> {
         let pd = match event {
-            Some(_) => std::mem::take(&mut self.pending_completion),
+            Some(_) => self.pending_completion,
             None => 0,
         };
         let keys: [&dyn Arg; 2] = [&self.slots[s], &self.events];
@@ -1094,7 +1096,7 @@ impl RedisSession {
                 &[&held.token, &a.written],
             ),
             Some(e) => {
-                let pd = std::mem::take(&mut self.pending_completion);
+                let pd = self.pending_completion;
                 let fields = event_fields(&e, s, a, pd);
                 let mut args: Vec<&dyn Arg> = vec![&held.token, &a.written];
                 args.extend(fields.iter().map(|f| f as &dyn Arg));

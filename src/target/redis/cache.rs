@@ -237,7 +237,7 @@ impl CacheSession {
         let mut keys: Vec<&dyn Arg> = self.keys.iter().map(|k| k as &dyn Arg).collect();
         keys.push(&self.events);
         let fields = event.map(|e| {
-            let pd = std::mem::take(&mut self.pending_completion);
+            let pd = self.pending_completion;
             super::event_fields(&e, 0, a, pd)
         });
         let mut args: Vec<&dyn Arg> = vec![&a.written];
@@ -266,7 +266,7 @@ impl CacheSession {
     }
 
     fn queue_event(&mut self, e: &EventDraft, a: &Applied) {
-        let pd = std::mem::take(&mut self.pending_completion);
+        let pd = self.pending_completion;
         let fields = super::event_fields(e, 0, a, pd);
         let mut args: Vec<&dyn Arg> = vec![&"XADD", &self.events, &"*"];
         args.extend(fields.iter().map(|f| f as &dyn Arg));
