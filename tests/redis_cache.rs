@@ -6,33 +6,17 @@
 mod harness;
 
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{Barrier, Mutex};
+use std::sync::Barrier;
 
-use harness::redis;
+use harness::{fresh_run, redis, Cleanup};
 use racepool::clock::now_ns;
 use racepool::fault::Point;
 use racepool::history::event::fingerprint;
 use racepool::history::{Reads, RunEnd, RunInfo, Seen};
-use racepool::store::RunStore;
 use racepool::target::redis::cache::{CacheFix, CacheSession};
 use racepool::target::redis::{stream, RedisOptions, RedisTarget};
 use racepool::target::{EventDraft, RunShape, Target};
 use racepool::verify::{verify, Verification};
-
-fn fresh_run() -> u64 {
-    static NEXT: Mutex<u64> = Mutex::new(0);
-    let mut n = NEXT.lock().unwrap();
-    *n += 1;
-    RunStore::new_run_id() ^ *n
-}
-
-struct Cleanup<'a>(&'a RedisTarget, u64);
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.clean(Some(self.1));
-    }
-}
 
 const INITIAL: u32 = 10;
 const RELATED: usize = 3;

@@ -9,37 +9,19 @@
 mod harness;
 
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{Barrier, Mutex};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use harness::{count_keys, redis, Server};
+use harness::{count_keys, fresh_run, redis, Cleanup, Server};
 use racepool::clock::now_ns;
 use racepool::error::Error;
 use racepool::fault::Point;
 use racepool::history::event::fingerprint;
 use racepool::history::{RunEnd, RunInfo};
-use racepool::store::RunStore;
 use racepool::strategy::StrategyKind;
 use racepool::target::redis::{stream, Fencing, Keys, RedisOptions, RedisTarget, SessionStats};
 use racepool::target::{EventDraft, RunShape, Target, UpdateError};
 use racepool::verify::{verify, Verification};
-
-/// A run id no other test of this process uses.
-fn fresh_run() -> u64 {
-    static NEXT: Mutex<u64> = Mutex::new(0);
-    let mut n = NEXT.lock().unwrap();
-    *n += 1;
-    RunStore::new_run_id() ^ *n
-}
-
-/// Removes the run's keys when the test ends, however it ends.
-struct Cleanup<'a>(&'a RedisTarget, u64);
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.clean(Some(self.1));
-    }
-}
 
 /// What the workers did.
 #[derive(Debug, Default)]

@@ -503,41 +503,26 @@ impl Target for RedisTarget {
             None => format!("{NAMESPACE}*}}:*"),
         };
         let mut runs = BTreeSet::new();
-        let mut cursor = b"0".to_vec();
-        loop {
-            // SCAN, never KEYS: a big server answers others between our pages.
-            let page = c
-                .call(&[&"SCAN", &cursor, &"MATCH", &pattern, &"COUNT", &1000u32])
-                .and_then(Reply::array)
-                .map_err(self.failed("SCAN"))?;
-            let [next, found] = <[Reply; 2]>::try_from(page).map_err(|_| {
-                Error::Target(format!("{}: SCAN answered something else", self.url))
-            })?;
-            cursor = next
-                .bulk()
-                .map_err(self.failed("SCAN"))?
-                .unwrap_or(b"0")
-                .to_vec();
-            let mut doomed: Vec<Vec<u8>> = Vec::new();
-            for k in found.array().map_err(self.failed("SCAN"))? {
-                let Reply::Bulk(k) = k else { continue };
-                match Keys::run_of(&k) {
+        c.scan(&pattern, |c, found| {
+            let doomed: Vec<Vec<u8>> = found
+                .into_iter()
+                .filter(|k| match Keys::run_of(k) {
                     Some(r) if run.map_or(true, |want| want == r) => {
                         runs.insert(r);
-                        doomed.push(k);
+                        true
                     }
-                    _ => {}
-                }
+                    _ => false,
+                })
+                .collect();
+            if doomed.is_empty() {
+                return Ok(());
             }
-            if !doomed.is_empty() {
-                let mut args: Vec<&dyn Arg> = vec![&"UNLINK"];
-                args.extend(doomed.iter().map(|k| k as &dyn Arg));
-                c.call(&args).map_err(self.failed("UNLINK"))?;
-            }
-            if cursor == b"0" {
-                return Ok(runs.len() as u64);
-            }
-        }
+            let mut args: Vec<&dyn Arg> = vec![&"UNLINK"];
+            args.extend(doomed.iter().map(|k| k as &dyn Arg));
+            c.call(&args).map(drop)
+        })
+        .map_err(self.failed("removing the run's keys"))?;
+        Ok(runs.len() as u64)
     }
 }
 
@@ -773,36 +758,11 @@ impl RedisSession {
                 self.client.queue(&[&"SET", key, &a.written]);
                 self.queue_event(&e, slot, a);
                 self.client.queue(&[&"EXEC"]);
-                self.client.send()?;
-                self.exec_replies(2)?
+                self.client
+                    .exec(2)?
+                    .map(drop)
                     .ok_or_else(|| ClientError::Protocol("EXEC without WATCH aborted".into()))
             }
-        }
-    }
-
-    /// Reads the replies of MULTI, `queued` commands and EXEC. `None` when EXEC answered nil
-    /// (a watched key changed); an error queuing or inside is `Server`.
-    fn exec_replies(&mut self, queued: usize) -> Result<Option<()>, ClientError> {
-        let mut refused = None;
-        for _ in 0..=queued {
-            if let Reply::Error(e) = self.client.reply()? {
-                refused.get_or_insert(e);
-            }
-        }
-        let exec = self.client.reply()?;
-        if let Some(e) = refused {
-            return Err(ClientError::Server(e));
-        }
-        match exec {
-            Reply::Nil => Ok(None),
-            Reply::Array(items) => match items.into_iter().find_map(|r| match r {
-                Reply::Error(e) => Some(e),
-                _ => None,
-            }) {
-                Some(e) => Err(ClientError::Server(e)),
-                None => Ok(Some(())),
-            },
-            other => Err(other.unexpected_exec()),
         }
     }
 
@@ -899,8 +859,7 @@ impl RedisSession {
             self.client.queue(&[&"EXEC"]);
             let won = self
                 .client
-                .send()
-                .and_then(|()| self.exec_replies(1 + event.is_some() as usize))
+                .exec(1 + event.is_some() as usize)
                 .map_err(|e| update_error("MULTI/SET/EXEC", e))?;
             if won.is_some() {
                 at(Point::AfterCas);
@@ -1133,12 +1092,6 @@ fn event_fields(e: &EventDraft, slot: usize, a: &Applied, pd: u64) -> [String; 1
         "pd".into(),
         pd.to_string(),
     ]
-}
-
-impl Reply {
-    fn unexpected_exec(&self) -> ClientError {
-        ClientError::Protocol(format!("EXEC answered {self:?}"))
-    }
 }
 
 impl Session for RedisSession {

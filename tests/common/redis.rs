@@ -13,7 +13,27 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use racepool::store::RunStore;
 use racepool::target::redis::resp::{Client, RedisUrl};
+use racepool::target::redis::RedisTarget;
+use racepool::target::Target;
+
+/// A run id no other test of this process uses.
+pub fn fresh_run() -> u64 {
+    static NEXT: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
+    let mut n = NEXT.lock().unwrap();
+    *n += 1;
+    RunStore::new_run_id() ^ *n
+}
+
+/// Removes the run's keys when the test ends, however it ends.
+pub struct Cleanup<'a>(pub &'a RedisTarget, pub u64);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.clean(Some(self.1));
+    }
+}
 
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 
@@ -199,20 +219,13 @@ fn free_port() -> u16 {
 pub fn count_keys(url: &str, pattern: &str) -> usize {
     let u = RedisUrl::parse(url).unwrap();
     let mut c = Client::connect(&u, Duration::from_secs(5)).unwrap();
-    let mut cursor = b"0".to_vec();
     let mut n = 0;
-    loop {
-        let page = c
-            .call(&[&"SCAN", &cursor, &"MATCH", &pattern, &"COUNT", &1000u32])
-            .unwrap()
-            .array()
-            .unwrap();
-        cursor = page[0].bulk().unwrap().unwrap().to_vec();
-        n += page[1].clone().array().unwrap().len();
-        if cursor == b"0" {
-            return n;
-        }
-    }
+    c.scan(pattern, |_, keys| {
+        n += keys.len();
+        Ok(())
+    })
+    .unwrap();
+    n
 }
 
 /// One command on a fresh connection.

@@ -273,24 +273,12 @@ impl CacheSession {
         self.client.queue(&args);
     }
 
-    /// Sends what is queued (MULTI, `queued` commands, EXEC) and checks every reply.
+    /// Sends what is queued (MULTI, `queued` commands, EXEC); nothing is watched, so EXEC
+    /// always answers its array.
     fn exec(&mut self, queued: usize) -> Result<Vec<Reply>, ClientError> {
-        self.client.send()?;
-        let mut refused = None;
-        for _ in 0..=queued {
-            if let Reply::Error(e) = self.client.reply()? {
-                refused.get_or_insert(e);
-            }
-        }
-        let exec = self.client.reply()?;
-        if let Some(e) = refused {
-            return Err(ClientError::Server(e));
-        }
-        let items = exec.array()?;
-        if let Some(Reply::Error(e)) = items.iter().find(|r| matches!(r, Reply::Error(_))) {
-            return Err(ClientError::Server(e.clone()));
-        }
-        Ok(items)
+        self.client
+            .exec(queued)?
+            .ok_or_else(|| ClientError::Protocol("EXEC without WATCH answered nil".into()))
     }
 
     /// Reads the value and the related entries, the fix's way.

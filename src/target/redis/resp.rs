@@ -314,6 +314,65 @@ impl Client {
         }
     }
 
+    /// Sends what is queued (`MULTI`, `queued` commands, `EXEC`) and reads every reply.
+    /// `None` when EXEC answered nil: a watched key changed and nothing was done. An error
+    /// reply while queuing (the transaction was discarded) or inside it is `Server`.
+    pub fn exec(&mut self, queued: usize) -> Result<Option<Vec<Reply>>, ClientError> {
+        self.send()?;
+        let mut refused = None;
+        // MULTI's +OK, then +QUEUED for each command.
+        for _ in 0..=queued {
+            if let Reply::Error(e) = self.reply()? {
+                refused.get_or_insert(e);
+            }
+        }
+        let exec = self.reply()?;
+        if let Some(e) = refused {
+            return Err(ClientError::Server(e));
+        }
+        match exec {
+            Reply::Nil => Ok(None),
+            Reply::Array(items) => match items.iter().find_map(|r| match r {
+                Reply::Error(e) => Some(e.clone()),
+                _ => None,
+            }) {
+                Some(e) => Err(ClientError::Server(e)),
+                None => Ok(Some(items)),
+            },
+            other => Err(other.unexpected("EXEC's array")),
+        }
+    }
+
+    /// Walks every key matching `pattern` by SCAN (never KEYS: a big server answers others
+    /// between our pages), handing each page to `page` with the connection.
+    pub fn scan(
+        &mut self,
+        pattern: &str,
+        mut page: impl FnMut(&mut Client, Vec<Vec<u8>>) -> Result<(), ClientError>,
+    ) -> Result<(), ClientError> {
+        let mut cursor = b"0".to_vec();
+        loop {
+            let reply = self.call(&[&"SCAN", &cursor, &"MATCH", &pattern, &"COUNT", &1000u32])?;
+            let mut parts = reply.array()?.into_iter();
+            let (Some(Reply::Bulk(next)), Some(Reply::Array(found))) = (parts.next(), parts.next())
+            else {
+                return Err(ClientError::Protocol("SCAN answered something else".into()));
+            };
+            let keys = found
+                .into_iter()
+                .filter_map(|k| match k {
+                    Reply::Bulk(k) => Some(k),
+                    _ => None,
+                })
+                .collect();
+            page(self, keys)?;
+            if next == b"0" {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
     fn read_line(&mut self) -> Result<(), ClientError> {
         self.line.clear();
         let n = self.stream.read_until(b'\n', &mut self.line)?;

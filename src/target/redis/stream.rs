@@ -148,32 +148,16 @@ impl RedisTarget {
     pub fn stored_runs(&self, c: &mut Client) -> Result<Vec<u64>, Error> {
         let pattern = format!("{NAMESPACE}*}}:run");
         let mut runs = BTreeSet::new();
-        let mut cursor = b"0".to_vec();
-        loop {
-            let page = c
-                .call(&[&"SCAN", &cursor, &"MATCH", &pattern, &"COUNT", &1000u32])
-                .and_then(Reply::array)
-                .map_err(self.failed("SCAN"))?;
-            let mut page = page.into_iter();
-            cursor = match page.next() {
-                Some(Reply::Bulk(b)) => b,
-                _ => b"0".to_vec(),
-            };
-            if let Some(Reply::Array(keys)) = page.next() {
-                for k in keys {
-                    if let Reply::Bulk(k) = k {
-                        if let Some(r) = Keys::run_of(&k)
-                            .filter(|r| Keys::of(*r).run() == String::from_utf8_lossy(&k))
-                        {
-                            runs.insert(r);
-                        }
-                    }
-                }
-            }
-            if cursor == b"0" {
-                break;
-            }
-        }
+        c.scan(&pattern, |_, found| {
+            // The pattern's `*` could span `}:x:{`: keep only keys that are a run key.
+            runs.extend(
+                found
+                    .iter()
+                    .filter_map(|k| Keys::run_of(k).filter(|r| Keys::of(*r).run().as_bytes() == k)),
+            );
+            Ok(())
+        })
+        .map_err(self.failed("SCAN"))?;
         let mut stored = Vec::new();
         for r in runs {
             let has = c
