@@ -680,3 +680,29 @@ fn the_loader_refuses_a_stream_entry_that_is_not_racepools() {
         "{e}"
     );
 }
+
+#[test]
+fn a_run_lives_in_the_urls_database_and_is_never_created_twice() {
+    let test = "a_run_lives_in_the_urls_database_and_is_never_created_twice";
+    let Some(s) = Server::start(test, &[]) else {
+        return;
+    };
+    let db3 = format!("{}/3", s.url);
+    let t = target(&db3, RedisOptions::default());
+    let sh = shape(1, 2);
+    t.create(&sh).unwrap();
+    assert_eq!(count_keys(&s.url, "*"), 0, "database 0 untouched");
+    assert_eq!(count_keys(&db3, "*"), 2 + 1);
+    let e = t.create(&sh).unwrap_err();
+    assert!(
+        matches!(&e, Error::Target(m) if m.contains("already has keys")),
+        "{e}"
+    );
+    assert_eq!(
+        t.finals(&sh).unwrap(),
+        vec![sh.initial; 2],
+        "nothing overwritten"
+    );
+    assert_eq!(t.clean(Some(sh.run)).unwrap(), 1);
+    assert_eq!(count_keys(&db3, "*"), 0);
+}

@@ -371,17 +371,20 @@ impl RedisTarget {
         move |e| Error::Target(format!("{}: {what}: {e}", self.url))
     }
 
+    /// One section of `INFO`, as its text.
+    fn info(&self, c: &mut Client, section: &str) -> Result<String, Error> {
+        c.call(&[&"INFO", &section])
+            .and_then(|r| {
+                r.bulk()
+                    .map(|b| String::from_utf8_lossy(b.unwrap_or_default()).into_owned())
+            })
+            .map_err(self.failed(&format!("INFO {section}")))
+    }
+
     /// The server's `maxclients` and `connected_clients`, from `INFO clients`.
     pub fn clients(&self, c: &mut Client) -> Result<(u64, u64), Error> {
-        let info = c
-            .call(&[&"INFO", &"clients"])
-            .and_then(|r| r.bulk().map(|b| b.unwrap_or_default().to_vec()))
-            .map_err(self.failed("INFO clients"))?;
-        let info = String::from_utf8_lossy(&info);
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
-        };
+        let info = self.info(c, "clients")?;
+        let field = |name| info_field(&info, name).and_then(|v| v.parse().ok());
         match (field("maxclients"), field("connected_clients")) {
             (Some(max), Some(connected)) => Ok((max, connected)),
             _ => Err(Error::Target(format!(
@@ -390,6 +393,36 @@ impl RedisTarget {
             ))),
         }
     }
+
+    /// Refuses a server older than [`MINIMUM_VERSION`].
+    fn check_version(&self, c: &mut Client) -> Result<(), Error> {
+        let info = self.info(c, "server")?;
+        let version = info_field(&info, "redis_version").unwrap_or("unknown");
+        match parse_version(version) {
+            Some(v) if v >= MINIMUM_VERSION => Ok(()),
+            _ => Err(Error::Target(format!(
+                "{}: Redis {version}: racepool needs {}.{} or later (streams, exclusive XRANGE)",
+                self.url, MINIMUM_VERSION.0, MINIMUM_VERSION.1
+            ))),
+        }
+    }
+}
+
+/// The oldest Redis the target runs on: streams (5.0) and XRANGE's exclusive `(` ranges (6.2),
+/// which the loader pages with.
+pub const MINIMUM_VERSION: (u32, u32) = (6, 2);
+
+/// `name:value` of an INFO text.
+fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+/// "7.0.15" → (7, 0).
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let mut parts = v.split('.').map(|p| p.parse().ok());
+    Some((parts.next()??, parts.next()??))
 }
 
 /// What a session did beyond its updates' `Applied`, for the report and the tests.
@@ -429,6 +462,7 @@ impl Target for RedisTarget {
         }
         let mut c = self.client()?;
         c.call(&[&"PING"]).map_err(self.failed("PING"))?;
+        self.check_version(&mut c)?;
         let (max, connected) = self.clients(&mut c)?;
         // Our own connection closes before the workers connect.
         let free = max.saturating_sub(connected.saturating_sub(1));
@@ -1130,6 +1164,18 @@ mod tests {
         assert_eq!(Keys::run_of(b"racepool:{}:slot:0"), None);
         assert_eq!(Keys::run_of(b"racepool:{42}slot"), None);
         assert_eq!(Keys::run_of(b"user:{42}:slot:0"), None);
+    }
+
+    #[test]
+    fn versions_parse_and_old_servers_are_told_apart() {
+        assert_eq!(parse_version("7.0.15"), Some((7, 0)));
+        assert_eq!(parse_version("6.2"), Some((6, 2)));
+        assert!(parse_version("6.0.9").unwrap() < MINIMUM_VERSION);
+        assert!(parse_version("10.0.0").unwrap() > MINIMUM_VERSION);
+        assert_eq!(parse_version("unknown"), None);
+        let info = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
+        assert_eq!(info_field(info, "redis_version"), Some("7.0.15"));
+        assert_eq!(info_field(info, "redis"), None);
     }
 
     #[test]
