@@ -272,31 +272,51 @@ fn fenced_lock_is_exact() {
     exact_over_many_runs("fenced_lock_is_exact", StrategyKind::Lock, Fencing::Tokens);
 }
 
+/// How worker 1 runs once worker 0's lock has expired under it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// Worker 1 makes this many updates, then worker 0 writes.
+    Updates(u64),
+    /// Worker 1 takes the lock and reads, then is held while worker 0 writes; then worker 1
+    /// writes: both read the same value.
+    Overlaps,
+}
+
 /// Worker 0 takes the lock, reads, and is held past the lock's TTL; once the server has
-/// expired the lock, worker 1 makes `later` updates; then worker 0 writes. Returns the
+/// expired the lock, worker 1 runs as `then` says, around worker 0's write. Returns the
 /// outcome, the finals and the verdict on the stored record.
 fn holder_outlives_its_ttl(
     t: &RedisTarget,
     sh: &RunShape,
-    later: u64,
+    then: Then,
 ) -> (Outcome, Vec<u32>, Verification) {
     let lock_key = Keys::of(sh.run).lock(0);
     let (held, go_on) = (Barrier::new(2), Barrier::new(2));
+    let (held1, go_on1) = (Barrier::new(2), Barrier::new(2));
     let url = t.url().to_string();
-    let once = AtomicBool::new(false);
+    let once = [AtomicBool::new(false), AtomicBool::new(false)];
     let hook = |w: usize, _i: u64, p: Point| {
-        // Worker 0's first time holding the lock with its value read (a refused holder that
-        // starts over holds it again: that time it goes on).
-        if (w, p) == (0, Point::HoldingLock) && !once.swap(true, SeqCst) {
-            held.wait();
-            go_on.wait();
+        // Each worker's first time holding the lock with its value read (a refused holder
+        // that starts over holds it again: that time it goes on).
+        let holds = w == 0 || then == Then::Overlaps;
+        if p == Point::HoldingLock && holds && !once[w].swap(true, SeqCst) {
+            let (h, g) = if w == 0 {
+                (&held, &go_on)
+            } else {
+                (&held1, &go_on1)
+            };
+            h.wait();
+            g.wait();
         }
     };
-    let ops_of = |w: usize| if w == 0 { 1 } else { later };
+    let later = match then {
+        Then::Updates(n) => n,
+        Then::Overlaps => 1,
+    };
     // Two workers, uneven op counts: drive them by hand around the barriers.
     let out = std::thread::scope(|s| {
         let hook = &hook;
-        let w0 = s.spawn(move || one_worker(t, sh, 0, ops_of(0), hook));
+        let w0 = s.spawn(move || one_worker(t, sh, 0, 1, hook));
         held.wait();
         // The TTL runs out on the server's clock: poll the key's existence, bounded.
         let deadline = Instant::now() + t.options.lock_ttl * 50;
@@ -309,12 +329,19 @@ fn holder_outlives_its_ttl(
             std::thread::sleep(Duration::from_millis(5));
         }
         // Worker 1 starts only once worker 0's lock has expired.
-        let r1 = s
-            .spawn(move || one_worker(t, sh, 1, ops_of(1), hook))
-            .join()
-            .unwrap();
-        go_on.wait();
-        let r0 = w0.join().unwrap();
+        let w1 = s.spawn(move || one_worker(t, sh, 1, later, hook));
+        let (r0, r1);
+        if then == Then::Overlaps {
+            held1.wait();
+            go_on.wait();
+            r0 = w0.join().unwrap();
+            go_on1.wait();
+            r1 = w1.join().unwrap();
+        } else {
+            r1 = w1.join().unwrap();
+            go_on.wait();
+            r0 = w0.join().unwrap();
+        }
         [r0, r1]
     });
     let mut o = Outcome::default();
@@ -398,7 +425,7 @@ fn lock_without_fencing_loses_updates_when_a_holder_outlives_its_ttl() {
     };
     let (t, sh) = lock_run(r.url(), Fencing::Off);
     let _clean = Cleanup(&t, sh.run);
-    let (out, finals, v) = holder_outlives_its_ttl(&t, &sh, 10);
+    let (out, finals, v) = holder_outlives_its_ttl(&t, &sh, Then::Updates(10));
     // Worker 0 read 100, worker 1 counted to 110, then worker 0 wrote its stale 101.
     assert_eq!(out.acked(), 11);
     assert_eq!(finals, vec![sh.initial + 1]);
@@ -424,7 +451,7 @@ fn fencing_refuses_the_holder_that_outlived_its_ttl_and_stays_exact() {
     };
     let (t, sh) = lock_run(r.url(), Fencing::Tokens);
     let _clean = Cleanup(&t, sh.run);
-    let (out, finals, v) = holder_outlives_its_ttl(&t, &sh, 10);
+    let (out, finals, v) = holder_outlives_its_ttl(&t, &sh, Then::Updates(10));
     assert_eq!(out.acked(), 11);
     assert_eq!(
         finals,
@@ -705,4 +732,32 @@ fn a_run_lives_in_the_urls_database_and_is_never_created_twice() {
     );
     assert_eq!(t.clean(Some(sh.run)).unwrap(), 1);
     assert_eq!(count_keys(&db3, "*"), 0);
+}
+
+#[test]
+fn fencing_only_the_write_still_loses_when_two_holders_read_the_same_value() {
+    let test = "fencing_only_the_write_still_loses_when_two_holders_read_the_same_value";
+    let Some(r) = redis(test) else {
+        return;
+    };
+    // Worker 0 reads 100 and outlives its lock; worker 1 takes it and reads 100; worker 0
+    // writes, then worker 1 writes.
+    for fencing in [Fencing::Off, Fencing::WriteOnly, Fencing::Tokens] {
+        let (t, sh) = lock_run(r.url(), fencing);
+        let _clean = Cleanup(&t, sh.run);
+        let (out, finals, v) = holder_outlives_its_ttl(&t, &sh, Then::Overlaps);
+        assert_eq!(out.acked(), 2);
+        if fencing == Fencing::Tokens {
+            // Worker 0's write is refused (worker 1's read raised the guard), and so is
+            // worker 1's after worker 0 started over with a newer token.
+            assert_eq!(finals, vec![sh.initial + 2], "exact");
+            assert!(out.stats[0].fenced >= 1 && out.stats[1].fenced >= 1);
+            assert!(v.verified, "{:?}", v.runs[0].problems);
+        } else {
+            assert_eq!(finals, vec![sh.initial + 1], "{fencing:?}: both wrote 101");
+            assert_eq!(out.stats[1].fenced, 0, "{fencing:?}: nobody was refused");
+            let w = &v.runs[0].witness_list[0];
+            assert_eq!((w.read, w.written), (sh.initial, sh.initial + 1));
+        }
+    }
 }

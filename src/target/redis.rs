@@ -89,7 +89,8 @@
 //! 10 and is paused; its lock expires; B (token 6) takes it and reads 10; A wakes and writes
 //! 11 (5 ≥ the guard, nobody has written); B writes 11 (6 ≥ 5). Both wrote 11: lost. Checking
 //! tokens at the write alone protects a store that is only ever overwritten, not one whose
-//! new value depends on what was read.
+//! new value depends on what was read. [`Fencing::WriteOnly`] runs exactly that, as the
+//! negative control the tests hold `Tokens` against.
 //!
 //! What each step relies on: Redis runs one command or script at a time (SET NX, the scripts
 //! and INCR are indivisible); the TTL is measured by the server's clock (without fencing, a
@@ -127,6 +128,16 @@ pub enum Fencing {
     Off,
     /// Tokens from `INCR`, checked by the slot's read and write scripts.
     Tokens,
+    /// Tokens checked at the write only: the usual recipe, which still loses a
+    /// read-modify-write (see the protocol). Kept as the negative control of `Tokens`.
+    WriteOnly,
+}
+
+impl Fencing {
+    /// Whether acquisitions issue tokens.
+    fn issues_tokens(self) -> bool {
+        self != Fencing::Off
+    }
 }
 
 /// What a Redis run is asked to do beyond its URL.
@@ -666,7 +677,7 @@ impl RedisSession {
             }
         };
         let lock = strategy == StrategyKind::Lock;
-        let fenced = lock && target.options.fencing == Fencing::Tokens;
+        let fenced = lock && target.options.fencing.issues_tokens();
         let tag = now_ns() ^ (std::process::id() as u64).rotate_left(40);
         let mut s = RedisSession {
             client,
@@ -962,7 +973,7 @@ impl RedisSession {
                             .map_err(|e| update_error("SET NX PX", e))?,
                     }
                 }
-                Fencing::Tokens => {
+                Fencing::Tokens | Fencing::WriteOnly => {
                     let t = self
                         .scripts
                         .eval(
@@ -1025,7 +1036,7 @@ impl RedisSession {
         loop {
             let held = self.acquire(s, &mut a)?;
             let read = match self.options.fencing {
-                Fencing::Off => self.get(s)?,
+                Fencing::Off | Fencing::WriteOnly => self.get(s)?,
                 Fencing::Tokens => {
                     let n = self
                         .scripts
@@ -1052,7 +1063,7 @@ impl RedisSession {
                 Fencing::Off => self
                     .write(s, event, &a)
                     .map_err(|e| update_error("SET", e))?,
-                Fencing::Tokens => {
+                Fencing::Tokens | Fencing::WriteOnly => {
                     if !self.fenced_write(s, event, &held, &a)? {
                         self.refused(s, &held, &mut a)?;
                         continue;
