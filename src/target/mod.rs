@@ -26,6 +26,7 @@
 //!    Nothing else is ever left: no lock, session, temporary table or stray file.
 
 pub mod dir;
+pub mod redis;
 
 use std::fmt;
 use std::path::PathBuf;
