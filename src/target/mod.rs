@@ -9,7 +9,7 @@
 //!
 //! A run's life on a target, and who does what:
 //!
-//! 1. **Parent, before any fork.** [`TargetSpec::open`] checks the URL or path and returns the
+//! 1. **Parent, before any fork.** `TargetSpec::open` checks the URL or path and returns the
 //!    [`Target`]. [`Target::preflight`] refuses what cannot work, naming the flag: a server that
 //!    does not answer, `--workers` above the connections it can still accept, a path that is not
 //!    a writable directory. [`Target::create`] makes this run's slots at `initial`, keyed by the

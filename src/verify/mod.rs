@@ -772,7 +772,7 @@ pub fn check_run(run: &RunHistory) -> RunCheck {
                     );
                 }
             }
-            if later_invoked.map_or(true, |(t, _)| cell.invoke_max > t) {
+            if later_invoked.is_none_or(|(t, _)| cell.invoke_max > t) {
                 later_invoked = Some((cell.invoke_max, cell.invoke_at));
             }
         }
