@@ -290,7 +290,7 @@ pub(crate) fn run_summary(
         ops_per_worker: config.ops,
         seed: plan.seed,
         updates,
-        loss_rate: judged.count.loss_rate(updates),
+        loss_fraction: judged.count.loss_rate(updates),
         verdict: judged.verdict,
         count: judged.count,
         wrong_slots: judged.wrong_slots,
