@@ -18,18 +18,12 @@ pub fn dirty() -> Option<bool> {
     }
 }
 
-/// For people: `dfbf42a`, `dfbf42a (dirty)` or `unknown`.
+/// For people, as `git describe --dirty` writes it: `dfbf42a`, `dfbf42a-dirty` or `unknown`.
 pub fn describe(commit: Option<&str>, dirty: Option<bool>) -> String {
-    match commit {
-        None => "unknown".into(),
-        Some(c) => {
-            let short = &c[..c.len().min(7)];
-            match dirty {
-                Some(true) => format!("{short} (dirty)"),
-                Some(false) => short.into(),
-                None => format!("{short} (dirty: unknown)"),
-            }
-        }
+    match (commit, dirty) {
+        (None, _) => "unknown".into(),
+        (Some(c), Some(true)) => format!("{}-dirty", &c[..c.len().min(7)]),
+        (Some(c), _) => c[..c.len().min(7)].into(),
     }
 }
 
@@ -50,7 +44,7 @@ mod tests {
     fn a_revision_reads_short_and_says_when_it_is_dirty_or_unknown() {
         let c = "dfbf42a0123456789abcdef0123456789abcdef0";
         assert_eq!(describe(Some(c), Some(false)), "dfbf42a");
-        assert_eq!(describe(Some(c), Some(true)), "dfbf42a (dirty)");
+        assert_eq!(describe(Some(c), Some(true)), "dfbf42a-dirty");
         assert_eq!(describe(None, None), "unknown");
         // The stamp is either a full hash or "unknown", never empty.
         assert!(commit().is_none_or(|c| c.len() == 40));
