@@ -183,37 +183,32 @@ const SMALL: [&str; 14] = [
     "--quick",
 ];
 
+/// `torture bench [--force] --out DIR` over the small matrix.
+fn small_bench(out: &Path, force: bool) -> std::process::Output {
+    let mut cmd = torture();
+    cmd.arg("bench");
+    if force {
+        cmd.arg("--force");
+    }
+    cmd.arg("--out").arg(out).args(SMALL).output().unwrap()
+}
+
 #[test]
 fn an_earlier_run_is_never_overwritten_without_force() {
     let dir = TempDir::new("bench-clobber");
-    let first = torture()
-        .args(["bench", "--out"])
-        .arg(&dir.0)
-        .args(SMALL)
-        .output()
-        .unwrap();
+    let first = small_bench(&dir.0, false);
     assert!(first.status.success(), "{first:?}");
     std::fs::write(dir.0.join("notes.txt"), "mine").unwrap();
     let report = std::fs::read(dir.0.join("summary.json")).unwrap();
 
-    let again = torture()
-        .args(["bench", "--out"])
-        .arg(&dir.0)
-        .args(SMALL)
-        .output()
-        .unwrap();
+    let again = small_bench(&dir.0, false);
     assert_eq!(again.status.code(), Some(2));
     let err = String::from_utf8_lossy(&again.stderr);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("--out") && err.contains("--force"), "{err}");
     assert_eq!(std::fs::read(dir.0.join("summary.json")).unwrap(), report);
 
-    let forced = torture()
-        .args(["bench", "--force", "--out"])
-        .arg(&dir.0)
-        .args(SMALL)
-        .output()
-        .unwrap();
+    let forced = small_bench(&dir.0, true);
     assert!(forced.status.success(), "{forced:?}");
     assert_ne!(std::fs::read(dir.0.join("summary.json")).unwrap(), report);
     // --force replaces the bench's own files and nothing else.
@@ -235,12 +230,7 @@ fn an_earlier_run_is_never_overwritten_without_force() {
 fn an_out_that_is_a_file_is_bad_input() {
     let dir = TempDir::new("bench-file");
     std::fs::write(&dir.0, "not a directory").unwrap();
-    let out = torture()
-        .args(["bench", "--out"])
-        .arg(&dir.0)
-        .args(SMALL)
-        .output()
-        .unwrap();
+    let out = small_bench(&dir.0, false);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a directory"), "{err}");

@@ -107,3 +107,28 @@ fn json_fields_have_one_shape_and_name_their_unit() {
         "{summary}"
     );
 }
+
+#[test]
+fn a_scenario_table_fits_100_columns_and_names_its_invariant_once() {
+    let out = output(&[
+        "--scenario",
+        "record",
+        "--workers",
+        "20",
+        "--ops",
+        "100",
+        "--repeat",
+        "2",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let table: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("strategy"))
+        .take_while(|l| !l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(table.contains("holds in 2 of 2 runs"), "{text}");
+    assert_narrow(&table);
+    assert_eq!(text.matches("every field update kept").count(), 1, "{text}");
+}

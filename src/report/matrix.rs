@@ -203,8 +203,6 @@ impl BenchPoint {
             (!v.is_empty()).then(|| Spread::of(v))
         };
         let ops_per_sec = Spread::of(runs.iter().map(|r| r.ops_per_sec));
-        let mut fair: Vec<Fairness> = runs.iter().map(|r| r.fairness).collect();
-        fair.sort_by(|a, b| a.min_over_median.total_cmp(&b.min_over_median));
         BenchPoint {
             key,
             status: if collapsed {
@@ -238,10 +236,7 @@ impl BenchPoint {
             retries_per_update: total(|r| r.retries_per_update),
             waits_per_update: total(|r| r.waits_per_update),
             wakes_per_update: total(|r| r.wakes_per_update),
-            fairness: fair
-                .get(fair.len().saturating_sub(1) / 2)
-                .copied()
-                .unwrap_or_default(),
+            fairness: Fairness::of_median_run(runs),
             preemptions: median(|r| r.preemptions as f64),
             spawn_ms: median(|r| r.spawn_ms),
             window_ms: median(|r| r.window_ms),

@@ -186,6 +186,15 @@ pub struct Fairness {
 }
 
 impl Fairness {
+    /// The median run's, by `min_over_median`: what several runs report as one.
+    pub fn of_median_run(runs: &[RunSummary]) -> Fairness {
+        let mut all: Vec<Fairness> = runs.iter().map(|r| r.fairness).collect();
+        all.sort_by(|a, b| a.min_over_median.total_cmp(&b.min_over_median));
+        all.get(all.len().saturating_sub(1) / 2)
+            .copied()
+            .unwrap_or_default()
+    }
+
     pub fn of(mut rates: Vec<f64>) -> Fairness {
         if rates.is_empty() {
             return Fairness::default();

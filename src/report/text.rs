@@ -61,14 +61,15 @@ pub fn render_text_with(summary: &Summary, detail: Detail) -> String {
         out,
         "\nlost = expected - observed, per slot; loss = lost / updates; ops/s = updates / window."
     );
-    if summary
+    for s in summary
         .strategies
         .iter()
-        .any(|s| s.verdict == Verdict::RaceMissed && s.scenario.is_none())
+        .filter(|s| s.verdict == Verdict::RaceMissed)
     {
         let _ = writeln!(
             out,
-            "racy lost nothing this time: widen the race with --race-window N (spins between its read and write)."
+            "{}: the race was not caught this time; widen it with --race-window N.",
+            s.label()
         );
     }
     if detail == Detail::Full {
@@ -115,10 +116,9 @@ fn header(out: &mut String, summary: &Summary) {
     );
 }
 
+/// The verdict column. A scenario's row says whether its invariant (named in the note under
+/// the table) held; the counter's, whether every update landed.
 fn verdict(s: &StrategySummary) -> String {
-    if let Some(row) = &s.scenario {
-        return crate::scenario::verdict_text(s, row);
-    }
     let runs = s.runs.len();
     let failed = s
         .runs
@@ -132,6 +132,14 @@ fn verdict(s: &StrategySummary) -> String {
             format!(" in {k} of {runs} runs")
         }
     };
+    if s.scenario.is_some() {
+        return match s.verdict {
+            Verdict::Exact => format!("holds{}", of_runs(runs)),
+            Verdict::RaceCaught => format!("broken{}", of_runs(s.runs_with_loss)),
+            Verdict::RaceMissed => "held: race missed".into(),
+            Verdict::Failed => format!("FAILED: broken{}", of_runs(s.runs_with_loss.max(1))),
+        };
+    }
     match s.verdict {
         Verdict::Exact => format!("exact{}", of_runs(runs)),
         Verdict::RaceCaught => format!("race caught{}", of_runs(s.runs_with_loss)),
@@ -198,12 +206,7 @@ fn workers_detail(out: &mut String, summary: &Summary) {
     ])];
     for s in &summary.strategies {
         let median = |f: fn(&super::RunSummary) -> f64| Spread::of(s.runs.iter().map(f)).median;
-        let mut fair: Vec<Fairness> = s.runs.iter().map(|r| r.fairness).collect();
-        fair.sort_by(|a, b| a.min_over_median.total_cmp(&b.min_over_median));
-        let f = fair
-            .get(fair.len().saturating_sub(1) / 2)
-            .copied()
-            .unwrap_or_default();
+        let f = Fairness::of_median_run(&s.runs);
         rows.push(vec![
             s.label().into(),
             time_ms(median(|r| r.spawn_ms)),
