@@ -91,8 +91,13 @@ enum SelftestCheck {
 #[derive(Args, Clone)]
 struct BenchArgs {
     /// Directory for report.md, summary.json, summary.csv, machine.json, points.jsonl, *.svg.
+    /// It must not exist or be empty, unless --force.
     #[arg(long, default_value = "results/bench", value_name = "DIR")]
     out: std::path::PathBuf,
+    /// Write into a --out directory that already holds files: the bench's own files there are
+    /// removed first, nothing else.
+    #[arg(long)]
+    force: bool,
     /// A small matrix for CI: under a minute.
     #[arg(long)]
     quick: bool,
@@ -363,6 +368,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, Error> {
         ));
     }
     opts.out = args.out.clone();
+    opts.force = args.force;
     fn or<T: Clone>(given: &[T], default: &mut Vec<T>) {
         if !given.is_empty() {
             *default = given.to_vec();

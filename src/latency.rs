@@ -43,7 +43,7 @@ impl LatencyMode {
     pub fn times(self, i: u64) -> bool {
         match self {
             LatencyMode::All => true,
-            LatencyMode::Sample(n) => i % n as u64 == 0,
+            LatencyMode::Sample(n) => i.is_multiple_of(n as u64),
             LatencyMode::Off => false,
         }
     }

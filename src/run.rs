@@ -586,7 +586,7 @@ fn summarise(
         seed: plan.seed,
         updates,
         rejected: reports.iter().map(|r| r.rejected).sum(),
-        loss_rate: count.loss_rate(updates),
+        loss_fraction: count.loss_rate(updates),
         verdict,
         count,
         wrong_slots,

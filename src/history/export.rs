@@ -276,7 +276,7 @@ pub fn histories(run: &RunHistory) -> Result<Vec<SlotHistory>, Skip> {
         let seen = persisted.get(w).copied().unwrap_or(0);
         let n = (acked + u64::from(k.in_flight)).saturating_sub(seen);
         let since = last_done.get(w).copied().flatten().unwrap_or(0);
-        unknowns.extend(std::iter::repeat(since).take(n as usize));
+        unknowns.extend(std::iter::repeat_n(since, n as usize));
     }
 
     let mut by_slot: Vec<Vec<&crate::history::Event>> = vec![Vec::new(); end.finals.len()];

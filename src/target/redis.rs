@@ -552,7 +552,7 @@ impl Target for RedisTarget {
             let doomed: Vec<Vec<u8>> = found
                 .into_iter()
                 .filter(|k| match Keys::run_of(k) {
-                    Some(r) if run.map_or(true, |want| want == r) => {
+                    Some(r) if run.is_none_or(|want| want == r) => {
                         runs.insert(r);
                         true
                     }

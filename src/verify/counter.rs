@@ -278,7 +278,7 @@ fn real_time_order(index: &Index, events: &[Event], c: &mut RunCheck) {
                     });
                 }
             }
-            if later_invoked.map_or(true, |(t, _)| cell.invoke_max > t) {
+            if later_invoked.is_none_or(|(t, _)| cell.invoke_max > t) {
                 later_invoked = Some((cell.invoke_max, cell.invoke_at));
             }
         }

@@ -78,7 +78,7 @@ pub fn parse_edn(text: &str) -> Vec<Op> {
                 .split(|c: char| c == ',' || c.is_whitespace())
                 .filter(|t| !t.is_empty())
                 .collect();
-            assert!(tokens.len() % 2 == 0, "line {n}: odd map: {line}");
+            assert!(tokens.len().is_multiple_of(2), "line {n}: odd map: {line}");
             let mut map = HashMap::new();
             for pair in tokens.chunks(2) {
                 let key = pair[0]
