@@ -26,6 +26,9 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A short run.
+const RUN: &[&str] = &["--workers", "4", "--ops", "10", "--strategy", "atomic"];
+
 /// A log with one finished run, removed when dropped.
 struct Log(std::path::PathBuf);
 
@@ -33,19 +36,8 @@ impl Log {
     fn new() -> Log {
         let path = std::env::temp_dir().join(format!("racepool-{}-exit.log", std::process::id()));
         let store = format!("log:{}", path.display());
-        let out = torture(
-            &[
-                "--workers",
-                "4",
-                "--ops",
-                "10",
-                "--strategy",
-                "atomic",
-                "--store",
-                &store,
-            ],
-            Stdio::null(),
-        );
+        let args: Vec<&str> = RUN.iter().copied().chain(["--store", &store]).collect();
+        let out = torture(&args, Stdio::null());
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         Log(path)
     }
@@ -61,17 +53,10 @@ impl Drop for Log {
 fn a_full_stdout_is_exit_4_with_one_line_and_no_panic() {
     let log = Log::new();
     let log = log.0.to_str().unwrap();
+    let json: Vec<&str> = RUN.iter().copied().chain(["--json"]).collect();
     let cases: [&[&str]; 7] = [
-        &["--workers", "4", "--ops", "10", "--strategy", "atomic"],
-        &[
-            "--workers",
-            "4",
-            "--ops",
-            "10",
-            "--strategy",
-            "atomic",
-            "--json",
-        ],
+        RUN,
+        &json,
         &["verify", log],
         &["verify", log, "--json"],
         &["selftest", "shared-write", "--rounds", "2"],

@@ -95,12 +95,15 @@ fn verified_runs_pass_the_counter_rule_with_and_without_kills() {
             "futex-lock" => "after-write:100",
             _ => "after-cas:100",
         };
-        for (case, faults) in [
+        for (n, (case, faults)) in [
             ("no faults", &[][..]),
             ("--kill 3", &["--kill", "3"][..]),
             ("--crash-at", &["--crash-at", crash][..]),
-        ] {
-            let scratch = Scratch::new(&format!("export-{strategy}-{}", faults.len()));
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let scratch = Scratch::new(&format!("export-{strategy}-{n}"));
             let mut args = vec![
                 "--workers",
                 "20",

@@ -238,6 +238,8 @@ enum Tie {
     Completion,
     /// The invocation of a process whose previous operation completed at the same time.
     InvokeAfterOwnCompletion,
+    /// The completion of such an invocation at the same time (a zero-length operation).
+    CompletionAfterOwnInvoke,
 }
 
 /// The histories of one run, one per slot.
@@ -298,6 +300,11 @@ pub fn histories(run: &RunHistory) -> Result<Vec<SlotHistory>, Skip> {
             } else {
                 Tie::Invoke
             };
+            let done = if tie == Tie::InvokeAfterOwnCompletion && t1 == t0 {
+                Tie::CompletionAfterOwnInvoke
+            } else {
+                Tie::Completion
+            };
             previous = Some((e.worker, t1));
             for (process, f, value) in [
                 (u64::from(e.worker), F::Add, 1),
@@ -305,7 +312,7 @@ pub fn histories(run: &RunHistory) -> Result<Vec<SlotHistory>, Skip> {
             ] {
                 let invoke_value = (f == F::Add).then_some(1);
                 push(tie, op(t0, Type::Invoke, process, f, invoke_value));
-                push(Tie::Completion, op(t1, Type::Ok, process, f, Some(value)));
+                push(done, op(t1, Type::Ok, process, f, Some(value)));
             }
         }
         for (j, &since) in unknowns.iter().enumerate() {
@@ -406,6 +413,10 @@ mod tests {
         }
     }
 
+    fn killed(worker: u32, in_flight: bool) -> Killed {
+        Killed { worker, in_flight }
+    }
+
     fn text(ops: &[Op], format: Format) -> String {
         let mut out = Vec::new();
         write(ops, format, &mut out).unwrap();
@@ -458,14 +469,7 @@ mod tests {
                 event(1, 0, 0, 6, 1030, 1090),
                 event(0, 1, 0, 7, 1100, 1130),
             ],
-            end(
-                vec![9],
-                vec![2, 2],
-                vec![Killed {
-                    worker: 1,
-                    in_flight: false,
-                }],
-            ),
+            end(vec![9], vec![2, 2], vec![killed(1, false)]),
         );
         let edn = text(&histories(&r).unwrap()[0].ops, Format::Edn);
         let docs = include_str!("../../docs/history.md");
@@ -522,6 +526,32 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_length_update_right_after_its_workers_last_still_invokes_first() {
+        let r = run(
+            1,
+            1,
+            0,
+            vec![event(0, 0, 0, 0, 100, 200), event(0, 1, 0, 1, 200, 200)],
+            end(vec![2], vec![2], vec![]),
+        );
+        let adds: Vec<(u64, Type)> = histories(&r).unwrap()[0]
+            .ops
+            .iter()
+            .filter(|o| o.process == 0)
+            .map(|o| (o.time, o.kind))
+            .collect();
+        assert_eq!(
+            adds,
+            vec![
+                (0, Type::Invoke),
+                (100, Type::Ok),
+                (100, Type::Invoke),
+                (100, Type::Ok)
+            ]
+        );
+    }
+
+    #[test]
     fn a_dead_workers_unpersisted_updates_complete_as_info_in_every_slot() {
         // Worker 1 acknowledged 3 and died with one in flight; one event reached the store.
         let r = run(
@@ -533,14 +563,7 @@ mod tests {
                 event(0, 1, 1, 0, 30, 40),
                 event(1, 0, 1, 1, 50, 60),
             ],
-            end(
-                vec![3, 3],
-                vec![2, 3],
-                vec![Killed {
-                    worker: 1,
-                    in_flight: true,
-                }],
-            ),
+            end(vec![3, 3], vec![2, 3], vec![killed(1, true)]),
         );
         let h = histories(&r).unwrap();
         assert_eq!(h.len(), 2);
