@@ -30,6 +30,8 @@ pub mod history;
 #[cfg(not(loom))]
 pub mod latency;
 #[cfg(not(loom))]
+pub mod peer;
+#[cfg(not(loom))]
 pub mod pool;
 #[cfg(not(loom))]
 pub mod probe;

@@ -698,13 +698,47 @@ fn eventually<D: Driver>(c: &mut D, sql: &str, want: i64) -> i64 {
     }
 }
 
-#[test]
-fn postgres_connection_killed_mid_update_is_unknown_and_bounded() {
-    let _g = shared();
-    let Some(t) = target::<Pg>(
-        "postgres_connection_killed_mid_update_is_unknown_and_bounded",
-        Isolation::ReadCommitted,
-    ) else {
+/// Kills one of `run`'s workers while it waits for a row lock inside its transaction;
+/// returns how many were waiting when it struck.
+trait Killer: Engine {
+    fn kill_a_waiting_worker(c: &mut Self, run: u64, waiting: i64) -> i64;
+}
+
+impl Killer for Pg {
+    fn kill_a_waiting_worker(c: &mut Pg, run: u64, waiting: i64) -> i64 {
+        let count = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'racepool/{run}/%' \
+             AND wait_event_type = 'Lock'"
+        );
+        let seen = eventually(c, &count, waiting);
+        let killed = ints(
+            c,
+            &format!(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = 'racepool/{run}/0') k"
+            ),
+        );
+        assert_eq!(killed, vec![1]);
+        seen
+    }
+}
+
+impl Killer for My {
+    fn kill_a_waiting_worker(c: &mut My, _run: u64, waiting: i64) -> i64 {
+        // Every other test is held off (`alone`), so the run's workers are the only sessions
+        // waiting in a locking read of the slots.
+        let blocked = "FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
+                       AND INFO LIKE '%racepool_slots%FOR UPDATE%'";
+        let seen = eventually(c, &format!("SELECT COUNT(*) {blocked}"), waiting);
+        let id = ints(c, &format!("SELECT MIN(ID) {blocked}"))[0];
+        exec(c, &format!("KILL CONNECTION {id}"));
+        seen
+    }
+}
+
+fn killed_mid_update<D: Killer>(test: &str) {
+    let _g = alone();
+    let Some(t) = target::<D>(test, Isolation::ReadCommitted) else {
         return;
     };
     const WORKERS: usize = 3;
@@ -743,49 +777,39 @@ fn postgres_connection_killed_mid_update_is_unknown_and_bounded() {
             &format!("SELECT value FROM racepool_slots WHERE run = {r} FOR UPDATE"),
         );
         blocked.wait();
-        let waiting = format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'racepool/{r}/0' \
-             AND wait_event_type = 'Lock'"
-        );
         let mut watcher = raw(&t);
-        assert_eq!(eventually(&mut watcher, &waiting, 1), 1, "worker 0 waits");
-        let killed = ints(
-            &mut watcher,
-            &format!(
-                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE application_name = 'racepool/{r}/0') k"
-            ),
-        );
-        assert_eq!(killed, vec![1]);
+        let waiting = D::kill_a_waiting_worker(&mut watcher, r, WORKERS as i64);
+        assert_eq!(waiting, WORKERS as i64, "every worker waits for the row");
         blocker.simple("COMMIT").unwrap();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
+    let unknown: Vec<_> = results.iter().filter(|r| r.1.is_some()).collect();
+    assert_eq!(unknown.len(), 1, "{results:?}");
     assert!(
-        matches!(results[0].1, Some(UpdateError::Unknown(_))),
-        "{:?}",
-        results[0].1
-    );
-    assert_eq!(results[0].0, 10);
-    for (n, e) in &results[1..] {
-        assert_eq!((*n, e), (20, &None), "the others go on");
-    }
-    let acked: u64 = results.iter().map(|r| r.0).sum();
-    let unknown = results.iter().filter(|r| r.1.is_some()).count() as u64;
-    let final_value = t.finals(&run.shape).unwrap()[0] as u64;
-    assert!(
-        acked <= final_value && final_value <= acked + unknown,
-        "acknowledged {acked} ≤ final {final_value} ≤ {acked} + {unknown} in flight"
-    );
-    drop(blocker);
-    let mut c = raw(&t);
-    let left = format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'racepool/{r}%'"
+        matches!(unknown[0], (10, Some(UpdateError::Unknown(_)))),
+        "{results:?}"
     );
     assert_eq!(
-        eventually(&mut c, &left, 0),
-        0,
-        "no session of the run is left"
+        results.iter().filter(|r| *r == &(20, None)).count(),
+        WORKERS - 1,
+        "the others go on: {results:?}"
     );
+    let acked: u64 = results.iter().map(|r| r.0).sum();
+    let final_value = t.finals(&run.shape).unwrap()[0] as u64;
+    assert!(
+        acked <= final_value && final_value <= acked + 1,
+        "acknowledged {acked} ≤ final {final_value} ≤ {acked} + 1 in flight"
+    );
+}
+
+#[test]
+fn postgres_connection_killed_mid_update_is_unknown_and_bounded() {
+    killed_mid_update::<Pg>("postgres_connection_killed_mid_update_is_unknown_and_bounded");
+}
+
+#[test]
+fn mariadb_connection_killed_mid_update_is_unknown_and_bounded() {
+    killed_mid_update::<My>("mariadb_connection_killed_mid_update_is_unknown_and_bounded");
 }
 
 // ---- nothing leaks, clean leaves nothing --------------------------------------------------

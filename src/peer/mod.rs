@@ -1,0 +1,4 @@
+//! Peers: other tools run on the same system with the same statements, so racepool's figures
+//! can be given as ratios to theirs.
+
+pub mod pgbench;
