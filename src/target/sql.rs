@@ -33,6 +33,19 @@
 //! inserted in the same transaction, after the write: it commits with the update or not at all.
 //!
 //! A connection lost mid-update is `UpdateError::Unknown` (the `COMMIT` may have arrived).
+//!
+//! ## Wiring (for the run pipeline)
+//!
+//! - `--target postgres://…` / `mysql://…`: `Postgres::new(url, level)` / `Mysql::new(url,
+//!   level)`, one target per `--isolation` level; then the [`Target`] life as for any target.
+//!   `--isolation` parses as [`Isolation`] (`clap::ValueEnum`); it is recorded in the run's row.
+//! - `--store target`: [`RecordStore::begin_record`] after `create`, an [`EventDraft`] to every
+//!   `Session::update`, [`RecordStore::end_record`] after reaping (workers that returned
+//!   `UpdateError::Unknown` go in `RunEnd::killed` with `in_flight`).
+//! - `torture verify URL`: [`RecordStore::load`] gives the checker's `Loaded`.
+//! - `torture clean URL [--run ID]`: [`Target::clean`].
+//! - votes: [`Sql::create_poll`] instead of `create`, [`Sql::connect_voter`] instead of
+//!   `connect`, [`Voter::vote`] per ballot; `finals`, the record and `clean` as for a counter.
 
 use std::marker::PhantomData;
 
@@ -1176,6 +1189,11 @@ enum Step {
     Again,
 }
 
+/// Retries of one update before the session gives up: far beyond what contention costs
+/// (tens per update with 50 workers at serializable), so only a failure that repeats for
+/// ever (a row locked by someone who never lets go, 1205 each time) reaches it.
+const MAX_RETRIES: u32 = 100_000;
+
 /// A worker's connection: one update per call.
 pub struct SqlSession<D: Driver> {
     conn: D,
@@ -1228,6 +1246,12 @@ impl<D: Driver> SqlSession<D> {
                         waits: 0,
                         wakes: 0,
                     })
+                }
+                Ok(Step::Again) | Err(Failure::Retry(_)) if retries >= MAX_RETRIES => {
+                    return Err(UpdateError::Fatal(format!(
+                        "gave up after {retries} retries of one update on run {}",
+                        self.run
+                    )))
                 }
                 Ok(Step::Again) | Err(Failure::Retry(_)) => retries += 1,
                 Err(f) => return Err(f.into_update_error()),
