@@ -1,4 +1,5 @@
-//! Other programs that do what racepool measures, run beside it so the bench can report
-//! racepool's rate as a ratio to theirs.
+//! Peers: other tools run on the same system with the same statements or commands, so
+//! racepool's figures can be given as ratios to theirs.
 
+pub mod pgbench;
 pub mod redis_benchmark;
