@@ -178,7 +178,9 @@ Exit codes (docs/exit-codes.md):
 enum SelftestCheck {
     /// A forked child's write is seen through the shared region
     ///
-    /// ... and never through a private anonymous map (map_anon), the negative control.
+    /// Each round a forked child writes one value through the shared region and through a
+    /// private anonymous map (map_anon). The parent must see every write through the region
+    /// and none through the private map, the negative control.
     SharedWrite {
         /// Rounds, each with a new child
         #[arg(

@@ -11,14 +11,16 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Output, Stdio};
 
 use common::torture;
 
-/// Runs `torture ARGS` as the snapshots see it.
+/// Runs `torture ARGS` as the snapshots see it: no stream a terminal (clap would take its
+/// width from any of the three), 100 columns, no colour.
 fn run(args: &[&str]) -> Output {
     torture()
         .args(args)
+        .stdin(Stdio::null())
         .env("COLUMNS", "100")
         .env("NO_COLOR", "1")
         .env_remove("CLICOLOR_FORCE")
@@ -75,6 +77,23 @@ fn help_of_every_command_matches_its_snapshot() {
     for (name, args) in HELP {
         let out = assert_snapshot(name, args);
         assert_eq!(out.status.code(), Some(0), "{args:?}");
+    }
+    // A command added later gets its snapshots too.
+    let top = String::from_utf8(run(&["-h"]).stdout).unwrap();
+    let commands = top
+        .lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help");
+    for command in commands {
+        for flag in ["-h", "--help"] {
+            assert!(
+                HELP.iter().any(|(_, args)| *args == [command, flag]),
+                "torture {command} {flag} has no snapshot: add it to HELP"
+            );
+        }
     }
 }
 
