@@ -66,7 +66,7 @@ pub struct RunArgs {
     /// One slot is the hardest contention; each update picks its slot as --pick says.
     #[arg(long, default_value_t = 1, value_name = "S", help_heading = heading::WORKLOAD)]
     pub slots: usize,
-    /// Slot choice: uniform or hot:P (P% of updates to slot 0).
+    /// Slot choice: uniform, or hot:P (P% to slot 0).
     #[arg(
         long,
         default_value = "uniform",
