@@ -506,7 +506,12 @@ fn torture(args: &RunArgs) -> Result<ExitCode, Error> {
             &(serde_json::to_string_pretty(&summary).expect("the summary serialises") + "\n"),
         )?;
     } else {
-        out::print(&report::render_text(&summary))?;
+        let detail = if args.verbose {
+            report::Detail::Full
+        } else {
+            report::Detail::Brief
+        };
+        out::print(&report::render_text_with(&summary, detail))?;
     }
     if let (Some(store), Some(dir)) = (&options.store, &options.history) {
         write_history(

@@ -228,6 +228,11 @@ pub struct RunArgs {
     /// Print the summary as JSON instead of a table.
     #[arg(long, help_heading = heading::OUTPUT)]
     pub json: bool,
+
+    /// Also print a detail table: p50 and max latency, retries, futex waits and wakes,
+    /// preemptions, spawn and window times, per-worker rates
+    #[arg(short = 'v', long, help_heading = heading::OUTPUT)]
+    pub verbose: bool,
     /// Updates timed: all, sample:N (one in N) or off.
     #[arg(
         long,
