@@ -140,6 +140,10 @@ pub fn run_once(
     variant: Variant,
     seed: u64,
 ) -> Result<(RunSummary, Histogram<u64>), Error> {
+    if opts.latency != crate::latency::LatencyMode::Off {
+        // Before the fork: every worker inherits the calibration instead of measuring it.
+        crate::timing::calibrate();
+    }
     opts.target.open(Once {
         opts,
         variant,
