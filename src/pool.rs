@@ -488,6 +488,11 @@ fn child_main(region: &Region, w: usize, parent: Pid, worker: &(dyn Fn(usize) ->
     let code = if !parent_alive() {
         child_exit::PARENT_GONE
     } else {
+        // Relaxed: for observers only; the barrier's SeqCst arrival follows it.
+        region
+            .worker(w)
+            .pid
+            .store(getpid().as_raw() as u32, Relaxed);
         let ran = catch_unwind(AssertUnwindSafe(|| {
             barrier::arrive(region.header());
             if !barrier::wait_go::<Shared>(region.header(), parent_alive) {

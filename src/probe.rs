@@ -118,13 +118,13 @@ impl<P: Persistence> Hooks for Quiet<'_, P> {
 /// watchdog's view of who waits and holds, the named points where strikes and pauses happen,
 /// the scripted hold, and a `--kill` victim's wait for its kill.
 pub struct Probe<'a, P> {
+    /// What every run's hooks do (identity, cold counters, the store): delegated to.
+    quiet: Quiet<'a, P>,
     header: &'a Header,
     workers: u32,
     /// Armed until the first hold has happened (one hold per worker).
     armed: Cell<bool>,
-    persist: &'a P,
     area: &'a WorkerArea,
-    owner_id: u32,
     strike: Option<StrikeAt>,
     /// Visits to the strike's point so far.
     visits: Cell<u32>,
@@ -148,12 +148,11 @@ impl<'a, P: Persistence> Probe<'a, P> {
         strike: Option<StrikeAt>,
     ) -> Self {
         Probe {
+            quiet: Quiet::new(region.worker(w), owner_id, persist),
             header: region.header(),
             workers: region.worker_count() as u32,
             armed: Cell::new(hold_after_read),
-            persist,
             area: region.worker(w),
-            owner_id,
             strike,
             visits: Cell::new(0),
             park_before: None,
@@ -179,7 +178,7 @@ impl<'a, P: Persistence> Probe<'a, P> {
 impl<P: Persistence> Hooks for Probe<'_, P> {
     #[inline]
     fn owner_id(&self) -> u32 {
-        self.owner_id
+        self.quiet.owner_id
     }
 
     #[inline]
@@ -195,7 +194,7 @@ impl<P: Persistence> Hooks for Probe<'_, P> {
         self.area.intent_slot.store(slot as u32, Relaxed);
         self.area.intent_stage.store(intent::CHOSEN, Relaxed);
         self.area.intent_op.store(op, Relaxed);
-        self.persist.begin();
+        self.quiet.begin(slot, op);
     }
 
     #[inline]
@@ -252,28 +251,26 @@ impl<P: Persistence> Hooks for Probe<'_, P> {
 
     #[cold]
     fn repaired(&self) {
-        // Relaxed: a counter the parent reads after the worker is done or dead.
-        self.area.repairs.fetch_add(1, Relaxed);
+        self.quiet.repaired();
     }
 
     #[cold]
     fn robbed(&self) {
-        // Relaxed: as in `repaired`.
-        self.area.robbed.fetch_add(1, Relaxed);
+        self.quiet.robbed();
     }
 
     #[inline]
     fn won(&self, slot: usize, read: u32, written: u32, retries: u32) {
-        self.persist.won(slot, read, written, retries);
+        self.quiet.won(slot, read, written, retries);
     }
 
     #[inline]
     fn store_failed(&self) -> bool {
-        self.persist.failed()
+        self.quiet.store_failed()
     }
 }
 
-impl<P> Probe<'_, P> {
+impl<P: Persistence> Probe<'_, P> {
     #[cold]
     fn hold(&self, lock_waiter: Option<(Slot<'_>, u32)>) {
         self.armed.set(false);
@@ -356,7 +353,7 @@ impl<P> Probe<'_, P> {
     /// right here also wants one of them queued, unless all are done: its death must leave a
     /// live waiter behind it (none can finish meanwhile: each needs the lock it holds).
     fn others_queued(&self, region: &Region, slot: usize) -> bool {
-        let me_w = step::owner_worker(self.owner_id);
+        let me_w = step::owner_worker(self.quiet.owner_id);
         let struck_here = self
             .strike
             .is_some_and(|s| s.point == Point::AfterRead && s.n == 1);
@@ -382,7 +379,7 @@ impl<P> Probe<'_, P> {
     /// Claims the watcher's pause request and stops here, holding the lock.
     #[cold]
     fn pause_holding(&self) {
-        let me = step::owner_worker(self.owner_id).unwrap_or(0) as u32 + 2;
+        let me = step::owner_worker(self.quiet.owner_id).unwrap_or(0) as u32 + 2;
         // SeqCst: rare; one claimant wins and the watcher reads who.
         if self
             .header

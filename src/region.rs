@@ -205,7 +205,10 @@ pub struct WorkerArea {
     /// `--kill`: 1 while this victim waits, before its last update, for the kill it was
     /// promised (so that a kill always lands while the run has work left).
     pub parked: AtomicU32,
-    _pad: [u8; CACHE_LINE - 112],
+    /// The worker's process id (process mode), stored before it arrives at the barrier: for
+    /// whoever watches the run from outside (`Region::attach`).
+    pub pid: AtomicU32,
+    _pad: [u8; CACHE_LINE - 116],
     /// Why it halted, in words.
     pub note: Note<NOTE_BYTES>,
     histogram: Note<HISTOGRAM_CAPACITY>,

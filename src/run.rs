@@ -28,7 +28,7 @@ use crate::store::RunStore;
 use crate::target::{RunShape, Target, WithTarget};
 use crate::verify::{self, RunCheck};
 use crate::worker::{self, Control, Halt, Outcome, Step, WorkerReport};
-use crate::workload::{self, counter, Judgement, Plan, Row, Shape, Variant, Work};
+use crate::workload::{self, counter, Judgement, Plan, Row, Variant, Work};
 
 /// Runs every variant `repeat` times and summarises.
 pub fn run(opts: &Options) -> Result<Summary, Error> {
@@ -246,16 +246,8 @@ fn once<P: Place>(
     seed: u64,
 ) -> Result<(RunSummary, Histogram<u64>), Error> {
     let run_id = RunStore::new_run_id();
-    let shape = Shape {
-        workers: opts.workers,
-        slots: opts.slots,
-        ops: opts.ops,
-        seed,
-        pick: opts.pick,
-        initial: opts.initial,
-    };
     let mut plan = Plan {
-        work: Work::new(opts.scenario.as_ref(), &shape),
+        work: Work::Counter,
         variant,
         mode: opts.mode,
         workers: opts.workers,
@@ -276,6 +268,7 @@ fn once<P: Place>(
         },
         armed: opts.faults.any() || opts.hold_after_read,
     };
+    plan.work = Work::new(opts.scenario.as_ref(), &plan);
     let region = Region::create_with_scratch(
         place.region_slots(opts.slots),
         opts.workers,

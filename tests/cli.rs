@@ -139,3 +139,72 @@ fn help_and_version_exit_zero() {
     assert!(output(&["--help"]).status.success());
     assert!(output(&["--version"]).status.success());
 }
+
+#[test]
+fn a_scenarios_own_size_flag_is_the_one_named() {
+    assert_refused(&["--scenario", "ledger", "--accounts", "0"], "--accounts");
+    assert_refused(&["--scenario", "record", "--fields", "0"], "--fields");
+    assert_refused(&["--scenario", "cache", "--related", "64"], "--related");
+    assert_refused(&["--scenario", "cache", "--writers", "0"], "--writers");
+}
+
+#[test]
+fn flags_that_would_mean_nothing_are_refused_not_ignored() {
+    assert_refused(&["--pause", "0:100"], "--pause");
+    assert_refused(&["--pause", "2:0"], "--pause");
+    assert_refused(
+        &[
+            "--hold-before-persist",
+            "--strategy",
+            "atomic",
+            "--slots",
+            "1",
+        ],
+        "--hold-before-persist",
+    );
+    // An event log only appends: how SQLite writes slots.value does not apply to it.
+    let log = std::env::temp_dir().join(format!("racepool-cli-{}.log", std::process::id()));
+    let store = format!("log:{}", log.display());
+    assert_refused(&["--store", &store, "--persist", "blind"], "--persist");
+    assert_refused(&["--persist", "blind"], "--persist");
+    assert!(!log.exists(), "refused before the store was made");
+    // The 50th visit of a point never comes in 10 updates.
+    assert_refused(
+        &[
+            "--strategy",
+            "cas",
+            "--ops",
+            "10",
+            "--crash-at",
+            "after-read:50",
+        ],
+        "--crash-at",
+    );
+    assert_refused(
+        &[
+            "--strategy",
+            "cas",
+            "--ops",
+            "10",
+            "--stop-at",
+            "after-read:11",
+        ],
+        "--stop-at",
+    );
+    assert_refused(&["--strategy", "racy,racy"], "--strategy");
+    assert_refused(
+        &["--scenario", "record", "--fix", "record-lock,record-lock"],
+        "--fix",
+    );
+    // A victim is killed between its first update and its last: one update has no between.
+    assert_refused(&["--kill", "1", "--ops", "1"], "--kill");
+}
+
+#[test]
+fn selftest_rounds_must_be_counted_from_one() {
+    assert_refused(&["selftest", "shared-write", "--rounds", "0"], "--rounds");
+    assert_refused(
+        &["selftest", "wake", "--scope", "shared", "--rounds", "0"],
+        "--rounds",
+    );
+}

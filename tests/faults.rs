@@ -455,3 +455,63 @@ fn sigint_stops_the_workers_prints_a_partial_summary_and_exits_130() {
         );
     }
 }
+
+#[test]
+fn kills_on_a_short_run_land_every_time_by_progress_not_by_the_clock() {
+    // 20 workers of 200 updates end in a few ms, before the watcher looks twice: kills drawn
+    // in time would often send none. Victims are killed by their own progress, and a victim
+    // the watcher has not reached waits before its last update, so all 3 land, mid-run.
+    let runs = runs(&[
+        "--strategy",
+        "atomic,futex-lock",
+        "--workers",
+        "20",
+        "--ops",
+        "200",
+        "--kill",
+        "3",
+        "--repeat",
+        "10",
+    ]);
+    assert_eq!(runs.len(), 20);
+    for run in &runs {
+        assert_accounted(run);
+        let f = &run["faults"];
+        assert_eq!(u(&f["kills_sent"]), 3, "{f}");
+        let deaths = f["deaths"].as_array().expect("deaths");
+        assert_eq!(deaths.len(), 3, "{f}");
+        for d in deaths {
+            assert_eq!(d["cause"], "--kill", "{f}");
+            let acked = u(&d["acknowledged"]);
+            assert!((1..200).contains(&acked), "not mid-run: {f}");
+        }
+        // The survivors made every update; the victims what they acknowledged.
+        let acked: u64 = deaths.iter().map(|d| u(&d["acknowledged"])).sum();
+        assert_eq!(u(&run["updates"]), 17 * 200 + acked, "{run}");
+    }
+}
+
+#[test]
+fn a_killed_worker_is_not_counted_as_starved() {
+    // The struck worker dies in its first update: 0 updates done, by rate the most starved
+    // worker there is. It is dead, not starved: fairness is the survivors'.
+    let runs = runs(&[
+        "--strategy",
+        "cas,futex-lock",
+        "--workers",
+        "8",
+        "--ops",
+        "1000",
+        "--crash-at",
+        "after-read:1",
+        "--repeat",
+        "5",
+    ]);
+    assert_eq!(runs.len(), 10);
+    for run in &runs {
+        let deaths = run["faults"]["deaths"].as_array().expect("deaths");
+        assert_eq!(deaths.len(), 1, "{run}");
+        assert_eq!(u(&deaths[0]["acknowledged"]), 0, "{run}");
+        assert_eq!(u(&run["fairness"]["starved"]), 0, "{run}");
+    }
+}

@@ -6,12 +6,12 @@
 //! address is computed once, with many the choice is one multiply-shift (`pick::reduce`). On
 //! any other target the step drives the worker's `target::Session`, one call per update.
 
-use super::{Judgement, Plan, WithHooks};
+use super::{Judgement, Plan, StrategyWorker};
 use crate::check;
 use crate::pick::SlotPicker;
 use crate::probe::Hooks;
 use crate::region::{Region, Slot, SlotTable};
-use crate::strategy::{self, Strategy, WithStrategy};
+use crate::strategy::Strategy;
 use crate::target::{Session, UpdateError};
 use crate::worker::{self, Control, Halt, Outcome, Step, WorkerReport};
 
@@ -62,36 +62,16 @@ impl<'a, S: Strategy, H: Hooks, P: Slots<'a>> Step for Counter<'_, S, H, P> {
     }
 }
 
-/// The counter on the memory target, waiting for its hooks, then its strategy.
+/// The counter on the memory target, waiting for its hooks and its strategy.
 pub struct Memory<'a> {
     pub region: &'a Region,
     pub plan: &'a Plan,
     pub ctl: Control<'a>,
 }
 
-impl WithHooks for Memory<'_> {
-    type Out = WorkerReport;
-    fn with<H: Hooks>(self, hooks: H) -> WorkerReport {
-        let plan = self.plan;
-        strategy::dispatch(
-            plan.variant.mechanism(),
-            plan.mode,
-            plan.race_window,
-            WithHooksAndStrategy { on: self, hooks },
-        )
-    }
-}
-
-struct WithHooksAndStrategy<'a, H> {
-    on: Memory<'a>,
-    hooks: H,
-}
-
-impl<H: Hooks> WithStrategy for WithHooksAndStrategy<'_, H> {
-    type Out = WorkerReport;
-    fn with<S: Strategy>(self, strategy: &S) -> WorkerReport {
-        let Memory { region, plan, ctl } = self.on;
-        let hooks = self.hooks;
+impl StrategyWorker for Memory<'_> {
+    fn run<S: Strategy, H: Hooks>(self, strategy: &S, hooks: H) -> WorkerReport {
+        let Memory { region, plan, ctl } = self;
         if region.slot_count() == 1 {
             let mut step = Counter {
                 strategy,
@@ -175,5 +155,105 @@ pub fn check(
         count,
         wrong_slots,
         check: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::latency::LatencyMode;
+    use crate::pick::Pick;
+    use crate::strategy::{Applied, Mode};
+    use crate::workload::{Variant, Work};
+
+    /// A session that answers from a script, and notes which slot each call named.
+    struct Scripted {
+        answers: Vec<Result<Applied, UpdateError>>,
+        slots: Vec<u32>,
+    }
+
+    impl Session for Scripted {
+        fn update(
+            &mut self,
+            slot: u32,
+            _: Option<crate::target::EventDraft>,
+        ) -> Result<Applied, UpdateError> {
+            self.slots.push(slot);
+            self.answers.remove(0)
+        }
+    }
+
+    fn plan(slots: usize) -> Plan {
+        Plan {
+            work: Work::Counter,
+            variant: Variant::Strategy(crate::strategy::StrategyKind::Racy),
+            mode: Mode::Processes,
+            workers: 1,
+            slots,
+            ops: 10,
+            seed: 3,
+            pick: Pick::Uniform,
+            initial: 0,
+            latency: LatencyMode::Off,
+            race_window: 0,
+            hold_after_read: false,
+            store: None,
+            strike: None,
+            kills: Default::default(),
+            armed: false,
+        }
+    }
+
+    #[test]
+    fn a_refused_update_is_counted_and_retried_on_the_same_slot() {
+        let ok = || Ok(Applied::default());
+        let session = Scripted {
+            answers: vec![
+                ok(),
+                Err(UpdateError::Rejected("no such option")),
+                ok(),
+                ok(),
+            ],
+            slots: Vec::new(),
+        };
+        let plan = plan(64);
+        let mut step = Remote::new(session, &plan, 0);
+        let outcomes: Vec<_> = (0..4).map(|i| step.update(i)).collect();
+        assert_eq!(outcomes[1], Ok(Outcome::Rejected));
+        assert!(outcomes
+            .iter()
+            .filter(|o| **o != Ok(Outcome::Rejected))
+            .all(|o| o.is_ok()));
+        // The slots asked for are the worker's first three choices, the refused one twice:
+        // the parent's replay of three acknowledged updates names the same three.
+        let mut picker = SlotPicker::new(3, 0, 64, Pick::Uniform);
+        let (a, b, c) = (picker.next_slot(), picker.next_slot(), picker.next_slot());
+        assert_eq!(
+            step.session.slots,
+            vec![a as u32, b as u32, b as u32, c as u32]
+        );
+    }
+
+    #[test]
+    fn a_lost_outcome_halts_in_flight_and_a_fatal_error_halts_the_run() {
+        let plan = plan(1);
+        for (answer, halt) in [
+            (
+                UpdateError::Unknown("connection reset".into()),
+                Halt::Unknown("connection reset".into()),
+            ),
+            (
+                UpdateError::Fatal("disk full".into()),
+                Halt::Fatal("disk full".into()),
+            ),
+        ] {
+            let session = Scripted {
+                answers: vec![Err(answer)],
+                slots: Vec::new(),
+            };
+            let mut step = Remote::new(session, &plan, 0);
+            assert_eq!(step.update(0), Err(halt));
+            assert_eq!(step.session.slots, vec![0]);
+        }
     }
 }

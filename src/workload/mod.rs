@@ -49,7 +49,7 @@ use crate::pick::{Pick, SlotPicker};
 use crate::probe::{Hooks, Probe, Quiet};
 use crate::region::Region;
 use crate::store::{NoStore, Persistence, Recorder, RunStore};
-use crate::strategy::{Applied, Mode, StrategyKind};
+use crate::strategy::{self, Applied, Mode, Strategy, StrategyKind, WithStrategy};
 use crate::worker::{self, Control, Halt, Outcome, Step, WorkerReport};
 
 pub use ledger::MAX_ACCOUNTS;
@@ -308,26 +308,17 @@ pub struct Plan {
     pub armed: bool,
 }
 
-/// What the parent needs to shape one run of a workload, beyond its options.
-pub struct Shape {
-    pub workers: usize,
-    pub slots: usize,
-    pub ops: u64,
-    pub seed: u64,
-    pub pick: Pick,
-    pub initial: u32,
-}
-
 impl Work {
-    /// The workload `scenario` names (None: the counter), for a run of this shape.
-    pub fn new(scenario: Option<&ScenarioConfig>, shape: &Shape) -> Work {
+    /// The workload `scenario` names (None: the counter), for a run shaped as `plan` (whose
+    /// own `work` is not read).
+    pub fn new(scenario: Option<&ScenarioConfig>, plan: &Plan) -> Work {
         let Some(sc) = scenario else {
             return Work::Counter;
         };
         match sc.kind {
             ScenarioKind::Votes => Work::Votes {
                 invalid_rate: sc.invalid_rate,
-                bitmap: Arc::new(votes::bitmap_offsets(shape, sc.invalid_rate)),
+                bitmap: Arc::new(votes::bitmap_offsets(plan, sc.invalid_rate)),
             },
             ScenarioKind::Record => Work::Record,
             ScenarioKind::Cache => Work::Cache {
@@ -488,8 +479,8 @@ pub fn work(region: &Region, w: usize, plan: &Plan) -> WorkerReport {
         worker: w,
     };
     match &plan.work {
-        Work::Counter => with_hooks(region, w, plan, counter::Memory { region, plan, ctl }),
-        Work::Votes { .. } => with_hooks(region, w, plan, votes::Worker { region, plan, ctl }),
+        Work::Counter => with_strategy(region, w, plan, counter::Memory { region, plan, ctl }),
+        Work::Votes { .. } => with_strategy(region, w, plan, votes::Worker { region, plan, ctl }),
         Work::Record | Work::Cache { .. } | Work::Ledger { .. } => match plan.mode {
             Mode::Processes => run_scenario::<Shared>(region, w, plan, ctl),
             Mode::Threads => run_scenario::<Private>(region, w, plan, ctl),
@@ -504,9 +495,56 @@ pub fn owner_id(region: &Region, w: usize) -> u32 {
 }
 
 /// What runs with the hooks a run chose (Rust has no generic closures: this is one).
-pub trait WithHooks {
+trait WithHooks {
     type Out;
     fn with<H: Hooks>(self, hooks: H) -> Self::Out;
+}
+
+/// A workload whose updates go through a strategy (the counter, votes): what it runs once the
+/// run's hooks and strategy are chosen, both as types.
+pub trait StrategyWorker {
+    fn run<S: Strategy, H: Hooks>(self, strategy: &S, hooks: H) -> WorkerReport;
+}
+
+/// Chooses worker `w`'s hooks, then the run's strategy (the one `strategy::dispatch`), and
+/// runs `worker` with both.
+fn with_strategy<W: StrategyWorker>(
+    region: &Region,
+    w: usize,
+    plan: &Plan,
+    worker: W,
+) -> WorkerReport {
+    struct Hooked<'p, W> {
+        worker: W,
+        plan: &'p Plan,
+    }
+    impl<W: StrategyWorker> WithHooks for Hooked<'_, W> {
+        type Out = WorkerReport;
+        fn with<H: Hooks>(self, hooks: H) -> WorkerReport {
+            let plan = self.plan;
+            let chosen = Chosen {
+                worker: self.worker,
+                hooks,
+            };
+            strategy::dispatch(
+                plan.variant.mechanism(),
+                plan.mode,
+                plan.race_window,
+                chosen,
+            )
+        }
+    }
+    struct Chosen<W, H> {
+        worker: W,
+        hooks: H,
+    }
+    impl<W: StrategyWorker, H: Hooks> WithStrategy for Chosen<W, H> {
+        type Out = WorkerReport;
+        fn with<S: Strategy>(self, strategy: &S) -> WorkerReport {
+            self.worker.run(strategy, self.hooks)
+        }
+    }
+    with_hooks(region, w, plan, Hooked { worker, plan })
 }
 
 /// Calls `user` with worker `w`'s hooks, chosen once: the armed `Probe` or the `Quiet` ones,

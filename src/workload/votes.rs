@@ -11,12 +11,12 @@ use std::fmt::Write;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{Check, Judgement, Layout, Plan, Rng, Shape, WithHooks, Work};
+use super::{Check, Judgement, Layout, Plan, Rng, StrategyWorker, Work};
 use crate::check;
 use crate::pick::{Pick, SlotPicker};
 use crate::probe::Hooks;
 use crate::region::{Region, SlotTable};
-use crate::strategy::{self, Applied, Strategy, WithStrategy};
+use crate::strategy::{Applied, Strategy};
 use crate::worker::{self, Control, Halt, Outcome, Step, WorkerReport};
 
 /// Why a ballot was refused.
@@ -169,14 +169,14 @@ fn replay(mut ballots: Ballots, n: u64, accepted: &mut [u64], rejected: &mut [u6
 
 /// Each option's first bit in the `votes_after` bitmap (the options' accepted votes, summed),
 /// with the total last. Replayed before the fork, so every worker knows the layout.
-pub fn bitmap_offsets(shape: &Shape, rate: f64) -> Vec<u64> {
-    let mut accepted = vec![0u64; shape.slots];
+pub fn bitmap_offsets(plan: &Plan, rate: f64) -> Vec<u64> {
+    let mut accepted = vec![0u64; plan.slots];
     let mut rejected = [0u64; 3];
-    for w in 0..shape.workers {
-        let ballots = Ballots::new(shape.seed, w, shape.slots, shape.pick, rate);
-        replay(ballots, shape.ops, &mut accepted, &mut rejected);
+    for w in 0..plan.workers {
+        let ballots = Ballots::new(plan.seed, w, plan.slots, plan.pick, rate);
+        replay(ballots, plan.ops, &mut accepted, &mut rejected);
     }
-    let mut offsets = Vec::with_capacity(shape.slots + 1);
+    let mut offsets = Vec::with_capacity(plan.slots + 1);
     let mut at = 0;
     for a in accepted {
         offsets.push(at);
@@ -186,35 +186,16 @@ pub fn bitmap_offsets(shape: &Shape, rate: f64) -> Vec<u64> {
     offsets
 }
 
-/// A votes worker, waiting for its hooks, then its strategy (the counter's one dispatch).
+/// A votes worker, waiting for its hooks and its strategy (the counter's one dispatch).
 pub struct Worker<'a> {
     pub region: &'a Region,
     pub plan: &'a Plan,
     pub ctl: Control<'a>,
 }
 
-impl WithHooks for Worker<'_> {
-    type Out = WorkerReport;
-    fn with<H: Hooks>(self, hooks: H) -> WorkerReport {
-        let plan = self.plan;
-        strategy::dispatch(
-            plan.variant.mechanism(),
-            plan.mode,
-            plan.race_window,
-            Voting { on: self, hooks },
-        )
-    }
-}
-
-struct Voting<'a, H> {
-    on: Worker<'a>,
-    hooks: H,
-}
-
-impl<H: Hooks> WithStrategy for Voting<'_, H> {
-    type Out = WorkerReport;
-    fn with<S: Strategy>(self, strategy: &S) -> WorkerReport {
-        let Worker { region, plan, ctl } = self.on;
+impl StrategyWorker for Worker<'_> {
+    fn run<S: Strategy, H: Hooks>(self, strategy: &S, hooks: H) -> WorkerReport {
+        let Worker { region, plan, ctl } = self;
         let Work::Votes {
             invalid_rate,
             bitmap,
@@ -222,23 +203,20 @@ impl<H: Hooks> WithStrategy for Voting<'_, H> {
         else {
             unreachable!("a votes worker runs a votes plan")
         };
+        let layout = Layout {
+            workers: region.worker_count(),
+        };
         let mut step = Vote {
             strategy,
-            hooks: self.hooks,
+            hooks,
             slots: region.slots(),
             ballots: Ballots::new(plan.seed, ctl.worker, plan.slots, plan.pick, *invalid_rate),
             text: String::with_capacity(64),
             tally: [0; 7],
             bitmap,
             initial: plan.initial,
-            words: &region.scratch()[Layout {
-                workers: region.worker_count(),
-            }
-            .array_start()..],
-            tally_words: &region.scratch()[Layout {
-                workers: region.worker_count(),
-            }
-            .tally(ctl.worker)],
+            words: &region.scratch()[layout.array_start()..],
+            tally_words: &region.scratch()[layout.tally(ctl.worker)],
         };
         worker::run(&mut step, ctl, plan.ops, plan.latency)
     }
