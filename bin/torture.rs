@@ -14,6 +14,7 @@ use racepool::region::Layout;
 use racepool::report::{self, Verdict};
 use racepool::selftest::{self, WakeScope};
 use racepool::strategy::StrategyKind;
+use racepool::target::{Target, TargetSpec, WithTarget};
 
 /// Tortures concurrent update strategies on shared memory across forked worker processes and
 /// proves, with exact counts, whether any update was lost.
@@ -55,6 +56,16 @@ enum Command {
     },
     /// Measure the strategy × workers × slots × mode × layout matrix and write reports to --out.
     Bench(BenchArgs),
+    /// Remove what runs left on a target (a dir: target's files), every run's or one's, and
+    /// nothing else; prints how many runs it removed. Exit 2: the target cannot be reached.
+    Clean {
+        /// The target the runs used: dir:PATH (memory keeps nothing).
+        #[arg(value_name = "TARGET")]
+        target: TargetSpec,
+        /// Only this run: its id, as its files' names and `torture verify` print it.
+        #[arg(long, value_name = "ID")]
+        run: Option<u64>,
+    },
     /// Check the properties racepool relies on: shared memory and cross-process wakes.
     /// Prints a JSON report; exit 0 when the property holds, 1 when it does not.
     Selftest {
@@ -198,8 +209,28 @@ fn execute(cli: Cli) -> Result<ExitCode, Error> {
             history_format,
         }) => verify(&path, json, history.as_deref().map(|d| (d, history_format))),
         Some(Command::Bench(args)) => bench(&args),
+        Some(Command::Clean { target, run }) => clean(&target, run),
         Some(Command::Selftest { check }) => selftest(check),
     }
+}
+
+fn clean(target: &TargetSpec, run: Option<u64>) -> Result<ExitCode, Error> {
+    /// Cleans whichever target the spec names; None: memory, which keeps nothing.
+    struct Clean(Option<u64>);
+    impl WithTarget for Clean {
+        type Out = Result<Option<u64>, Error>;
+        fn memory(self) -> Self::Out {
+            Ok(None)
+        }
+        fn with<T: Target + 'static>(self, target: T) -> Self::Out {
+            target.clean(self.0).map(Some)
+        }
+    }
+    match target.open(Clean(run))?? {
+        None => out::print("memory: nothing to clean (a run's region vanishes with it)\n")?,
+        Some(runs) => out::print(&format!("{target}: removed {runs} run(s)\n"))?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn selftest(check: SelftestCheck) -> Result<ExitCode, Error> {

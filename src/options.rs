@@ -39,7 +39,8 @@ pub struct RunArgs {
     /// Strategies to run, comma separated [default: every one the target has, racy first].
     #[arg(long, value_enum, value_delimiter = ',', value_name = "NAME")]
     pub strategy: Vec<StrategyKind>,
-    /// Where the slots live: memory (a shared region), or dir:PATH (one file per slot).
+    /// Where the slots live: memory (a shared region), or dir:PATH (one file per slot, or the
+    /// record file of --scenario record).
     #[arg(long, default_value = "memory", value_name = "memory|dir:PATH")]
     pub target: TargetSpec,
     #[arg(long, value_enum, default_value = "processes")]
@@ -94,7 +95,9 @@ pub struct RunArgs {
     /// log) or sqlite:PATH. The file is emptied first.
     #[arg(long, value_name = "log:PATH|sqlite:PATH")]
     pub store: Option<StoreSpec>,
-    /// When the event log is made durable: never, at the end of each run, or every record.
+    /// When the event log, and a dir: target's files, are made durable: never (the page cache
+    /// decides), at the end of each run (the parent syncs once), or every update (before it is
+    /// acknowledged).
     #[arg(long, value_enum, default_value = "end")]
     pub fsync: Fsync,
     /// SQLite only: how a worker writes slots.value: blind (UPDATE … SET value = ?) or
@@ -175,6 +178,8 @@ pub struct Options {
     pub scenario: Option<ScenarioConfig>,
     /// Where every winning update is persisted and then verified; none: memory only.
     pub store: Option<StoreConfig>,
+    /// `--fsync`: when a target's updates are made durable (the store's is in `store`).
+    pub fsync: Fsync,
     /// Writes each run's stored history for external checkers into this directory.
     pub history: Option<PathBuf>,
     #[serde(skip)]
@@ -250,6 +255,7 @@ impl Options {
                 hold_before_persist: args.hold_before_persist,
             }),
             history: args.history.clone(),
+            fsync: args.fsync,
             stall_timeout: Duration::from_secs_f64(args.stall_timeout),
             scenario: None,
             time_limit: None,
@@ -386,23 +392,47 @@ impl Options {
     }
 
     fn validate_target(&self) -> Checked {
+        let target = format!("--target {}", self.target.kind().name());
+        if let Some(sc) = &self.scenario {
+            self.validate_scenario_target(sc, &target)?;
+        }
         if self.target == TargetSpec::Memory {
             return Ok(());
-        }
-        let target = format!("--target {}", self.target.kind().name());
-        if self.scenario.is_some() {
-            return usage(format!(
-                "{target} runs the plain counter; --scenario runs on --target memory"
-            ));
         }
         if self.faults.any() || self.hold_after_read {
             return usage(format!(
                 "{target}: --kill, --pause, --crash-at, --stop-at and --hold-after-read script the memory target's workers; run them on --target memory"
             ));
         }
-        if self.store.is_some() {
+        Ok(())
+    }
+
+    /// A scenario runs on a target that can hold its slots, each variant with a mechanism the
+    /// target implements for them.
+    fn validate_scenario_target(&self, sc: &ScenarioConfig, target: &str) -> Checked {
+        let implemented = scenario_strategies(&self.target, sc.kind)?;
+        if implemented.is_empty() {
             return usage(format!(
-                "{target}: --store records the memory target's updates; a target keeps its own record"
+                "{target} does not run --scenario {}; run it on --target memory",
+                sc.kind.name()
+            ));
+        }
+        if let Some(f) = sc
+            .fixes
+            .iter()
+            .find(|f| !implemented.contains(&f.mechanism()))
+        {
+            let names: Vec<&str> = sc
+                .kind
+                .default_fixes(implemented)
+                .iter()
+                .map(|f| f.name())
+                .collect();
+            return usage(format!(
+                "--fix {} is not one {target} implements for --scenario {} ({})",
+                f.name(),
+                sc.kind.name(),
+                names.join(", ")
             ));
         }
         Ok(())
@@ -678,7 +708,8 @@ impl ScenarioArgs {
         let fixes = if kind == ScenarioKind::Votes {
             Vec::new()
         } else if self.fix.is_empty() {
-            kind.default_fixes()
+            // The target's own variants (validated with the target: none is a usage error).
+            kind.default_fixes(scenario_strategies(&options.target, kind)?)
         } else {
             self.fix.clone()
         };
@@ -702,6 +733,19 @@ impl ScenarioArgs {
             auditors: self.auditors,
         });
         Ok(())
+    }
+}
+
+/// The strategies `target` implements for `kind`'s slots: memory's for every scenario; none
+/// where the target cannot hold them.
+fn scenario_strategies(
+    target: &TargetSpec,
+    kind: ScenarioKind,
+) -> Result<&'static [StrategyKind], Error> {
+    match (target, kind.holds()) {
+        (TargetSpec::Memory, _) => Ok(&StrategyKind::ALL),
+        (target, Some(holds)) => target.strategies_for(holds),
+        (_, None) => Ok(&[]),
     }
 }
 
