@@ -5,8 +5,7 @@
 //! - A **value line** is ten decimal digits and a newline (`0000000042\n`): a slot file starts
 //!   with one; the record file is one per field.
 //! - An **increment record** is one update, naming who made it: `+WWWWWWW UUUUUUUUUU\n`, the
-//!   worker (7 digits) and its update number (10). `append` adds one to its file per update;
-//!   a `link-cas` version of a slot holds the one that made it.
+//!   worker (7 digits) and its update number (10). `append` adds one to its file per update.
 
 use std::fs::File;
 use std::io;

@@ -8,6 +8,10 @@
 //! workers that try to make version n+1, exactly one succeeds. The chain's value is its
 //! *head*, the highest version present.
 //!
+//! A slot's version is an empty file: its name is its value, so it costs an inode and a
+//! directory entry, never a data block (a run makes one per update, see below). A record's
+//! version holds every field.
+//!
 //! | name `…-vN` (N above the base) | meaning                                                 |
 //! | ------------------------------ | ------------------------------------------------------- |
 //! | absent                         | version N is not made yet (N > head)                    |
@@ -23,10 +27,10 @@
 //!    a lock: it may lag, go back, or even be read half-written (a read is not atomic with a
 //!    concurrent write on Linux), so it is trusted only once its version is looked up.
 //! 2. **write**: the temporary file `tmp-W` (created O_EXCL) gets the next version's content:
-//!    for a slot, the increment record naming w and its update, which does not depend on n,
-//!    so one write serves every attempt; for the record, version n's fields with w's field
-//!    plus 1, rewritten in place at every attempt. `--fsync every`: fdatasync it, so that a
-//!    name is never durable before its content.
+//!    for a slot, nothing, whatever n is, so one file serves every attempt; for the record,
+//!    version n's fields with w's field plus 1, rewritten in place at every attempt.
+//!    `--fsync every`: the record's is fdatasync'd, so that a name is never durable before its
+//!    content.
 //! 3. **claim**: `link(tmp-W, v(n+1))`.
 //!    - *made*: w made version n+1: it read n and wrote n+1. `proven` = n+1; `every`: fsync
 //!      the directory (the new name) before the update is acknowledged; then the hint.
@@ -208,7 +212,7 @@ pub struct LinkCas {
     proven: std::collections::HashMap<Chain, u32>,
     /// `--fsync every`: the directory, synced after each made version.
     dir: Option<File>,
-    /// `--fsync every`: fdatasync the content before the link.
+    /// `--fsync every`: fdatasync a record version's content before its link.
     sync: bool,
 }
 
@@ -260,19 +264,12 @@ impl LinkCas {
         Temp::create(path.clone()).map_err(|e| fatal("creating", &path, e))
     }
 
-    /// Adds 1 to slot `slot`, whose file `slot_file` holds the hint; `update` is this worker's
-    /// update number (what its version's increment record names).
-    pub fn add_to_slot(
-        &mut self,
-        slot: u32,
-        slot_file: &File,
-        update: u64,
-    ) -> Result<Applied, UpdateError> {
+    /// Adds 1 to slot `slot`, whose file `slot_file` holds the hint.
+    pub fn add_to_slot(&mut self, slot: u32, slot_file: &File) -> Result<Applied, UpdateError> {
         let chain = Chain::Slot(slot);
         let mut n = self.base(chain, read_hint(slot_file))?;
+        // Empty: the version's name is its value (see the module doc).
         let temp = self.temp()?;
-        temp.write(&format::increment(self.worker, update), self.sync)
-            .map_err(|e| fatal("writing", temp.path(), e))?;
         let mut retries = 0;
         loop {
             let version = chain.version(&self.files, self.initial, n + 1);

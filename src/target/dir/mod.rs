@@ -5,7 +5,7 @@
 //! | file            | holds                                                            |
 //! | --------------- | ---------------------------------------------------------------- |
 //! | `slot-S`        | slot S's value line; with `append`, then one increment per update |
-//! | `slot-S-vV`     | `link-cas`: version V of slot S, the increment that made it ([`link_cas`]) |
+//! | `slot-S-vV`     | `link-cas`: version V of slot S, an empty file ([`link_cas`])    |
 //! | `record`        | `--scenario record`: one value line per field                    |
 //! | `record-vN`     | record `link-cas`: the record's N-th version, every field        |
 //! | `record-head`   | record `link-cas`: the newest version a winner wrote (a hint)    |
@@ -45,8 +45,8 @@
 //! `--fsync`, what each promises once the run reports:
 //!
 //! - `every`: each update is on disk before it is acknowledged: the file fdatasync'd after its
-//!   write (inside the lock, for the locks); a `link-cas` version's content before its link and
-//!   the directory after it; a new file's directory entry after its creation.
+//!   write (inside the lock, for the locks); a `link-cas` version's content (a record's) before
+//!   its link and the directory after it; a new file's directory entry after its creation.
 //! - `end` (the default): the parent, after reaping every worker ([`Dir::settle`]), fdatasyncs
 //!   every file of the run and fsyncs the directory once. A crash during the run may lose any
 //!   of it; a crash after the summary loses nothing.
@@ -639,7 +639,7 @@ impl Session for DirSession {
             (How::Append, Holds::Record) => self.append(Name::Field(slot), 0)?,
             (How::LinkCas, Holds::Counters) => {
                 let file = self.take(Name::Slot(slot), Open::ReadWrite)?;
-                let applied = self.chains.add_to_slot(slot, &file, self.updates);
+                let applied = self.chains.add_to_slot(slot, &file);
                 self.keep(Name::Slot(slot), file);
                 applied?
             }
