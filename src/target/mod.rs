@@ -286,8 +286,7 @@ pub trait Target: Send + Sync {
     /// interrupt), before `finals`: removes what the workers left behind that is not the run's
     /// record (a dead worker's temporary file), and makes the run durable under `--fsync end`.
     /// An error is `Error::TargetFailed`. Nothing to do by default.
-    fn settle(&self, shape: &RunShape) -> Result<(), Error> {
-        let _ = shape;
+    fn settle(&self, _shape: &RunShape) -> Result<(), Error> {
         Ok(())
     }
 

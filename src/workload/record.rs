@@ -252,8 +252,12 @@ pub fn check(plan: &Plan, region: &Region, finals: &[u32], reports: &[WorkerRepo
                 "field {} lost {lost} updates, overwritten by worker {w}'s stale copy",
                 s.slot
             ),
-            None => format!(
+            None if tallied => format!(
                 "field {} lost {lost} updates, overwritten by a stale copy",
+                s.slot
+            ),
+            None => format!(
+                "field {} lost {lost} updates, overwritten by a stale copy (--store records the witnesses)",
                 s.slot
             ),
         });

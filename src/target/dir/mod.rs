@@ -1,6 +1,6 @@
 //! `dir:PATH`: a directory on a real file system, each slot (or the record) a file.
 //!
-//! A run's files (see [`files`] for their names, [`format`] for what they hold):
+//! A run's files (see `files` for their names, `format` for what they hold):
 //!
 //! | file            | holds                                                            |
 //! | --------------- | ---------------------------------------------------------------- |
@@ -20,9 +20,9 @@
 //!
 //! | strategy   | one update                                                            |
 //! | ---------- | --------------------------------------------------------------------- |
-//! | `racy`     | read the value, write value+1 (after `--race-window` spins): the bug   |
+//! | `racy`     | read the value, close, open, write value+1 (after `--race-window` spins): the bug |
 //! | `flock`    | the same inside `flock(LOCK_EX)` on the slot's file                    |
-//! | `fcntl`    | the same inside an OFD lock (`F_OFD_SETLKW`) on it ([`lock`])          |
+//! | `fcntl`    | the same inside an OFD lock (`F_OFD_SETLKW`) on it (`lock`)          |
 //! | `link-cas` | a new version of the slot, claimed by `link(2)` ([`link_cas`])         |
 //! | `append`   | one `O_APPEND` increment record; the value is the line plus the records |
 //!
@@ -31,7 +31,7 @@
 //!
 //! | fix            | one update                                                        |
 //! | -------------- | ----------------------------------------------------------------- |
-//! | `whole-record` | read every field, change one, write every field back: the bug     |
+//! | `whole-record` | read every field, close, change one, open, write every field back: the bug |
 //! | `flock`        | the same inside `flock(LOCK_EX)` on the record file               |
 //! | `link-cas`     | a new version of the whole record, claimed by `link(2)`           |
 //! | `field-files`  | one `O_APPEND` increment to the field's own file: nothing shared  |
@@ -47,7 +47,7 @@
 //! - `every`: each update is on disk before it is acknowledged: the file fdatasync'd after its
 //!   write (inside the lock, for the locks); a `link-cas` version's content (a record's) before
 //!   its link and the directory after it; a new file's directory entry after its creation.
-//! - `end` (the default): the parent, after reaping every worker ([`Dir::settle`]), fdatasyncs
+//! - `end` (the default): the parent, after reaping every worker ([`Target::settle`]), fdatasyncs
 //!   every file of the run and fsyncs the directory once. A crash during the run may lose any
 //!   of it; a crash after the summary loses nothing.
 //! - `never`: the page cache decides (the kernel writes back within its dirty expiry, about
@@ -152,12 +152,17 @@ impl Dir {
             Chain::Slot(s) => files.path(Name::Slot(s)),
             Chain::Record => files.path(Name::RecordHead),
         };
-        // The hint is whole now (every writer is gone) and names a version that exists.
-        let start = File::open(&hint_path)
+        // Every writer is gone: the hint is whole, and it names a version a winner made; it
+        // is checked all the same, since the walk must start at a version that exists.
+        let first = chain.base(initial) + 1;
+        let hint = File::open(&hint_path)
             .ok()
             .and_then(|f| link_cas::read_hint(&f))
-            .filter(|&h| h > chain.base(initial))
-            .unwrap_or(chain.base(initial) + 1);
+            .filter(|&h| h > first);
+        let start = match hint {
+            Some(h) if link_cas::exists(&chain.version(files, initial, h)).map_err(lookup)? => h,
+            _ => first,
+        };
         let head = chain.head_from(files, initial, start).map_err(lookup)?;
         let content = match chain {
             Chain::Slot(_) => format::value_line(head).to_vec(),
@@ -543,11 +548,18 @@ impl DirSession {
         format::read_values(held.file(), &mut self.values)
             .map_err(|e| fatal("reading", &path, e))?;
         let read = self.values[index];
-        if lock.is_none() {
-            for _ in 0..self.window {
-                std::hint::spin_loop();
+        let held = match held {
+            // The bug as an application writes it: it reads the file, closes it, and opens it
+            // again to write; nothing holds the file between the read and the write.
+            lock::Held::Unlocked(file) => {
+                drop(file);
+                for _ in 0..self.window {
+                    std::hint::spin_loop();
+                }
+                lock::Held::Unlocked(self.take(name, Open::ReadWrite)?)
             }
-        }
+            locked => locked,
+        };
         self.values[index] = read.wrapping_add(1);
         let lines = format::value_lines(&self.values);
         held.file()
