@@ -14,6 +14,7 @@ use racepool::region::Layout;
 use racepool::report::{self, Verdict};
 use racepool::selftest::{self, WakeScope};
 use racepool::strategy::StrategyKind;
+use racepool::target::{Target, TargetSpec, WithTarget};
 
 /// Races forked workers on shared counters and proves whether any update was lost
 ///
@@ -127,6 +128,18 @@ enum Command {
     /// summary.json, summary.csv, machine.json, points.jsonl and the plots (*.svg) into --out.
     #[command(after_help = BENCH_AFTER_HELP)]
     Bench(BenchArgs),
+    /// Remove what runs left on a target: every run's, or one's
+    ///
+    /// A dir: target's files (memory keeps nothing); nothing else is touched. Prints how many
+    /// runs it removed. Exit 0: done; 2: the target cannot be reached.
+    Clean {
+        /// The target the runs used: dir:PATH
+        #[arg(value_name = "TARGET")]
+        target: TargetSpec,
+        /// Only this run: its id, as its files' names and `torture verify` print it
+        #[arg(long, value_name = "ID")]
+        run: Option<u64>,
+    },
     /// Check what racepool relies on: shared memory and cross-process wakes
     ///
     /// Each check prints a JSON report naming the property it checked and whether it holds.
@@ -396,8 +409,28 @@ fn execute(cli: Cli) -> Result<ExitCode, Error> {
             history_format,
         }) => verify(&path, json, history.as_deref().map(|d| (d, history_format))),
         Some(Command::Bench(args)) => bench(&args),
+        Some(Command::Clean { target, run }) => clean(&target, run),
         Some(Command::Selftest { check }) => selftest(check),
     }
+}
+
+fn clean(target: &TargetSpec, run: Option<u64>) -> Result<ExitCode, Error> {
+    /// Cleans whichever target the spec names; None: memory, which keeps nothing.
+    struct Clean(Option<u64>);
+    impl WithTarget for Clean {
+        type Out = Result<Option<u64>, Error>;
+        fn memory(self) -> Self::Out {
+            Ok(None)
+        }
+        fn with<T: Target + 'static>(self, target: T) -> Self::Out {
+            target.clean(self.0).map(Some)
+        }
+    }
+    match target.open(Clean(run))?? {
+        None => out::print("memory: nothing to clean (a run's region vanishes with it)\n")?,
+        Some(runs) => out::print(&format!("{target}: removed {runs} run(s)\n"))?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn selftest(check: SelftestCheck) -> Result<ExitCode, Error> {

@@ -153,6 +153,7 @@ impl BenchOptions {
             scenario: None,
             store: None,
             history: None,
+            fsync: crate::store::Fsync::default(),
             faults: crate::fault::Faults::default(),
         }
     }

@@ -155,11 +155,11 @@ pub struct RunArgs {
     /// from the record alone.
     #[arg(long, value_name = "STORE", help_heading = heading::STORE)]
     pub store: Option<StoreSpec>,
-    /// Log: when to fsync: never, end or every
+    /// When the log (and a dir: target's files) are synced: never, end or every
     ///
     /// never: the page cache decides (a crash of the machine may lose the tail). end: once, by
     /// the parent, after every worker has exited and again after the run's end. every: each
-    /// record is written and fdatasync'd before its update is acknowledged.
+    /// record (each file write) is fdatasync'd before its update is acknowledged.
     #[arg(
         long,
         value_enum,
@@ -351,6 +351,8 @@ pub struct Options {
     pub scenario: Option<ScenarioConfig>,
     /// Where every winning update is persisted and then verified; none: memory only.
     pub store: Option<StoreConfig>,
+    /// `--fsync`: when a target's updates are made durable (the store's is in `store`).
+    pub fsync: Fsync,
     /// Writes each run's stored history for external checkers into this directory.
     pub history: Option<PathBuf>,
     #[serde(skip)]
@@ -426,6 +428,7 @@ impl Options {
                 hold_before_persist: args.hold_before_persist,
             }),
             history: args.history.clone(),
+            fsync: args.fsync,
             stall_timeout: Duration::from_secs_f64(args.stall_timeout),
             scenario: None,
             time_limit: None,
@@ -562,23 +565,47 @@ impl Options {
     }
 
     fn validate_target(&self) -> Checked {
+        let target = format!("--target {}", self.target.kind().name());
+        if let Some(sc) = &self.scenario {
+            self.validate_scenario_target(sc, &target)?;
+        }
         if self.target == TargetSpec::Memory {
             return Ok(());
-        }
-        let target = format!("--target {}", self.target.kind().name());
-        if self.scenario.is_some() {
-            return usage(format!(
-                "{target} runs the plain counter; --scenario runs on --target memory"
-            ));
         }
         if self.faults.any() || self.hold_after_read {
             return usage(format!(
                 "{target}: --kill, --pause, --crash-at, --stop-at and --hold-after-read script the memory target's workers; run them on --target memory"
             ));
         }
-        if self.store.is_some() {
+        Ok(())
+    }
+
+    /// A scenario runs on a target that can hold its slots, each variant with a mechanism the
+    /// target implements for them.
+    fn validate_scenario_target(&self, sc: &ScenarioConfig, target: &str) -> Checked {
+        let implemented = scenario_strategies(&self.target, sc.kind)?;
+        if implemented.is_empty() {
             return usage(format!(
-                "{target}: --store records the memory target's updates; a target keeps its own record"
+                "{target} does not run --scenario {}; run it on --target memory",
+                sc.kind.name()
+            ));
+        }
+        if let Some(f) = sc
+            .fixes
+            .iter()
+            .find(|f| !implemented.contains(&f.mechanism()))
+        {
+            let names: Vec<&str> = sc
+                .kind
+                .default_fixes(implemented)
+                .iter()
+                .map(|f| f.name())
+                .collect();
+            return usage(format!(
+                "--fix {} is not one {target} implements for --scenario {} ({})",
+                f.name(),
+                sc.kind.name(),
+                names.join(", ")
             ));
         }
         Ok(())
@@ -854,7 +881,8 @@ impl ScenarioArgs {
         let fixes = if kind == ScenarioKind::Votes {
             Vec::new()
         } else if self.fix.is_empty() {
-            kind.default_fixes()
+            // The target's own variants (validated with the target: none is a usage error).
+            kind.default_fixes(scenario_strategies(&options.target, kind)?)
         } else {
             self.fix.clone()
         };
@@ -878,6 +906,19 @@ impl ScenarioArgs {
             auditors: self.auditors,
         });
         Ok(())
+    }
+}
+
+/// The strategies `target` implements for `kind`'s slots: memory's for every scenario; none
+/// where the target cannot hold them.
+fn scenario_strategies(
+    target: &TargetSpec,
+    kind: ScenarioKind,
+) -> Result<&'static [StrategyKind], Error> {
+    match (target, kind.holds()) {
+        (TargetSpec::Memory, _) => Ok(&StrategyKind::ALL),
+        (target, Some(holds)) => target.strategies_for(holds),
+        (_, None) => Ok(&[]),
     }
 }
 

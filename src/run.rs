@@ -27,8 +27,8 @@ use crate::report::{Fairness, Percentiles, RunSummary, StrategySummary, Summary,
 use crate::store::RunStore;
 use crate::target::{RunShape, Target, WithTarget};
 use crate::verify::{self, RunCheck};
-use crate::worker::{self, Control, Halt, Outcome, Step, WorkerReport};
-use crate::workload::{self, counter, Judgement, Plan, Row, Variant, Work};
+use crate::worker::{Control, Halt, WorkerReport};
+use crate::workload::{self, Judgement, Plan, Row, Variant, Work};
 
 /// Runs every variant `repeat` times and summarises.
 pub fn run(opts: &Options) -> Result<Summary, Error> {
@@ -72,7 +72,8 @@ impl WithTarget for Preflight<'_> {
     }
     fn with<T: Target + 'static>(self, target: T) -> Self::Out {
         let o = self.0;
-        target.preflight(&shape_of(o, 0), &o.strategies)
+        let mechanisms: Vec<_> = o.variants().iter().map(|v| v.mechanism()).collect();
+        target.preflight(&shape_of(o, 0), &mechanisms)
     }
 }
 
@@ -83,6 +84,13 @@ fn shape_of(opts: &Options, run: u64) -> RunShape {
         workers: opts.workers,
         initial: opts.initial,
         race_window: opts.race_window,
+        fsync: opts.fsync,
+        // Validated: a scenario on a target other than memory holds what the target can.
+        holds: opts
+            .scenario
+            .as_ref()
+            .and_then(|sc| sc.kind.holds())
+            .unwrap_or_default(),
     }
 }
 
@@ -175,6 +183,8 @@ trait Place: Sync {
     fn create(&self, shape: &RunShape) -> Result<(), Error>;
     /// Worker `w`'s whole run, in the worker (after the fork).
     fn work(&self, region: &Region, w: usize, plan: &Plan, shape: &RunShape) -> WorkerReport;
+    /// After every worker is reaped, whatever happened: tidies what they left (`Target::settle`).
+    fn settle(&self, shape: &RunShape) -> Result<(), Error>;
     /// Every slot's final value, after every worker is reaped.
     fn finals(&self, region: &Region, shape: &RunShape) -> Result<Vec<u32>, Error>;
 }
@@ -191,6 +201,9 @@ impl Place for Memory {
     }
     fn work(&self, region: &Region, w: usize, plan: &Plan, _: &RunShape) -> WorkerReport {
         workload::work(region, w, plan)
+    }
+    fn settle(&self, _: &RunShape) -> Result<(), Error> {
+        Ok(())
     }
     fn finals(&self, region: &Region, _: &RunShape) -> Result<Vec<u32>, Error> {
         Ok(region.values())
@@ -213,29 +226,13 @@ impl<T: Target> Place for Remote<T> {
             area: region.worker(w),
             worker: w,
         };
-        // Connected here, in the worker (after the fork): never a connection of the parent's.
-        match self.0.connect(shape, w, plan.variant.mechanism()) {
-            Ok(session) => {
-                let mut step = counter::Remote::new(session, plan, w);
-                worker::run(&mut step, ctl, plan.ops, plan.latency)
-            }
-            Err(e) => {
-                let mut step = Unconnected(Some(format!("connecting: {e}")));
-                worker::run(&mut step, ctl, plan.ops, plan.latency)
-            }
-        }
+        workload::remote::work(&self.0, ctl, plan, shape)
+    }
+    fn settle(&self, shape: &RunShape) -> Result<(), Error> {
+        self.0.settle(shape)
     }
     fn finals(&self, _: &Region, shape: &RunShape) -> Result<Vec<u32>, Error> {
         self.0.finals(shape)
-    }
-}
-
-/// A worker whose session could not be opened: it halts before its first update.
-struct Unconnected(Option<String>);
-
-impl Step for Unconnected {
-    fn update(&mut self, _: u64) -> Result<Outcome, Halt> {
-        Err(Halt::Fatal(self.0.take().unwrap_or_default()))
     }
 }
 
@@ -318,6 +315,9 @@ fn once<P: Place>(
         }),
         Mode::Threads => pool::run_threads(&region, &body, &watcher),
     };
+    // Every worker is reaped (or was never forked): the target tidies what they left, whatever
+    // else went wrong; its own failure counts after the workers' (which explain it better).
+    let settled = place.settle(&target_shape);
     // A store that failed explains any worker trouble better than the trouble itself.
     if let Some(failure) = plan.store.as_ref().and_then(|s| s.failure()) {
         return Err(Error::Store(failure));
@@ -332,6 +332,7 @@ fn once<P: Place>(
     faults.note_pid_reuse(&outcome.pids);
 
     let reports = collect(&region, &outcome, &mut faults)?;
+    settled?;
     if let Some(d) = faults.deaths.iter().find(|d| !d.planned) {
         if !plan.bounds_deaths() {
             return Err(Error::Worker(format!(

@@ -49,6 +49,7 @@ fn racepool_rate(t: &Postgres, strategy: StrategyKind, clients: usize, each: u64
         workers: clients,
         initial: 0,
         race_window: 0,
+        ..Default::default()
     };
     t.create(&shape).unwrap();
     let barrier = Barrier::new(clients + 1);

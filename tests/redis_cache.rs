@@ -29,6 +29,7 @@ fn cache_run(t: &RedisTarget, fix: CacheFix, workers: usize, ops: u64) -> RunSha
         workers,
         initial: INITIAL,
         race_window: 0,
+        ..RunShape::default()
     };
     t.create(&sh).unwrap();
     t.begin(&RunInfo {

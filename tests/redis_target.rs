@@ -109,6 +109,7 @@ fn shape(workers: usize, slots: usize) -> RunShape {
         workers,
         initial: 100,
         race_window: 0,
+        ..RunShape::default()
     }
 }
 

@@ -83,6 +83,7 @@ impl<'t, D: Driver> Run<'t, D> {
             workers,
             initial,
             race_window: 0,
+            ..Default::default()
         };
         target.create(&shape).expect("create");
         Run { target, shape }
@@ -95,6 +96,7 @@ impl<'t, D: Driver> Run<'t, D> {
             workers,
             initial: 0,
             race_window: 0,
+            ..Default::default()
         };
         target.create_poll(&shape).expect("create_poll");
         Run { target, shape }
@@ -676,6 +678,7 @@ fn refusals<D: Engine>(test: &str) {
         workers,
         initial: 0,
         race_window: 0,
+        ..Default::default()
     };
     match t.preflight(&shape(100_000), &STRATEGIES) {
         Err(Error::Usage(m)) => {

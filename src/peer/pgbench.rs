@@ -148,6 +148,7 @@ pub fn run(
         workers: clients,
         initial: 0,
         race_window: 0,
+        ..Default::default()
     };
     target
         .preflight(&shape, &[strategy])

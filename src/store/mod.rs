@@ -55,13 +55,14 @@ impl StoreSpec {
     }
 }
 
-/// When the log is made durable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+/// When the log (and a `dir:` target's files) are made durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Fsync {
     /// Never: the page cache decides (a crash of the machine may lose the tail).
     Never,
     /// Once, by the parent, after every worker has exited and again after the run's end.
+    #[default]
     End,
     /// Every record is written and fdatasync'd before its update is acknowledged.
     Every,

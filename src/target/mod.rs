@@ -18,12 +18,22 @@
 //!    file handles or client. Every parent-side call opens and closes its own connection, so no
 //!    socket, client, pool or async runtime exists in the parent when it forks, and none is
 //!    ever used on both sides of a fork.
-//! 3. **Parent, after every worker is reaped.** [`Target::finals`] reads every slot's final
-//!    value; the check compares it with what the workers acknowledged (bounded by updates in
-//!    flight at a death or a lost connection).
+//! 3. **Parent, after every worker is reaped.** [`Target::settle`] puts in order what the
+//!    workers left (a dead worker's temporary file, versions to fold, `--fsync end`), whatever
+//!    else the run went through; then [`Target::finals`] reads every slot's final value, and
+//!    the check compares it with what the workers acknowledged (bounded by updates in flight at
+//!    a death or a lost connection).
 //! 4. What the run created stays as its record (rows, keys, files), for `torture verify` and for
 //!    the user to inspect; [`Target::clean`] (`torture clean TARGET [--run ID]`) removes it.
 //!    Nothing else is ever left: no lock, session, temporary table or stray file.
+//!
+//! Workloads: the plain counter runs on every target. A scenario runs on a target when its
+//! slots are something the target can hold ([`Holds`], named by the scenario) and the target
+//! implements the strategy each of its variants uses ([`Target::strategies_for`]): record's
+//! fields on `dir`. Its workers then make every update through the same [`Session::update`]
+//! (add 1 to one slot, which for record is the worker's field, made the variant's way). A
+//! scenario whose updates are not "add 1 to a slot" (cache, ledger) needs its own session
+//! trait beside [`Session`] and a `connect` for it; it keeps the rest of this contract.
 
 pub mod dir;
 pub mod mysql;
@@ -39,6 +49,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::history::{RunEnd, RunInfo};
+use crate::store::Fsync;
 use crate::strategy::{Applied, StrategyKind};
 use crate::verify::Loaded;
 
@@ -68,18 +79,37 @@ impl TargetSpec {
 
     /// The strategies the target implements, the bug first (memory: `StrategyKind::ALL`).
     pub fn strategies(&self) -> Result<&'static [StrategyKind], Error> {
-        struct Strategies;
+        self.strategies_for(Holds::Counters)
+    }
+
+    /// The strategies the target implements for slots that hold `holds`, the bug first
+    /// (memory: `StrategyKind::ALL` for anything; none: it cannot hold them).
+    pub fn strategies_for(&self, holds: Holds) -> Result<&'static [StrategyKind], Error> {
+        struct Strategies(Holds);
         impl WithTarget for Strategies {
             type Out = &'static [StrategyKind];
             fn memory(self) -> Self::Out {
                 &StrategyKind::ALL
             }
             fn with<T: Target + 'static>(self, target: T) -> Self::Out {
-                target.strategies()
+                target.strategies_for(self.0)
             }
         }
-        self.open(Strategies)
+        self.open(Strategies(holds))
     }
+}
+
+/// What a run's slots hold, so that a target lays them out for it: independent counters, or
+/// the fields of one record (which a target may keep together: one file, one hash).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Holds {
+    /// The plain counter's slots: each update adds 1 to one of them.
+    #[default]
+    Counters,
+    /// `--scenario record`: the slots are the fields of one record; each update adds 1 to the
+    /// worker's own field, by the variant's way of rewriting the record.
+    Record,
 }
 
 /// Which system a target is.
@@ -174,6 +204,11 @@ pub struct RunShape {
     /// `--race-window`: spin iterations a `racy` session waits between its read and its
     /// write, to widen the race on purpose (0: none).
     pub race_window: u32,
+    /// `--fsync`: when an update is made durable: before it is acknowledged (`every`), once by
+    /// the parent after the reap (`end`, in [`Target::settle`]), or when the system likes.
+    pub fsync: Fsync,
+    /// What the slots hold (the counter's, or a scenario's).
+    pub holds: Holds,
 }
 
 /// Why one update failed. The worker loop treats each kind once, the same for every target.
@@ -226,6 +261,15 @@ pub trait Target: Send + Sync {
     /// them (the bug first).
     fn strategies(&self) -> &'static [StrategyKind];
 
+    /// The strategies it implements for slots that hold `holds`, the bug first: its counter
+    /// strategies for counters, and none for anything else unless it says so.
+    fn strategies_for(&self, holds: Holds) -> &'static [StrategyKind] {
+        match holds {
+            Holds::Counters => self.strategies(),
+            Holds::Record => &[],
+        }
+    }
+
     /// Refuses, before anything is forked, what cannot work: `Error::Usage` naming the flag
     /// (`--workers 200 is more than postgres://… can still accept (max_connections 100, 7 in
     /// use)`), or `Error::Target` when the target does not answer.
@@ -242,6 +286,14 @@ pub trait Target: Send + Sync {
         worker: usize,
         strategy: StrategyKind,
     ) -> Result<Self::Session, UpdateError>;
+
+    /// After every worker is reaped, whatever the run went through (a worker's failure, an
+    /// interrupt), before `finals`: removes what the workers left behind that is not the run's
+    /// record (a dead worker's temporary file), and makes the run durable under `--fsync end`.
+    /// An error is `Error::TargetFailed`. Nothing to do by default.
+    fn settle(&self, _shape: &RunShape) -> Result<(), Error> {
+        Ok(())
+    }
 
     /// Every slot's final value, by slot index. After every worker is reaped; its own connection.
     fn finals(&self, shape: &RunShape) -> Result<Vec<u32>, Error>;
@@ -269,6 +321,22 @@ pub trait Session {
     /// `event`, also writes the event in the same transaction (or the same atomic step) as the
     /// update.
     fn update(&mut self, slot: u32, event: Option<EventDraft>) -> Result<Applied, UpdateError>;
+
+    /// `update`, calling `won` with what it applied once the update is decided: a lock
+    /// strategy calls it before it unlocks (so a store sees a lock's updates in the order they
+    /// were made, as memory's lock strategies persist them), the others right after their
+    /// winning step. The default calls it after `update` returns, which is right for every
+    /// strategy that holds no lock across its update.
+    fn update_then<F: FnOnce(&Applied)>(
+        &mut self,
+        slot: u32,
+        event: Option<EventDraft>,
+        won: F,
+    ) -> Result<Applied, UpdateError> {
+        let applied = self.update(slot, event)?;
+        won(&applied);
+        Ok(applied)
+    }
 }
 
 #[cfg(test)]

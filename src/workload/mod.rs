@@ -30,6 +30,7 @@ mod cache;
 pub mod counter;
 mod ledger;
 mod record;
+pub mod remote;
 mod votes;
 
 use std::collections::BTreeMap;
@@ -50,6 +51,7 @@ use crate::probe::{Hooks, Probe, Quiet};
 use crate::region::Region;
 use crate::store::{NoStore, Persistence, Recorder, RunStore};
 use crate::strategy::{self, Applied, Mode, Strategy, StrategyKind, WithStrategy};
+use crate::target::Holds;
 use crate::worker::{self, Control, Halt, Outcome, Step, WorkerReport};
 
 pub use ledger::MAX_ACCOUNTS;
@@ -90,6 +92,15 @@ impl ScenarioKind {
         }
     }
 
+    /// What this scenario's slots hold, for a target other than memory; None: it runs on
+    /// memory only (its workers have no step over a target's `Session` yet, see `remote`).
+    pub fn holds(self) -> Option<Holds> {
+        match self {
+            ScenarioKind::Record => Some(Holds::Record),
+            ScenarioKind::Votes | ScenarioKind::Cache | ScenarioKind::Ledger => None,
+        }
+    }
+
     /// The flag that sets how many slots this scenario's state takes (`--slots` for votes).
     pub fn slots_flag(self) -> &'static str {
         match self {
@@ -100,12 +111,14 @@ impl ScenarioKind {
         }
     }
 
-    /// The variants run when --fix is not given: the bug first, then every fix that
-    /// terminates (unordered-locks deadlocks by design, so it is asked for by name).
-    pub fn default_fixes(self) -> Vec<Fix> {
+    /// The variants run when --fix is not given, on a target that implements `implemented`:
+    /// the bug first, then every fix that terminates (unordered-locks deadlocks by design, so
+    /// it is asked for by name) and whose mechanism the target has.
+    pub fn default_fixes(self, implemented: &[StrategyKind]) -> Vec<Fix> {
         Fix::ALL
             .into_iter()
             .filter(|f| f.scenario() == self && *f != Fix::UnorderedLocks)
+            .filter(|f| implemented.contains(&f.mechanism()))
             .collect()
     }
 }
@@ -138,10 +151,16 @@ pub enum Fix {
     GlobalLock,
     /// ledger: lock `from` then `to`: deadlocks; the watchdog must name the cycle.
     UnorderedLocks,
+    /// record on dir: the whole rewrite inside `flock(LOCK_EX)` on the record file.
+    Flock,
+    /// record on dir: each rewrite a new record version, claimed by `link(2)` (EEXIST: retry).
+    LinkCas,
+    /// record on dir: one file per field, each update one `O_APPEND` record to its own.
+    FieldFiles,
 }
 
 impl Fix {
-    pub const ALL: [Fix; 12] = [
+    pub const ALL: [Fix; 15] = [
         Fix::WholeRecord,
         Fix::RecordLock,
         Fix::FieldAtomic,
@@ -154,6 +173,9 @@ impl Fix {
         Fix::OrderedLocks,
         Fix::GlobalLock,
         Fix::UnorderedLocks,
+        Fix::Flock,
+        Fix::LinkCas,
+        Fix::FieldFiles,
     ];
 
     pub fn name(self) -> &'static str {
@@ -170,14 +192,21 @@ impl Fix {
             Fix::OrderedLocks => "ordered-locks",
             Fix::GlobalLock => "global-lock",
             Fix::UnorderedLocks => "unordered-locks",
+            Fix::Flock => "flock",
+            Fix::LinkCas => "link-cas",
+            Fix::FieldFiles => "field-files",
         }
     }
 
     pub fn scenario(self) -> ScenarioKind {
         match self {
-            Fix::WholeRecord | Fix::RecordLock | Fix::FieldAtomic | Fix::VersionCas => {
-                ScenarioKind::Record
-            }
+            Fix::WholeRecord
+            | Fix::RecordLock
+            | Fix::FieldAtomic
+            | Fix::VersionCas
+            | Fix::Flock
+            | Fix::LinkCas
+            | Fix::FieldFiles => ScenarioKind::Record,
             Fix::TwoStep | Fix::PairLock | Fix::Seqlock | Fix::PackedWord => ScenarioKind::Cache,
             Fix::TwoRmw | Fix::OrderedLocks | Fix::GlobalLock | Fix::UnorderedLocks => {
                 ScenarioKind::Ledger
@@ -201,6 +230,9 @@ impl Fix {
             | Fix::UnorderedLocks => StrategyKind::FutexLock,
             Fix::FieldAtomic | Fix::PackedWord => StrategyKind::Atomic,
             Fix::VersionCas | Fix::Seqlock => StrategyKind::Cas,
+            Fix::Flock => StrategyKind::Flock,
+            Fix::LinkCas => StrategyKind::LinkCas,
+            Fix::FieldFiles => StrategyKind::Append,
         }
     }
 
@@ -435,7 +467,7 @@ impl Plan {
         match &self.work {
             Work::Counter => counter::check(self, finals, reports, in_flight),
             Work::Votes { .. } => votes::check(self, region, reports),
-            Work::Record => record::check(self, region, reports),
+            Work::Record => record::check(self, region, finals, reports),
             Work::Cache { .. } => cache::check(self, region, reports),
             Work::Ledger { .. } => ledger::check(self, region, reports),
         }

@@ -1,0 +1,116 @@
+//! A workload on a target other than memory, in the worker (after the fork): its own session,
+//! its winning updates persisted through its own recorder (`--store`), one step per update in
+//! the one loop (`worker::run`).
+//!
+//! Which workloads run here: the plain counter, and each scenario whose slots the target can
+//! hold (`ScenarioKind::holds`, `Target::strategies_for`): record, whose worker adds 1 to its
+//! own field through the same `Session::update` as a counter worker to its slot. Votes and
+//! cache join the same way: a step over the session (votes: the counter's, with its ballots;
+//! cache: a session of its own), one arm in [`work`], and `holds` naming their slots.
+
+use super::{counter, Plan, Work};
+use crate::store::{NoStore, Persistence, Recorder};
+use crate::strategy::Applied;
+use crate::target::{EventDraft, RunShape, Session, Target, UpdateError};
+use crate::worker::{self, Control, Halt, Outcome, Step, WorkerReport};
+
+/// Worker `w`'s whole run against `target`, in the worker.
+pub fn work<T: Target>(
+    target: &T,
+    ctl: Control<'_>,
+    plan: &Plan,
+    shape: &RunShape,
+) -> WorkerReport {
+    match plan.store.as_deref() {
+        None => connected(target, ctl, plan, shape, &NoStore),
+        Some(store) => {
+            // Opened here, in the worker (after the fork): never a file of the parent's.
+            let recorder = Recorder::open(store, ctl.worker);
+            let report = connected(target, ctl, plan, shape, &recorder);
+            recorder.finish();
+            report
+        }
+    }
+}
+
+fn connected<T: Target, P: Persistence>(
+    target: &T,
+    ctl: Control<'_>,
+    plan: &Plan,
+    shape: &RunShape,
+    persist: &P,
+) -> WorkerReport {
+    let w = ctl.worker;
+    // Connected here, in the worker (after the fork): never a connection of the parent's.
+    let session = match target.connect(shape, w, plan.variant.mechanism()) {
+        Ok(session) => Recorded { session, persist },
+        Err(e) => {
+            let mut step = Unconnected(Some(format!("connecting: {e}")));
+            return worker::run(&mut step, ctl, plan.ops, plan.latency);
+        }
+    };
+    match plan.work {
+        Work::Counter => {
+            let mut step = counter::Remote::new(session, plan, w);
+            worker::run(&mut step, ctl, plan.ops, plan.latency)
+        }
+        Work::Record => {
+            let mut step = Field {
+                session,
+                field: (w % plan.slots) as u32,
+            };
+            worker::run(&mut step, ctl, plan.ops, plan.latency)
+        }
+        _ => unreachable!("validated: {} runs on memory only", plan.label()),
+    }
+}
+
+/// A session whose winning updates are persisted: each update's invoke time is taken before
+/// it starts, and its event written when the session says it won (inside a lock's critical
+/// section: `Session::update_then`). Without a store (`NoStore`) this is the session itself.
+struct Recorded<'p, Se, P> {
+    session: Se,
+    persist: &'p P,
+}
+
+impl<Se: Session, P: Persistence> Session for Recorded<'_, Se, P> {
+    #[inline]
+    fn update(&mut self, slot: u32, event: Option<EventDraft>) -> Result<Applied, UpdateError> {
+        if self.persist.failed() {
+            // The parent reports the store's own failure, which explains this one.
+            return Err(UpdateError::Fatal("stopped: the store failed".into()));
+        }
+        self.persist.begin();
+        let persist = self.persist;
+        self.session.update_then(slot, event, |a| {
+            persist.won(slot as usize, a.read, a.written, a.retries)
+        })
+    }
+}
+
+/// record: the worker changes its own field (worker w, field w mod F), the variant's way.
+struct Field<Se> {
+    session: Se,
+    field: u32,
+}
+
+impl<Se: Session> Step for Field<Se> {
+    #[inline]
+    fn update(&mut self, _: u64) -> Result<Outcome, Halt> {
+        match self.session.update(self.field, None) {
+            Ok(applied) => Ok(Outcome::Applied(applied)),
+            Err(UpdateError::Rejected(_)) => Ok(Outcome::Rejected),
+            Err(UpdateError::Unknown(m)) => Err(Halt::Unknown(m)),
+            Err(UpdateError::Fatal(m)) => Err(Halt::Fatal(m)),
+        }
+    }
+}
+
+/// A worker whose session could not be opened: it halts before its first update.
+struct Unconnected(Option<String>);
+
+impl Step for Unconnected {
+    fn update(&mut self, _: u64) -> Result<Outcome, Halt> {
+        Err(Halt::Fatal(self.0.take().unwrap_or_default()))
+    }
+}
