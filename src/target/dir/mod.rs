@@ -768,7 +768,7 @@ mod tests {
     }
 
     #[test]
-    fn a_record_keeps_every_fix_apart_and_settles_to_one_file_per_field_kept() {
+    fn each_record_fix_adds_to_its_own_field_and_leaves_only_its_files() {
         let scratch = Scratch::new("record");
         let dir = Dir::new(scratch.0.clone());
         for (run, strategy) in [
