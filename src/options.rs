@@ -155,7 +155,7 @@ pub struct RunArgs {
     /// from the record alone.
     #[arg(long, value_name = "STORE", help_heading = heading::STORE)]
     pub store: Option<StoreSpec>,
-    /// When the log (and a dir: target's files) are synced: never, end or every
+    /// Sync the log and dir: files: never, end or every
     ///
     /// never: the page cache decides (a crash of the machine may lose the tail). end: once, by
     /// the parent, after every worker has exited and again after the run's end. every: each

@@ -53,7 +53,7 @@ fn assert_snapshot(name: &str, args: &[&str]) -> Output {
     out
 }
 
-const HELP: [(&str, &[&str]); 13] = [
+const HELP: [(&str, &[&str]); 15] = [
     ("help-h", &["-h"]),
     ("help-long", &["--help"]),
     ("run-h", &["run", "-h"]),
@@ -62,6 +62,8 @@ const HELP: [(&str, &[&str]); 13] = [
     ("verify-help", &["verify", "--help"]),
     ("bench-h", &["bench", "-h"]),
     ("bench-help", &["bench", "--help"]),
+    ("clean-h", &["clean", "-h"]),
+    ("clean-help", &["clean", "--help"]),
     ("selftest-h", &["selftest", "-h"]),
     ("selftest-help", &["selftest", "--help"]),
     (
