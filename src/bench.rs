@@ -9,8 +9,8 @@
 //! between points, and every thread a run starts is joined before `run_once` returns, so each
 //! fork happens with no other thread alive.
 
-use std::fs::{self, File};
-use std::io::{IsTerminal, Write};
+use std::fs;
+use std::io::{ErrorKind, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ use crate::report::csv::render_csv;
 use crate::report::markdown::render_markdown;
 use crate::report::matrix::{BenchPoint, BenchSettings, BenchSummary, MachineInfo, PointKey};
 use crate::report::svg::bench_plots;
-use crate::report::Machine;
+use crate::report::{revision, Machine};
 use crate::run::run_once;
 use crate::strategy::StrategyKind;
 use crate::workload::Variant;
@@ -32,6 +32,8 @@ use crate::workload::Variant;
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
     pub out: PathBuf,
+    /// Write into an `out` that already holds files (replacing the bench's own files there).
+    pub force: bool,
     pub quick: bool,
     pub strategies: Vec<StrategyKind>,
     pub workers: Vec<usize>,
@@ -46,7 +48,8 @@ pub struct BenchOptions {
     pub command: Vec<String>,
 }
 
-/// The files a bench writes into its output directory.
+/// The files a bench writes into its output directory (`--force` removes these, and only
+/// these, before it starts, so no file of an earlier run is left beside the new ones).
 pub const FILES: [&str; 9] = [
     "report.md",
     "summary.json",
@@ -64,6 +67,7 @@ impl BenchOptions {
     pub fn defaults(quick: bool) -> BenchOptions {
         BenchOptions {
             out: PathBuf::from("results/bench"),
+            force: false,
             quick,
             strategies: StrategyKind::ALL.to_vec(),
             workers: if quick {
@@ -200,17 +204,15 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchSummary, Error> {
     for &key in &points {
         opts.config(key, opts.budget).validate()?;
     }
-    fs::create_dir_all(&opts.out).map_err(|e| io_error(&opts.out, e))?;
+    prepare_out(&opts.out, opts.force)?;
 
     let machine = machine_info(&opts.command);
     write_file(
         &opts.out.join("machine.json"),
         &serde_json::to_string_pretty(&machine).expect("machine info serialises"),
     )?;
-    let jsonl_path = opts.out.join("points.jsonl");
-    let mut jsonl = File::create(&jsonl_path).map_err(|e| io_error(&jsonl_path, e))?;
     let mut summary = BenchSummary {
-        tool: format!("racepool {}", env!("CARGO_PKG_VERSION")),
+        tool: revision::tool(),
         machine,
         settings: opts.settings(),
         points: Vec::new(),
@@ -221,10 +223,6 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchSummary, Error> {
     for (i, &key) in points.iter().enumerate() {
         progress.show(i, key);
         let point = measure(opts, key)?;
-        let line = serde_json::to_string(&point).expect("a point serialises");
-        writeln!(jsonl, "{line}")
-            .and_then(|_| jsonl.flush())
-            .map_err(|e| io_error(&jsonl_path, e))?;
         summary.points.push(point);
         summary.derive();
         write_reports(&opts.out, &summary)?;
@@ -272,6 +270,47 @@ fn measure(opts: &BenchOptions, key: PointKey) -> Result<BenchPoint, Error> {
     Ok(BenchPoint::of(key, &runs, &histogram, collapsed))
 }
 
+/// Refuses an `out` that already holds files unless `force`; with `force`, removes the files
+/// an earlier bench wrote there (and nothing else). Bad input: exit 2, naming the flag.
+fn prepare_out(out: &Path, force: bool) -> Result<(), Error> {
+    let entries = match fs::read_dir(out) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return fs::create_dir_all(out).map_err(|e| io_error(out, e));
+        }
+        Err(e) if e.kind() == ErrorKind::NotADirectory => {
+            return Err(Error::Usage(format!(
+                "--out {}: not a directory",
+                out.display()
+            )));
+        }
+        Err(e) => return Err(io_error(out, e)),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        names.sort();
+        let shown = names.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+        let more = if names.len() > 3 { ", …" } else { "" };
+        return Err(Error::Usage(format!(
+            "--out {} already holds files ({shown}{more}): name a new directory, or add --force to replace the bench's files there",
+            out.display()
+        )));
+    }
+    for name in FILES {
+        match fs::remove_file(out.join(name)) {
+            Err(e) if e.kind() != ErrorKind::NotFound => return Err(io_error(&out.join(name), e)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Renders every report from the one summary (each file replaced whole, never half-written).
 pub fn write_reports(dir: &Path, summary: &BenchSummary) -> Result<(), Error> {
     write_file(&dir.join("report.md"), &render_markdown(summary))?;
@@ -279,6 +318,13 @@ pub fn write_reports(dir: &Path, summary: &BenchSummary) -> Result<(), Error> {
         &dir.join("summary.json"),
         &serde_json::to_string_pretty(summary).expect("the summary serialises"),
     )?;
+    // The same points as summary.json, one a line, with every figure derived so far.
+    let mut jsonl = String::new();
+    for p in &summary.points {
+        jsonl.push_str(&serde_json::to_string(p).expect("a point serialises"));
+        jsonl.push('\n');
+    }
+    write_file(&dir.join("points.jsonl"), &jsonl)?;
     write_file(&dir.join("summary.csv"), &render_csv(summary))?;
     for (name, svg) in bench_plots(summary) {
         write_file(&dir.join(name), &svg)?;
@@ -287,7 +333,8 @@ pub fn write_reports(dir: &Path, summary: &BenchSummary) -> Result<(), Error> {
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), Error> {
-    let tmp = path.with_extension("tmp");
+    let name = path.file_name().map_or("".into(), |n| n.to_string_lossy());
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
     fs::write(&tmp, text)
         .and_then(|_| fs::rename(&tmp, path))
         .map_err(|e| io_error(path, e))
@@ -317,9 +364,41 @@ pub fn machine_info(command: &[String]) -> MachineInfo {
         cores: this.cores,
         kernel: this.kernel,
         rustc: output("rustc", &["--version"]),
-        git_revision: output("git", &["rev-parse", "HEAD"]),
+        // Stamped when the binary was built, whatever directory it runs in.
+        git_revision: revision::commit().map(str::to_string),
+        git_dirty: revision::dirty(),
+        started: utc_now(),
         command: command.to_vec(),
     }
+}
+
+/// Now, in UTC, as `2026-11-23T10:22:31Z`.
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    utc(secs)
+}
+
+/// Seconds since the epoch as an ISO 8601 UTC time (proleptic Gregorian calendar).
+fn utc(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
 }
 
 /// Which point is running and an ETA, on stderr when it is a terminal; drawn between points
@@ -377,5 +456,18 @@ impl Progress {
             eprint!("\r\x1b[2K");
             let _ = std::io::stderr().flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates_are_civil_dates() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(utc(4_107_542_399), "2100-02-28T23:59:59Z");
     }
 }

@@ -6,12 +6,13 @@
 //! | 1 | a check failed (decided by the caller from the summary, not an `Error`) |
 //! | 2 | bad input: a flag, a file, a target that cannot be reached or cannot take the run |
 //! | 3 | completed, bounds held, but workers died that nobody asked to kill (the caller) |
-//! | 4 | the run could not finish: fork/mmap refused, a worker failed, the store or the target failed mid-run, a timed run collapsed |
+//! | 4 | the run could not finish: fork/mmap refused, a worker failed, the store or the target failed mid-run, a timed run collapsed, the output could not be written |
 //! | 130 | interrupted by SIGINT |
 
 use std::fmt;
 
-/// Why `torture` stops early. `exit_code` is the one place errors become exit codes.
+/// Why `torture` stops early. `exit_code` is the one place errors become exit codes
+/// (docs/exit-codes.md lists them all).
 #[derive(Debug)]
 pub enum Error {
     /// Bad input: a flag out of range, a size the machine cannot hold, a file that cannot be
@@ -35,6 +36,8 @@ pub enum Error {
     TimeLimit(String),
     /// SIGINT arrived before anything could be reported. Exit 130 (128 + SIGINT).
     Interrupted(String),
+    /// The results could not be written: stdout (or a history file) is full or closed. Exit 4.
+    Output(String),
 }
 
 /// Exit codes the caller decides from a finished run's summary.
@@ -55,7 +58,8 @@ impl Error {
             | Error::Worker(_)
             | Error::Store(_)
             | Error::TargetFailed(_)
-            | Error::TimeLimit(_) => 4,
+            | Error::TimeLimit(_)
+            | Error::Output(_) => 4,
             Error::Interrupted(_) => exit::INTERRUPTED as i32,
         }
     }
@@ -71,7 +75,8 @@ impl fmt::Display for Error {
             | Error::TargetFailed(m)
             | Error::TimeLimit(m)
             | Error::Interrupted(m)
-            | Error::Target(m) => f.write_str(m),
+            | Error::Target(m)
+            | Error::Output(m) => f.write_str(m),
         }
     }
 }

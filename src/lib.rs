@@ -30,6 +30,8 @@ pub mod latency;
 #[cfg(not(loom))]
 pub mod options;
 #[cfg(not(loom))]
+pub mod peer;
+#[cfg(not(loom))]
 pub mod pick;
 #[cfg(not(loom))]
 pub mod pool;

@@ -24,114 +24,292 @@ use crate::workload::{Fix, ScenarioConfig, ScenarioKind, Variant};
 pub use crate::progress::CAP_FACTOR;
 pub use crate::strategy::Mode;
 
-/// The flags of `torture run` (also the default command).
-#[derive(clap::Args, Clone, Debug)]
-pub struct RunArgs {
-    /// Worker processes (or threads with --mode threads).
-    #[arg(long, default_value_t = 100, value_name = "N")]
-    pub workers: usize,
-    /// Updates each worker makes.
-    #[arg(long, default_value_t = 1000, value_name = "N")]
-    pub ops: u64,
-    /// Shared counters the updates are spread over.
-    #[arg(long, default_value_t = 1, value_name = "S")]
-    pub slots: usize,
-    /// Strategies to run, comma separated [default: every one the target has, racy first].
-    #[arg(long, value_enum, value_delimiter = ',', value_name = "NAME")]
-    pub strategy: Vec<StrategyKind>,
-    /// Where the slots live: memory (a shared region), or dir:PATH (one file per slot).
-    #[arg(long, default_value = "memory", value_name = "memory|dir:PATH")]
-    pub target: TargetSpec,
-    #[arg(long, value_enum, default_value = "processes")]
-    pub mode: Mode,
-    /// packed: 4-byte slots sharing cache lines; padded: one 128-byte line per slot.
-    #[arg(long, value_enum, default_value = "packed")]
-    pub layout: Layout,
-    /// Seed of every worker's slot choice (runs with the same seed pick the same slots).
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// How slots are chosen: uniform, or hot:P (P% of updates to slot 0).
-    #[arg(long, default_value = "uniform", value_name = "uniform|hot:P")]
-    pub pick: Pick,
-    /// Value every slot starts at (the poll that already had 50 votes).
-    #[arg(long, default_value_t = 0, value_name = "V")]
-    pub initial: u32,
-    /// racy only: spin iterations between its read and its write, to widen the race (any target).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub race_window: u32,
-    /// Which updates are timed: all, sample:N (one in N) or off.
-    #[arg(long, default_value = "all", value_name = "all|sample:N|off")]
-    pub latency: LatencyMode,
-    /// Run each strategy R times and report how often updates were lost.
-    #[arg(long, default_value_t = 1, value_name = "R")]
-    pub repeat: u32,
-    /// For tests: hold each worker's first update right after its read until every worker has
-    /// read (a lock holder: until another worker queues on the lock). Scripts the lost update.
-    #[arg(long)]
-    pub hold_after_read: bool,
-    /// Process mode: SIGKILL K seeded workers, each after a seeded share of its updates (a
-    /// victim not reached by its last update waits there for its kill). Deaths are data: the
-    /// run checks acknowledged <= final <= acknowledged + in flight.
-    #[arg(long, default_value_t = 0, value_name = "K")]
-    pub kill: u32,
-    /// Process mode: stop K workers, each while it holds a lock (the next one to take a lock
-    /// stops itself there), and SIGCONT each MS later. A paused worker is alive: nothing is
-    /// taken from it.
-    #[arg(long, value_name = "K:MS")]
-    pub pause: Option<PauseSpec>,
-    /// For tests, process mode: one worker SIGKILLs itself the N-th time it reaches POINT
-    /// (after-read, after-cas, holding-lock, after-write, before-wake).
-    #[arg(long, value_name = "POINT:N", value_parser = |s: &str| StrikeAt::parse(s, Strike::Kill))]
-    pub crash_at: Option<StrikeAt>,
-    /// For tests, process mode: like --crash-at, but the worker SIGSTOPs itself there and
-    /// nobody resumes it (a hung lock holder: the watchdog's case).
-    #[arg(long, value_name = "POINT:N", value_parser = |s: &str| StrikeAt::parse(s, Strike::Stop))]
-    pub stop_at: Option<StrikeAt>,
-    /// Seconds without any completed update before the run is declared stalled and stopped.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
-    pub stall_timeout: f64,
-    /// Persist every winning update, then verify the record: log:PATH (an append-only event
-    /// log) or sqlite:PATH. The file is emptied first.
-    #[arg(long, value_name = "log:PATH|sqlite:PATH")]
-    pub store: Option<StoreSpec>,
-    /// When the event log is made durable: never, at the end of each run, or every record.
-    #[arg(long, value_enum, default_value = "end")]
-    pub fsync: Fsync,
-    /// SQLite only: how a worker writes slots.value: blind (UPDATE … SET value = ?) or
-    /// monotonic (never lower a stored value) [default: monotonic].
-    #[arg(long, value_enum)]
-    pub persist: Option<Persist>,
-    /// Events a worker buffers before one write(2) (log) or one transaction (SQLite).
-    #[arg(long, default_value_t = 256, value_name = "N")]
-    pub batch: u32,
-    /// For tests: hold each worker's first update before it persists until every worker has
-    /// updated, then persist newest first (scripts the rollback of --persist blind).
-    #[arg(long)]
-    pub hold_before_persist: bool,
-    /// Write the stored history as Jepsen-style JSON Lines to this file (needs --store).
-    #[arg(long, value_name = "FILE.jsonl")]
-    pub history: Option<PathBuf>,
-    /// Print the summary as JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub scenario: ScenarioArgs,
+/// The `--help` sections of `torture run`, in the order they print: clap prints a section where
+/// its first flag is declared, so [`RunArgs`] declares its flags section by section. A new flag
+/// takes the section of what it changes (`--isolation`: `TARGET`, `--fencing`: `STRATEGIES`); a
+/// flag that only scripts a test takes `TESTING` and `hide_short_help`, so `-h` stays short.
+pub mod heading {
+    pub const WORKLOAD: &str = "Workload";
+    pub const STRATEGIES: &str = "Strategies";
+    pub const TARGET: &str = "Target";
+    pub const SCENARIO: &str = "Scenario";
+    pub const STORE: &str = "Store";
+    pub const FAULTS: &str = "Faults";
+    pub const OUTPUT: &str = "Output";
+    pub const TESTING: &str = "Testing hooks";
 }
 
-/// The scenario flags, flattened into `torture run`.
+/// The flags of `torture run` (also the default command). Each doc comment's first paragraph
+/// is the flag's `-h` line; the whole comment is its `--help` text.
 #[derive(clap::Args, Clone, Debug)]
+pub struct RunArgs {
+    /// Worker processes (threads with --mode threads)
+    ///
+    /// Each worker makes --ops updates to the shared slots; all of them start together, so they
+    /// contend from the first update.
+    #[arg(short, long, default_value_t = 100, value_name = "N", help_heading = heading::WORKLOAD)]
+    pub workers: usize,
+    /// Updates each worker makes
+    ///
+    /// workers × ops (+ --initial) must fit a slot's 32 bits, so every count can be checked
+    /// exactly.
+    #[arg(
+        short = 'n',
+        long,
+        default_value_t = 1000,
+        value_name = "N",
+        help_heading = heading::WORKLOAD
+    )]
+    pub ops: u64,
+    /// Shared counters the updates are spread over
+    ///
+    /// One slot is the hardest contention; each update picks its slot as --pick says.
+    #[arg(long, default_value_t = 1, value_name = "S", help_heading = heading::WORKLOAD)]
+    pub slots: usize,
+    /// Slot choice: uniform, or hot:P (P% to slot 0).
+    #[arg(
+        long,
+        default_value = "uniform",
+        value_name = "uniform|hot:P",
+        help_heading = heading::WORKLOAD
+    )]
+    pub pick: Pick,
+    /// Value every slot starts at
+    ///
+    /// The poll that already had 50 votes. --scenario ledger: each account's balance [default
+    /// there: 1000].
+    #[arg(long, default_value_t = 0, value_name = "V", help_heading = heading::WORKLOAD)]
+    pub initial: u32,
+    /// Forked processes, or threads of one process
+    ///
+    /// processes: each worker is a forked process mapping the shared region, and futexes are
+    /// process-shared. threads: threads of one process, with private futexes. --kill, --pause,
+    /// --crash-at and --stop-at need processes: a thread cannot be killed or stopped alone.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "processes",
+        hide_possible_values = true,
+        help_heading = heading::WORKLOAD
+    )]
+    pub mode: Mode,
+    /// Seed of every random choice (slots, fault victims)
+    ///
+    /// Slots, ballots, fault victims and their moments: runs with the same seed make the same
+    /// choices. Run r of --repeat uses SEED + r.
+    #[arg(long, default_value_t = 1, help_heading = heading::WORKLOAD)]
+    pub seed: u64,
+    /// Runs per strategy, to count how often updates are lost.
+    #[arg(short, long, default_value_t = 1, value_name = "R", help_heading = heading::WORKLOAD)]
+    pub repeat: u32,
+
+    /// Strategies to run, comma separated [default: all the target has].
+    #[arg(
+        short,
+        long,
+        value_enum,
+        value_delimiter = ',',
+        value_name = "NAME",
+        hide_possible_values = true,
+        long_help = help::strategies(),
+        help_heading = heading::STRATEGIES
+    )]
+    pub strategy: Vec<StrategyKind>,
+    /// racy: spins between its read and its write, to widen the race
+    ///
+    /// racy on every target spins N times between reading the slot and writing it back; 0
+    /// leaves the race as narrow as the hardware makes it.
+    #[arg(long, default_value_t = 0, value_name = "N", help_heading = heading::STRATEGIES)]
+    pub race_window: u32,
+
+    /// Where the slots live: memory, dir:PATH or a database URL.
+    #[arg(
+        short,
+        long,
+        default_value = "memory",
+        value_name = "TARGET",
+        long_help = help::targets(),
+        help_heading = heading::TARGET
+    )]
+    pub target: TargetSpec,
+    /// memory: packed (slots share cache lines) or padded
+    ///
+    /// packed: values 4 bytes apart, 32 slots to a cache line. padded: one 128-byte cell per
+    /// slot, its value, lock word and mutex together and nothing else.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "packed",
+        hide_possible_values = true,
+        help_heading = heading::TARGET
+    )]
+    pub layout: Layout,
+
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+
+    /// Persist every winning update and verify it: log:PATH or sqlite:PATH
+    ///
+    /// log:PATH is an append-only event log; sqlite:PATH a database with the events and a
+    /// slots table. The file is emptied first. `torture verify PATH` checks it again later,
+    /// from the record alone.
+    #[arg(long, value_name = "STORE", help_heading = heading::STORE)]
+    pub store: Option<StoreSpec>,
+    /// Log: when to fsync: never, end or every
+    ///
+    /// never: the page cache decides (a crash of the machine may lose the tail). end: once, by
+    /// the parent, after every worker has exited and again after the run's end. every: each
+    /// record is written and fdatasync'd before its update is acknowledged.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "end",
+        value_name = "WHEN",
+        hide_possible_values = true,
+        help_heading = heading::STORE
+    )]
+    pub fsync: Fsync,
+    /// SQLite: blind or monotonic writes [default: monotonic]
+    ///
+    /// blind: `UPDATE slots SET value = ?`, so two winners persisting out of order roll the
+    /// value back. monotonic: `SET value = max(value, ?)`, so a stored value never goes down.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "HOW",
+        hide_possible_values = true,
+        help_heading = heading::STORE
+    )]
+    pub persist: Option<Persist>,
+    /// Events per write (log) or per transaction (SQLite)
+    ///
+    /// Each worker buffers this many events, then writes them with one write(2) to the log or
+    /// one SQLite transaction.
+    #[arg(long, default_value_t = 256, value_name = "N", help_heading = heading::STORE)]
+    pub batch: u32,
+    /// Export Jepsen histories of each run into DIR (needs --store)
+    ///
+    /// One counter history per run and slot, for external checkers; DIR is created if missing.
+    #[arg(long, value_name = "DIR", help_heading = heading::STORE)]
+    pub history: Option<PathBuf>,
+    /// --history's form: edn (Jepsen) or json (elle-cli)
+    ///
+    /// edn: Jepsen's form, one op map a line. json: elle-cli's, one array.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "edn",
+        value_name = "FORMAT",
+        hide_possible_values = true,
+        help_heading = heading::STORE
+    )]
+    pub history_format: crate::history::export::Format,
+
+    /// SIGKILL K workers mid-update (process mode)
+    ///
+    /// Each victim dies after a seeded share of its updates (one not reached by its last update
+    /// waits there for its kill). Deaths are data: the run checks acknowledged <= final <=
+    /// acknowledged + in flight. See docs/faults.md.
+    #[arg(long, default_value_t = 0, value_name = "K", help_heading = heading::FAULTS)]
+    pub kill: u32,
+    /// SIGSTOP K workers holding a lock, SIGCONT each MS later (process mode)
+    ///
+    /// The next worker to take a lock stops itself there. A paused worker is alive: nothing is
+    /// taken from it, and every update must still count.
+    #[arg(long, value_name = "K:MS", help_heading = heading::FAULTS)]
+    pub pause: Option<PauseSpec>,
+    /// Stop the run after SECS without progress
+    ///
+    /// No update completed for SECS: the run is stalled. It prints who holds which lock and who waits for it, kills and reaps every
+    /// worker and ends with exit 4.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", help_heading = heading::FAULTS)]
+    pub stall_timeout: f64,
+
+    /// Print the summary as JSON instead of a table.
+    #[arg(long, help_heading = heading::OUTPUT)]
+    pub json: bool,
+
+    /// Also print a detail table: p50 and max latency, retries, futex waits and wakes,
+    /// preemptions, spawn and window times, per-worker rates
+    #[arg(short = 'v', long, help_heading = heading::OUTPUT)]
+    pub verbose: bool,
+    /// Updates timed: all, sample:N (one in N) or off.
+    #[arg(
+        long,
+        default_value = "all",
+        value_name = "all|sample:N|off",
+        help_heading = heading::OUTPUT
+    )]
+    pub latency: LatencyMode,
+
+    /// Script the lost update: each worker's first update waits after its read
+    ///
+    /// It waits until every worker has read (a lock holder: until another worker queues on the
+    /// lock), so racy loses on every run, not by luck. racy, cas and futex-lock; with
+    /// --scenario, the bugs and unordered-locks.
+    #[arg(long, hide_short_help = true, help_heading = heading::TESTING)]
+    pub hold_after_read: bool,
+    /// Process mode: one worker SIGKILLs itself the N-th time it reaches POINT
+    ///
+    /// POINT: after-read, after-cas, holding-lock, after-write or before-wake. The worker is
+    /// SEED mod --workers; a point the chosen strategies never reach is refused.
+    #[arg(
+        long,
+        value_name = "POINT:N",
+        value_parser = |s: &str| StrikeAt::parse(s, Strike::Kill),
+        hide_short_help = true,
+        help_heading = heading::TESTING
+    )]
+    pub crash_at: Option<StrikeAt>,
+    /// Process mode: like --crash-at, but the worker SIGSTOPs itself and stays stopped
+    ///
+    /// A hung lock holder: the --stall-timeout watchdog's case.
+    #[arg(
+        long,
+        value_name = "POINT:N",
+        value_parser = |s: &str| StrikeAt::parse(s, Strike::Stop),
+        hide_short_help = true,
+        help_heading = heading::TESTING
+    )]
+    pub stop_at: Option<StrikeAt>,
+    /// Script --persist blind's rollback: updates reach the store newest first
+    ///
+    /// Each worker's first update waits before it persists until every worker has updated.
+    /// Needs --store, --slots 1, process mode and atomic or cas.
+    #[arg(long, hide_short_help = true, help_heading = heading::TESTING)]
+    pub hold_before_persist: bool,
+}
+
+/// The scenario flags, flattened into `torture run` (docs/scenarios.md).
+#[derive(clap::Args, Clone, Debug)]
+#[command(next_help_heading = heading::SCENARIO)]
 pub struct ScenarioArgs {
-    /// Replay an incident: votes, record, cache or ledger [default: the plain counter].
-    #[arg(long, value_enum, value_name = "NAME")]
+    /// Replay an incident: votes, record, cache or ledger.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "NAME",
+        hide_possible_values = true,
+        long_help = help::scenarios()
+    )]
     pub scenario: Option<ScenarioKind>,
-    /// record/cache/ledger: variants to run, comma separated [default: the bug, then each fix].
-    #[arg(long, value_enum, value_delimiter = ',', value_name = "NAME")]
+    /// Variants of record, cache, ledger [default: the bug, then each fix].
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        value_name = "NAME",
+        hide_possible_values = true,
+        long_help = help::fixes()
+    )]
     pub fix: Vec<Fix>,
-    /// votes: fraction of ballots with a bad option id (out of range, non-numeric, trailing
-    /// garbage), each rejected with its reason.
+    /// votes: fraction of ballots with a bad option id
+    ///
+    /// A bad id is out of range, non-numeric or has trailing garbage; each is rejected with its
+    /// reason.
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     pub invalid_rate: f64,
-    /// record: fields per record (one slot each; worker w changes field w mod F).
+    /// record: fields per record (worker w changes field w mod F).
     #[arg(long, default_value_t = 4, value_name = "F")]
     pub fields: usize,
     /// cache: related entries beside the value.
@@ -140,10 +318,12 @@ pub struct ScenarioArgs {
     /// cache: workers that write (the rest read).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub writers: usize,
-    /// ledger: accounts.
+    /// ledger: accounts the transfers move money between.
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub accounts: usize,
-    /// ledger: workers that sample the total during the run instead of transferring.
+    /// ledger: workers that only sample the total
+    ///
+    /// They read the total during the run instead of transferring; it must never change.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub auditors: usize,
 }
@@ -171,7 +351,7 @@ pub struct Options {
     pub scenario: Option<ScenarioConfig>,
     /// Where every winning update is persisted and then verified; none: memory only.
     pub store: Option<StoreConfig>,
-    /// Writes the stored history as Jepsen-style JSON Lines here after the runs.
+    /// Writes each run's stored history for external checkers into this directory.
     pub history: Option<PathBuf>,
     #[serde(skip)]
     pub stall_timeout: Duration,
@@ -749,4 +929,177 @@ fn memory_available() -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// The `--help` texts that are lists, made from the types they list, so a strategy, target or
+/// fix added there shows up here (and in the help snapshots) without a second edit.
+mod help {
+    use clap::ValueEnum;
+
+    use crate::strategy::StrategyKind;
+    use crate::target::{TargetKind, TargetSpec};
+    use crate::workload::{Fix, ScenarioKind};
+
+    /// Columns a list line may take: `--help` indents by 10, and an 80-column terminal is the
+    /// narrowest we lay lists out for (clap wraps prose itself, but breaks a list's columns).
+    const LIST_WIDTH: usize = 70;
+
+    /// One spec per target kind, to ask each which strategies it runs (opening a spec checks
+    /// it and connects to nothing), and how the help spells it.
+    const TARGETS: [(&str, &str); 5] = [
+        ("memory", "memory"),
+        ("dir:PATH", "dir:PATH"),
+        (
+            "postgres://USER@HOST:PORT/DB",
+            "postgres://localhost/racepool",
+        ),
+        ("mysql://USER@HOST:PORT/DB", "mysql://localhost/racepool"),
+        ("redis://HOST:PORT[/DB]", "redis://localhost:6379"),
+    ];
+
+    /// Each target as the help spells it, its kind, and its strategies (None: not built in).
+    fn targets_with_strategies(
+    ) -> impl Iterator<Item = (&'static str, TargetKind, Option<&'static [StrategyKind]>)> {
+        TARGETS.iter().map(|&(shown, spec)| {
+            let spec: TargetSpec = spec.parse().expect("the help's target specs parse");
+            (shown, spec.kind(), spec.strategies().ok())
+        })
+    }
+
+    /// What each strategy does, in a few words (the type's doc has the detail).
+    fn gist(s: StrategyKind) -> &'static str {
+        match s {
+            StrategyKind::Racy => "read, then write read + 1: the lost update",
+            StrategyKind::Atomic => "one atomic add (UPDATE … SET v = v + 1)",
+            StrategyKind::Cas => "compare-and-swap retry loop (optimistic)",
+            StrategyKind::FutexLock => "a lock word whose waiters sleep on a futex",
+            StrategyKind::SpinLock => "the same lock word, its waiters spinning",
+            StrategyKind::Pthread => "a process-shared pthread_mutex_t",
+            StrategyKind::Lock => "SQL: SELECT … FOR UPDATE; Redis: a SET NX lock key",
+            StrategyKind::Advisory => "SQL: an advisory lock around the update",
+            StrategyKind::Script => "Redis: one Lua script reads and writes",
+            StrategyKind::Flock => "flock(LOCK_EX) around the update",
+            StrategyKind::Fcntl => "an open-file-description lock (F_OFD_SETLKW)",
+            StrategyKind::LinkCas => "link(2) the next version's file; EEXIST: retry",
+            StrategyKind::Append => "O_APPEND a record per update; the value is the count",
+        }
+    }
+
+    fn describe(kind: TargetKind) -> &'static str {
+        match kind {
+            TargetKind::Memory => "a shared memfd region",
+            TargetKind::Dir => "one file per slot in the directory PATH",
+            TargetKind::Postgres => "a row per slot, in PostgreSQL",
+            TargetKind::Mysql => "a row per slot, in MariaDB or MySQL",
+            TargetKind::Redis => "a key per slot",
+        }
+    }
+
+    /// Two columns, the first as wide as its widest cell, the second wrapped under itself.
+    fn rows<'a>(rows: impl IntoIterator<Item = (&'a str, String)>) -> String {
+        let rows: Vec<_> = rows.into_iter().collect();
+        let width = rows
+            .iter()
+            .map(|(k, _)| k.chars().count())
+            .max()
+            .unwrap_or(0);
+        let indent = 2 + width + 2;
+        let mut out = String::new();
+        for (key, text) in rows {
+            let mut line = format!("  {key:<width$}  ");
+            let mut fresh = true;
+            for word in text.split_whitespace() {
+                let len = line.chars().count();
+                if !fresh && len + 1 + word.chars().count() > LIST_WIDTH {
+                    out.push_str(&line);
+                    out.push('\n');
+                    line = " ".repeat(indent);
+                    fresh = true;
+                }
+                if !fresh {
+                    line.push(' ');
+                }
+                line.push_str(word);
+                fresh = false;
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// `--strategy`'s long help: which target runs which, then what each does.
+    pub fn strategies() -> String {
+        let by_target = rows(targets_with_strategies().map(|(_, kind, strategies)| {
+            let list = strategies.map_or("not built into this racepool yet".into(), |list| {
+                list.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
+            });
+            (kind.name(), list)
+        }));
+        let what = rows(
+            StrategyKind::value_variants()
+                .iter()
+                .map(|s| (s.name(), gist(*s).to_string())),
+        );
+        format!(
+            "Strategies to run, comma separated [default: all the target has, racy first]\n\n\
+             racy is the bug, expected to lose updates; every other strategy promises that none \
+             is lost (exit 1 if one does). Each target runs its own:\n\n{by_target}\n{}",
+            what.trim_end()
+        )
+    }
+
+    /// `--target`'s long help: every target, and which are not built in yet.
+    pub fn targets() -> String {
+        let list = rows(TARGETS.iter().map(|&(shown, spec)| {
+            let spec: TargetSpec = spec.parse().expect("the help's target specs parse");
+            (shown, describe(spec.kind()).to_string())
+        }));
+        let missing: Vec<_> = targets_with_strategies()
+            .filter(|(_, _, strategies)| strategies.is_none())
+            .map(|(_, kind, _)| kind.name())
+            .collect();
+        let mut out = format!("Where the slots live\n\n{list}\n");
+        if !missing.is_empty() {
+            out.push_str(&format!(
+                "Not built into this racepool yet: {}. ",
+                missing.join(", ")
+            ));
+        }
+        out.push_str(
+            "postgresql:// and mariadb:// are accepted too. --strategy says which strategies \
+             each target runs.",
+        );
+        out
+    }
+
+    /// `--scenario`'s long help: each incident in a line.
+    pub fn scenarios() -> String {
+        values::<ScenarioKind>(
+            "Replay an incident instead of the plain counter (docs/scenarios.md)\n\n\
+             Each row of the table is a variant: the bug first, then each fix. votes runs \
+             --strategy's rows; record, cache and ledger run --fix's.",
+        )
+    }
+
+    /// `--fix`'s long help: every variant, the bug of each scenario first.
+    pub fn fixes() -> String {
+        values::<Fix>(
+            "record, cache, ledger: the variants to run, comma separated [default: the bug, then \
+             each fix]",
+        )
+    }
+
+    /// `intro`, then each value of `T` with its doc.
+    fn values<T: ValueEnum>(intro: &str) -> String {
+        let values: Vec<_> = T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .collect();
+        let list = rows(values.iter().map(|v| {
+            let help = v.get_help().map(|h| h.to_string()).unwrap_or_default();
+            (v.get_name(), help.replace('`', ""))
+        }));
+        format!("{intro}\n\n{}", list.trim_end())
+    }
 }

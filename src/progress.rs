@@ -245,7 +245,12 @@ impl Watcher {
             if done != last.0 || !paused.is_empty() || stop_asked.is_some() {
                 // Progress, or a pause we made (a stopped worker is alive, not stalled).
                 last = (done, Instant::now());
-            } else if out.stalled.is_none() && last.1.elapsed() >= self.stall_timeout {
+            // With every update done the workers are only reporting and exiting: under a heavy
+            // load that can take long, but nothing waits on anything, so it is never a stall.
+            } else if out.stalled.is_none()
+                && done < self.total
+                && last.1.elapsed() >= self.stall_timeout
+            {
                 // A scenario that explains its stall names its own locks; the strategies'
                 // lock dump would only add "no worker holds or waits for a lock" beside it.
                 let (head, dump) = match self.explain_stall.and_then(|f| f(region)) {

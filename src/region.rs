@@ -230,7 +230,7 @@ struct Geometry {
 }
 
 const PACKED_MUTEX_STRIDE: usize = std::mem::size_of::<PthreadMutex>();
-const _: () = assert!(PACKED_MUTEX_STRIDE % std::mem::align_of::<PthreadMutex>() == 0);
+const _: () = assert!(PACKED_MUTEX_STRIDE.is_multiple_of(std::mem::align_of::<PthreadMutex>()));
 const _: () = assert!(8 + std::mem::size_of::<PthreadMutex>() <= CACHE_LINE);
 
 impl Geometry {

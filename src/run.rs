@@ -14,11 +14,12 @@
 
 use hdrhistogram::Histogram;
 
+use crate::clock::Clock;
 use crate::error::Error;
 use crate::fault::recover::Recoverer;
 use crate::fault::{FaultReport, Faults, KillPlan};
-use crate::history::{frame, Killed, RunEnd, RunInfo};
-use crate::latency;
+use crate::history::{Killed, RunEnd, RunInfo};
+use crate::latency::{self, LatencyMode};
 use crate::options::{Mode, Options};
 use crate::pool::{self, child_exit, Exit, PoolOutcome};
 use crate::progress::Watcher;
@@ -55,9 +56,11 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
         }
     }
     let summary = Summary::new(opts, rows);
-    if let (Some(store), Some(path)) = (&opts.store, &opts.history) {
-        export_history(store.spec.path(), path)?;
+    if let Some(store) = &opts.store {
+        let runs = summary.strategies.iter().map(|s| s.runs.len() as u64).sum();
+        store.close(runs)?;
     }
+    // `opts.history` is exported by the caller (history::export), from the store.
     Ok(summary)
 }
 
@@ -211,11 +214,11 @@ impl<T: Target> Place for Remote<T> {
         match self.0.connect(shape, w, plan.variant.mechanism()) {
             Ok(session) => {
                 let mut step = counter::Remote::new(session, plan, w);
-                worker::run(&mut step, ctl, plan.ops, plan.latency)
+                worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
             }
             Err(e) => {
                 let mut step = Unconnected(Some(format!("connecting: {e}")));
-                worker::run(&mut step, ctl, plan.ops, plan.latency)
+                worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
             }
         }
     }
@@ -251,6 +254,12 @@ fn once<P: Place>(
         pick: opts.pick,
         initial: opts.initial,
         latency: opts.latency,
+        // Calibrated here, in the parent, once per invocation (then reused): every worker
+        // inherits it and only reads the counter.
+        clock: match opts.latency {
+            LatencyMode::Off => Clock::monotonic(),
+            _ => Clock::calibrated(),
+        },
         race_window: opts.race_window,
         hold_after_read: opts.hold_after_read,
         store: None,
@@ -489,11 +498,13 @@ fn persist_end_and_verify(
     let loaded = verify::load(store.config.spec.path())?;
     // Damage inside this run is the checker's to judge (a killed worker's torn last record);
     // anything else means the store is not what the run wrote.
-    let outside = loaded.damaged.first().map(|d| frame::Corrupt {
-        offset: d.offset,
-        reason: d.reason.clone(),
+    let outside = loaded.damaged.first().map(ToString::to_string).or_else(|| {
+        loaded
+            .orphans
+            .first()
+            .map(|o| format!("{} records of no run", o.records()))
     });
-    if let Some(c) = loaded.corrupt.as_ref().or(outside.as_ref()) {
+    if let Some(c) = outside {
         return Err(Error::Store(format!(
             "{}: {c}",
             store.config.spec.path().display()
@@ -511,15 +522,6 @@ fn persist_end_and_verify(
             ))
         })?;
     Ok(verify::check_run(run))
-}
-
-/// Writes the whole store's history as JSON Lines.
-pub fn export_history(store: &std::path::Path, out: &std::path::Path) -> Result<u64, Error> {
-    let loaded = verify::load(store)?;
-    let file = std::fs::File::create(out)
-        .map_err(|e| Error::Usage(format!("creating {}: {e}", out.display())))?;
-    crate::history::jsonl::write(&loaded, file)
-        .map_err(|e| Error::System(format!("writing {}: {e}", out.display())))
 }
 
 /// One run's summary: the figures every run reports (timing, latency, retries, fairness),
@@ -584,7 +586,7 @@ fn summarise(
         seed: plan.seed,
         updates,
         rejected: reports.iter().map(|r| r.rejected).sum(),
-        loss_rate: count.loss_rate(updates),
+        loss_fraction: count.loss_rate(updates),
         verdict,
         count,
         wrong_slots,

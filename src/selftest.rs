@@ -2,6 +2,9 @@
 //! memory written by a forked child is seen by the parent only through a MAP_SHARED mapping, and
 //! a futex wake reaches a waiter in another process only when both use the shared scope.
 //! (`torture selftest …`; the integration tests drive these through the binary.)
+//!
+//! Each report says which property it checked and whether it `holds`; the binary exits 1 when
+//! it does not. `wake --scope private` is a negative control: it holds when no wake landed.
 
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicU32, AtomicU64};
@@ -19,6 +22,9 @@ use crate::region::{Layout, Region};
 /// Outcome of `shared_write`.
 #[derive(Debug, Serialize)]
 pub struct WriteReport {
+    pub property: &'static str,
+    /// Every round saw the child's write through the shared map, none through map_anon.
+    pub holds: bool,
     pub rounds: u32,
     /// Rounds in which the parent read the child's write through the memfd (MAP_SHARED) region.
     pub seen_through_shared_map: u32,
@@ -26,9 +32,21 @@ pub struct WriteReport {
     pub seen_through_anon_map: u32,
 }
 
+impl WriteReport {
+    /// What was seen, in words.
+    pub fn counts(&self) -> String {
+        format!(
+            "{} of {} rounds saw the write through the shared map, {} through map_anon",
+            self.seen_through_shared_map, self.rounds, self.seen_through_anon_map
+        )
+    }
+}
+
 /// A child writes a round-specific value into each mapping; the parent looks after reaping it.
 pub fn shared_write(rounds: u32) -> Result<WriteReport, Error> {
     let mut report = WriteReport {
+        property: "a forked child's write is seen through the shared map, never through map_anon",
+        holds: false,
         rounds,
         seen_through_shared_map: 0,
         seen_through_anon_map: 0,
@@ -52,6 +70,8 @@ pub fn shared_write(rounds: u32) -> Result<WriteReport, Error> {
         report.seen_through_shared_map += (region.slot(0).value.load(SeqCst) == value) as u32;
         report.seen_through_anon_map += (anon_word.load(SeqCst) == value) as u32;
     }
+    report.holds =
+        rounds > 0 && report.seen_through_shared_map == rounds && report.seen_through_anon_map == 0;
     Ok(report)
 }
 
@@ -63,11 +83,47 @@ pub enum WakeScope {
     Private,
 }
 
+impl WakeScope {
+    /// Rounds by default: a private round always waits out its timeout (the wake never lands),
+    /// so the negative control runs few, short rounds.
+    pub fn default_rounds(self) -> u32 {
+        match self {
+            WakeScope::Shared => 100,
+            WakeScope::Private => 5,
+        }
+    }
+
+    /// How long the child sleeps at most by default: ~1.25 s in all for the private scope.
+    pub fn default_timeout(self) -> Duration {
+        match self {
+            WakeScope::Shared => Duration::from_millis(1000),
+            WakeScope::Private => Duration::from_millis(200),
+        }
+    }
+
+    fn property(self) -> &'static str {
+        match self {
+            WakeScope::Shared => "a shared futex wake reaches a waiter in another process",
+            WakeScope::Private => {
+                "negative control: a private futex wake does not reach a waiter in another process"
+            }
+        }
+    }
+}
+
 /// Outcome of `cross_process_wake`.
 #[derive(Debug, Serialize)]
 pub struct WakeReport {
+    pub property: &'static str,
+    /// shared: every wake landed; private: none did.
+    pub holds: bool,
     pub scope: WakeScope,
+    /// The futex flag both sides used: `scope`, unless a test swapped it to prove the check
+    /// can fail.
+    pub flag: WakeScope,
     pub rounds: u32,
+    /// How long the child slept at most per round.
+    pub timeout_ms: u64,
     /// Rounds in which the child's wait returned because of the parent's wake.
     pub woken: u32,
     /// Rounds in which the child slept until its timeout.
@@ -76,17 +132,30 @@ pub struct WakeReport {
     pub max_wake_latency_ms: f64,
 }
 
+impl WakeReport {
+    /// What was seen, in words.
+    pub fn counts(&self) -> String {
+        format!("{} of {} wakes landed", self.woken, self.rounds)
+    }
+}
+
 /// A child sleeps on a word of the shared region; the parent wakes it. With the shared scope
 /// the wake must land every round; with the private scope it must never land (the kernel keys
-/// private futexes by address space, and the child has its own).
+/// private futexes by address space, and the child has its own). Both sides use `flag`'s futex
+/// flag: `scope` itself, or for tests the other one, which must make the property fail.
 pub fn cross_process_wake(
     scope: WakeScope,
+    flag: WakeScope,
     rounds: u32,
     timeout: Duration,
 ) -> Result<WakeReport, Error> {
     let mut report = WakeReport {
+        property: scope.property(),
+        holds: false,
         scope,
+        flag,
         rounds,
+        timeout_ms: timeout.as_millis() as u64,
         woken: 0,
         timed_out: 0,
         max_wake_latency_ms: 0.0,
@@ -98,7 +167,7 @@ pub fn cross_process_wake(
         let returned_at = &region.worker(0).end_ns;
         let child = move || {
             ready.store(1, SeqCst);
-            let r = match scope {
+            let r = match flag {
                 WakeScope::Shared => wait::<linux_futex::Shared>(word, timeout),
                 WakeScope::Private => wait::<linux_futex::Private>(word, timeout),
             };
@@ -114,7 +183,7 @@ pub fn cross_process_wake(
             // or until the child's own timeout has certainly passed.
             let deadline = Instant::now() + timeout + Duration::from_millis(50);
             while Instant::now() < deadline {
-                let woken = match scope {
+                let woken = match flag {
                     WakeScope::Shared => AsFutex::<linux_futex::Shared>::as_futex(word).wake(1),
                     WakeScope::Private => AsFutex::<linux_futex::Private>::as_futex(word).wake(1),
                 };
@@ -136,6 +205,11 @@ pub fn cross_process_wake(
             other => return Err(Error::Worker(format!("selftest child: {other:?}"))),
         }
     }
+    report.holds = rounds > 0
+        && match scope {
+            WakeScope::Shared => report.woken == rounds,
+            WakeScope::Private => report.woken == 0,
+        };
     Ok(report)
 }
 

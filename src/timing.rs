@@ -1,61 +1,68 @@
 //! How a worker times its updates, chosen once per run and monomorphized into the loop: an
 //! untimed run has no clock read, no branch and no histogram in it at all.
 //!
-//! A [`Timing`] is made of a [`Clock`] (what a timestamp is) and a [`Sink`] (where a latency
-//! goes). Today the clock is `clock::now_ns` (CLOCK_MONOTONIC) and the sink the HDR histogram;
-//! a cheaper clock (the TSC) or sink (an inline bucket array merged into the histogram at the
-//! end) plugs in as another impl without touching the loop.
+//! A [`Timing`] is made of a [`TimeSource`] (what a timestamp is) and a [`Sink`] (where a span
+//! goes). The run's are `clock::Clock` (the TSC where it is invariant, calibrated once in the
+//! parent before the first fork; CLOCK_MONOTONIC elsewhere) and `latency::Buckets` (an inline
+//! log-linear array merged into the HDR histogram once, when the worker finishes); a test swaps
+//! in its own of either without touching the loop.
 
 use hdrhistogram::Histogram;
 
-use crate::latency::{self, LatencyMode};
+use crate::clock::{Calibration, Clock, Elapsed, Ticks};
+use crate::latency::{self, Buckets, LatencyMode};
 
 /// A source of timestamps.
-pub trait Clock: Copy {
-    /// A timestamp in the clock's own unit.
-    fn now(self) -> u64;
-    /// The nanoseconds between two timestamps of this clock.
-    fn elapsed_ns(self, from: u64, to: u64) -> u64;
+pub trait TimeSource: Copy {
+    /// One reading; only the span between two readings of the same source means anything.
+    type Stamp: Copy;
+    fn now(self) -> Self::Stamp;
+    /// The span from `from` to `to`, in the source's ticks.
+    fn span(self, from: Self::Stamp, to: Self::Stamp) -> Elapsed;
 }
 
-/// CLOCK_MONOTONIC through the vDSO: one clock every process reads alike.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Monotonic;
-
-impl Clock for Monotonic {
-    #[inline]
-    fn now(self) -> u64 {
-        crate::clock::now_ns()
+impl TimeSource for Clock {
+    type Stamp = Ticks;
+    #[inline(always)]
+    fn now(self) -> Ticks {
+        Clock::now(&self)
     }
-    #[inline]
-    fn elapsed_ns(self, from: u64, to: u64) -> u64 {
-        to.saturating_sub(from)
+    #[inline(always)]
+    fn span(self, from: Ticks, to: Ticks) -> Elapsed {
+        to.since(from)
     }
 }
 
-/// Where latencies go.
+/// Where spans go.
 pub trait Sink {
-    fn record(&mut self, ns: u64);
-    /// Everything recorded, as the histogram the worker publishes.
+    fn record(&mut self, span: Elapsed);
+    /// Everything recorded, in nanoseconds, as the histogram the worker publishes.
     fn into_histogram(self) -> Histogram<u64>;
 }
 
-/// Straight into the HDR histogram (2 significant digits).
-pub struct Hdr(Histogram<u64>);
+/// The buckets, converted to nanoseconds by the clock's calibration at the end. Boxed: they
+/// are 58 KiB, and a thread worker's stack is 256 KiB (`pool`).
+pub struct Bucketed {
+    buckets: Box<Buckets>,
+    calibration: Calibration,
+}
 
-impl Default for Hdr {
-    fn default() -> Hdr {
-        Hdr(latency::new_histogram())
+impl Bucketed {
+    pub fn new(calibration: Calibration) -> Bucketed {
+        Bucketed {
+            buckets: Box::default(),
+            calibration,
+        }
     }
 }
 
-impl Sink for Hdr {
-    #[inline]
-    fn record(&mut self, ns: u64) {
-        self.0.saturating_record(ns.max(1));
+impl Sink for Bucketed {
+    #[inline(always)]
+    fn record(&mut self, span: Elapsed) {
+        self.buckets.record(span);
     }
     fn into_histogram(self) -> Histogram<u64> {
-        self.0
+        self.buckets.to_histogram(self.calibration)
     }
 }
 
@@ -89,22 +96,22 @@ pub struct Every<C, S> {
     sink: S,
 }
 
-impl<C: Clock, S: Sink> Every<C, S> {
+impl<C: TimeSource, S: Sink> Every<C, S> {
     pub fn new(clock: C, sink: S) -> Self {
         Every { clock, sink }
     }
 }
 
-impl<C: Clock, S: Sink> Timing for Every<C, S> {
-    type Mark = u64;
-    #[inline]
-    fn start(&mut self) -> u64 {
+impl<C: TimeSource, S: Sink> Timing for Every<C, S> {
+    type Mark = C::Stamp;
+    #[inline(always)]
+    fn start(&mut self) -> C::Stamp {
         self.clock.now()
     }
-    #[inline]
-    fn stop(&mut self, t0: u64) {
+    #[inline(always)]
+    fn stop(&mut self, t0: C::Stamp) {
         let t1 = self.clock.now();
-        self.sink.record(self.clock.elapsed_ns(t0, t1));
+        self.sink.record(self.clock.span(t0, t1));
     }
     fn into_histogram(self) -> Histogram<u64> {
         self.sink.into_histogram()
@@ -120,7 +127,7 @@ pub struct Sampled<C, S> {
     left: u32,
 }
 
-impl<C: Clock, S: Sink> Sampled<C, S> {
+impl<C: TimeSource, S: Sink> Sampled<C, S> {
     pub fn new(clock: C, sink: S, every: u32) -> Self {
         Sampled {
             clock,
@@ -131,11 +138,11 @@ impl<C: Clock, S: Sink> Sampled<C, S> {
     }
 }
 
-impl<C: Clock, S: Sink> Timing for Sampled<C, S> {
-    /// The start timestamp, or None for an untimed update.
-    type Mark = Option<u64>;
+impl<C: TimeSource, S: Sink> Timing for Sampled<C, S> {
+    /// The start, or None for an untimed update.
+    type Mark = Option<C::Stamp>;
     #[inline]
-    fn start(&mut self) -> Option<u64> {
+    fn start(&mut self) -> Option<C::Stamp> {
         if self.left == 0 {
             self.left = self.every - 1;
             Some(self.clock.now())
@@ -145,10 +152,10 @@ impl<C: Clock, S: Sink> Timing for Sampled<C, S> {
         }
     }
     #[inline]
-    fn stop(&mut self, mark: Option<u64>) {
+    fn stop(&mut self, mark: Option<C::Stamp>) {
         if let Some(t0) = mark {
             let t1 = self.clock.now();
-            self.sink.record(self.clock.elapsed_ns(t0, t1));
+            self.sink.record(self.clock.span(t0, t1));
         }
     }
     fn into_histogram(self) -> Histogram<u64> {
@@ -162,28 +169,32 @@ pub trait WithTiming {
     fn with<T: Timing>(self, timing: T) -> Self::Out;
 }
 
-/// Calls `user` with the timing `mode` names: the one place a latency mode becomes a type.
-pub fn dispatch<U: WithTiming>(mode: LatencyMode, user: U) -> U::Out {
+/// Calls `user` with the timing `mode` names, reading `clock` (built in the parent, before the
+/// first fork): the one place a latency mode becomes a type.
+pub fn dispatch<U: WithTiming>(mode: LatencyMode, clock: Clock, user: U) -> U::Out {
+    let sink = || Bucketed::new(clock.calibration());
     match mode {
         LatencyMode::Off => user.with(Untimed),
-        LatencyMode::All => user.with(Every::new(Monotonic, Hdr::default())),
-        LatencyMode::Sample(n) => user.with(Sampled::new(Monotonic, Hdr::default(), n)),
+        LatencyMode::All => user.with(Every::new(clock, sink())),
+        LatencyMode::Sample(n) => user.with(Sampled::new(clock, sink(), n)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-    /// A clock that advances 10 ns per reading.
+    /// A source that advances 10 ticks per reading.
     #[derive(Clone, Copy)]
-    struct Ticks(&'static std::sync::atomic::AtomicU64);
-    impl Clock for Ticks {
+    struct Tens(&'static AtomicU64);
+    impl TimeSource for Tens {
+        type Stamp = u64;
         fn now(self) -> u64 {
-            self.0.fetch_add(10, std::sync::atomic::Ordering::Relaxed)
+            self.0.fetch_add(10, Relaxed)
         }
-        fn elapsed_ns(self, from: u64, to: u64) -> u64 {
-            to - from
+        fn span(self, from: u64, to: u64) -> Elapsed {
+            Elapsed(to - from)
         }
     }
 
@@ -197,24 +208,23 @@ mod tests {
 
     #[test]
     fn each_timing_times_the_updates_its_mode_names() {
-        static CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        static CLOCK: AtomicU64 = AtomicU64::new(1);
+        let sink = || Bucketed::new(Calibration::NANOSECONDS);
         assert_eq!(count(Untimed, 100), 0);
-        assert_eq!(count(Every::new(Ticks(&CLOCK), Hdr::default()), 100), 100);
+        assert_eq!(count(Every::new(Tens(&CLOCK), sink()), 100), 100);
         // The first of every 8: updates 0, 8, …, 96.
-        assert_eq!(
-            count(Sampled::new(Ticks(&CLOCK), Hdr::default(), 8), 100),
-            13
-        );
-        assert_eq!(count(Sampled::new(Ticks(&CLOCK), Hdr::default(), 1), 5), 5);
+        assert_eq!(count(Sampled::new(Tens(&CLOCK), sink(), 8), 100), 13);
+        assert_eq!(count(Sampled::new(Tens(&CLOCK), sink(), 1), 5), 5);
     }
 
     #[test]
-    fn a_timed_update_records_what_its_clock_says() {
-        static CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let mut t = Every::new(Ticks(&CLOCK), Hdr::default());
+    fn a_timed_update_records_its_span_in_nanoseconds() {
+        static CLOCK: AtomicU64 = AtomicU64::new(1);
+        // 10 ticks at 2 ticks per ns... as a calibration of 2000 ticks per µs: 5 ns.
+        let mut t = Every::new(Tens(&CLOCK), Bucketed::new(Calibration::ticks_per_us(2000)));
         let m = t.start();
         t.stop(m);
         let h = t.into_histogram();
-        assert_eq!((h.len(), h.max()), (1, 10));
+        assert_eq!((h.len(), h.max()), (1, 5));
     }
 }

@@ -113,9 +113,19 @@ fn quick_bench_writes_every_report_and_correct_strategies_are_exact() {
             assert_eq!(p["unexpected"], 0, "{p}");
         }
     }
-    // Every point was also appended as it was measured.
+    // points.jsonl carries what summary.json carries, derived figures included.
     let jsonl = std::fs::read_to_string(dir.0.join("points.jsonl")).unwrap();
-    assert_eq!(jsonl.lines().count(), points.len());
+    let lines: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(&lines, points);
+    assert!(
+        points
+            .iter()
+            .any(|p| p["workers"] == 4 && p["ideal_ops_per_sec"].is_f64()),
+        "derived figures are filled in"
+    );
     let csv = std::fs::read_to_string(dir.0.join("summary.csv")).unwrap();
     assert_eq!(csv.lines().count(), points.len() + 1);
 
@@ -124,19 +134,20 @@ fn quick_bench_writes_every_report_and_correct_strategies_are_exact() {
             .unwrap();
     assert!(machine["cores"].as_u64().unwrap() >= 1);
     assert_eq!(machine["command"][1], "bench");
-    assert!(std::fs::read_to_string(dir.0.join("report.md"))
-        .unwrap()
-        .contains("## Reading"));
+    // The revision is the one the binary was built from: a full hash, or null (unknown).
+    let rev = &machine["git_revision"];
+    assert!(rev.is_null() || rev.as_str().unwrap().len() == 40, "{rev}");
+    assert!(machine["git_dirty"].is_null() || machine["git_dirty"].is_boolean());
+    assert!(machine["started"].as_str().unwrap().ends_with('Z'));
+    let report = std::fs::read_to_string(dir.0.join("report.md")).unwrap();
+    assert!(report.contains("## What it shows"), "{report}");
+    assert!(report.contains("](throughput.svg)"), "{report}");
 }
 
 #[test]
 fn bad_bench_input_is_one_line_and_exit_2() {
     let dir = TempDir::new("bench-bad");
-    for args in [
-        &["--workers", "0"][..],
-        &["--repeat", "0"][..],
-        &["--strategy", "nope"][..],
-    ] {
+    for args in [&["--workers", "0"][..], &["--repeat", "0"][..]] {
         let out = torture()
             .args(["bench", "--out"])
             .arg(&dir.0)
@@ -148,4 +159,91 @@ fn bad_bench_input_is_one_line_and_exit_2() {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
         assert!(err.starts_with("torture: "), "{err}");
     }
+    // A name clap does not know: its whole message, the first line naming the flag.
+    let out = torture()
+        .args(["bench", "--out"])
+        .arg(&dir.0)
+        .args(["--strategy", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("torture: ") && first.contains("--strategy"),
+        "{err}"
+    );
+}
+
+/// A matrix of a few points that takes about a second.
+const SMALL: [&str; 14] = [
+    "--strategy",
+    "atomic,racy",
+    "--workers",
+    "1,2",
+    "--mode",
+    "processes",
+    "--layout",
+    "packed",
+    "--repeat",
+    "1",
+    "--budget-ms",
+    "20",
+    "--no-warmup",
+    "--quick",
+];
+
+/// `torture bench [--force] --out DIR` over the small matrix.
+fn small_bench(out: &Path, force: bool) -> std::process::Output {
+    let mut cmd = torture();
+    cmd.arg("bench");
+    if force {
+        cmd.arg("--force");
+    }
+    cmd.arg("--out").arg(out).args(SMALL).output().unwrap()
+}
+
+#[test]
+fn an_earlier_run_is_never_overwritten_without_force() {
+    let dir = TempDir::new("bench-clobber");
+    let first = small_bench(&dir.0, false);
+    assert!(first.status.success(), "{first:?}");
+    std::fs::write(dir.0.join("notes.txt"), "mine").unwrap();
+    let report = std::fs::read(dir.0.join("summary.json")).unwrap();
+
+    let again = small_bench(&dir.0, false);
+    assert_eq!(again.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("--out") && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(dir.0.join("summary.json")).unwrap(), report);
+
+    let forced = small_bench(&dir.0, true);
+    assert!(forced.status.success(), "{forced:?}");
+    assert_ne!(std::fs::read(dir.0.join("summary.json")).unwrap(), report);
+    // --force replaces the bench's own files and nothing else.
+    assert_eq!(
+        std::fs::read_to_string(dir.0.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    let names: Vec<String> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+    for f in racepool::bench::FILES {
+        assert!(names.iter().any(|n| n == f), "{f} missing: {names:?}");
+    }
+}
+
+#[test]
+fn an_out_that_is_a_file_is_bad_input() {
+    let dir = TempDir::new("bench-file");
+    std::fs::write(&dir.0, "not a directory").unwrap();
+    let out = small_bench(&dir.0, false);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a directory"), "{err}");
+    assert_eq!(std::fs::read_to_string(&dir.0).unwrap(), "not a directory");
+    let _ = std::fs::remove_file(&dir.0);
 }

@@ -1,4 +1,6 @@
-//! Bad input: one line naming the flag, exit 2, nothing on stdout, no worker started.
+//! Bad input: exit 2, nothing on stdout, no worker started. A value our validation refuses is
+//! one line naming the flag; a command line clap cannot parse gets clap's whole message (a
+//! suggestion, the possible values, the usage) under a first line that names the flag.
 
 mod common;
 
@@ -12,6 +14,27 @@ fn assert_refused(args: &[&str], mentions: &str) {
     assert!(
         stderr.contains(mentions),
         "{args:?} should mention {mentions}: {stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing on stdout");
+}
+
+/// Refused by the parser: the first line says what is wrong with which flag, and clap's hints
+/// follow it.
+fn assert_unparsable(args: &[&str], mentions: &str) {
+    let out = output(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(first.starts_with("torture: "), "{args:?}: {stderr}");
+    assert!(
+        first.contains(mentions),
+        "{args:?}: the first line should mention {mentions}: {stderr}"
+    );
+    assert!(
+        stderr
+            .trim_end()
+            .ends_with("For more information, try '--help'."),
+        "{args:?}: clap's hints should follow: {stderr}"
     );
     assert!(out.stdout.is_empty(), "nothing on stdout");
 }
@@ -51,22 +74,22 @@ fn a_count_that_would_wrap_a_slot_is_refused() {
 
 #[test]
 fn an_unknown_strategy_is_refused() {
-    assert_refused(&["--strategy", "atomic,optimistic"], "--strategy");
+    assert_unparsable(&["--strategy", "atomic,optimistic"], "--strategy");
 }
 
 #[test]
 fn malformed_numbers_are_refused() {
-    assert_refused(&["--workers", "ten"], "--workers");
-    assert_refused(&["--ops", "-5"], "--ops");
-    assert_refused(&["--initial", "1e3"], "--initial");
+    assert_unparsable(&["--workers", "ten"], "--workers");
+    assert_unparsable(&["--ops", "-5"], "--ops");
+    assert_unparsable(&["--initial", "1e3"], "--initial");
     assert_refused(&["--stall-timeout", "0"], "--stall-timeout");
 }
 
 #[test]
 fn malformed_choices_are_refused() {
-    assert_refused(&["--pick", "zipf"], "--pick");
-    assert_refused(&["--latency", "sample:0"], "--latency");
-    assert_refused(&["--mode", "fibers"], "--mode");
+    assert_unparsable(&["--pick", "zipf"], "--pick");
+    assert_unparsable(&["--latency", "sample:0"], "--latency");
+    assert_unparsable(&["--mode", "fibers"], "--mode");
 }
 
 #[test]
@@ -85,7 +108,7 @@ fn a_fork_failing_part_way_stops_every_started_worker() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    // 4: the run could not finish (fork refused), not bad input.
+    // Fork refused: the run could not finish, exit 4 (docs/exit-codes.md).
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(
@@ -179,8 +202,8 @@ fn flags_that_would_mean_nothing_are_refused_not_ignored() {
 
 #[test]
 fn selftest_rounds_must_be_counted_from_one() {
-    assert_refused(&["selftest", "shared-write", "--rounds", "0"], "--rounds");
-    assert_refused(
+    assert_unparsable(&["selftest", "shared-write", "--rounds", "0"], "--rounds");
+    assert_unparsable(
         &["selftest", "wake", "--scope", "shared", "--rounds", "0"],
         "--rounds",
     );

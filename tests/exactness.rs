@@ -121,6 +121,6 @@ fn the_table_says_how_many_runs_lost_updates() {
     ]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("race caught: lost updates in"), "{text}");
+    assert!(text.contains("race caught in "), "{text}");
     assert!(text.contains("exact in 3 of 3 runs"), "{text}");
 }

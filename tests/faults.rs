@@ -353,7 +353,7 @@ fn the_watchdog_names_the_holder_and_its_waiters_then_stops_everything() {
         "--seed",
         "2",
     ]);
-    // 4: the run could not finish (it stalled).
+    // The run could not finish: exit 4 (docs/exit-codes.md).
     assert_eq!(out.status.code(), Some(4));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("stalled"), "{err}");

@@ -147,12 +147,12 @@ fn finished_log(name: &str) -> (TempPath, Vec<u8>, Vec<usize>) {
     assert_eq!(code, 0, "{text}");
     let bytes = std::fs::read(log.path()).unwrap();
     let mut starts = Vec::new();
-    frame::scan(&bytes, |f| {
-        starts.push(f.offset as usize);
-        Ok(())
-    })
-    .expect("a clean log");
-    assert_eq!(starts.len(), 1 + 8 * 20 + 1, "header, events, end");
+    frame::scan(&bytes, |f| starts.push(f.offset as usize)).expect("a clean log");
+    assert_eq!(
+        starts.len(),
+        1 + 8 * 20 + 1 + 1,
+        "header, events, end, closing"
+    );
     (log, bytes, starts)
 }
 
@@ -186,17 +186,18 @@ fn one_flipped_bit_is_flagged_every_time_at_its_record() {
 }
 
 #[test]
-fn a_cut_last_record_is_a_torn_tail_and_the_rest_verifies() {
+fn a_cut_log_is_a_torn_tail_and_never_verified() {
     let (log, bytes, starts) = finished_log("torn.log");
-    let last = *starts.last().unwrap();
-    for keep in [last + 1, last + frame::HEADER, bytes.len() - 1] {
+    let (end, close) = (starts[starts.len() - 2], starts[starts.len() - 1]);
+    // Inside the closing record: the run is whole, the store is not.
+    for keep in [close + 1, close + frame::HEADER, bytes.len() - 1] {
         std::fs::write(log.path(), &bytes[..keep]).unwrap();
         let (code, text, _) = run(&["verify", log.path().to_str().unwrap()]);
-        assert_eq!(code, 0, "{text}");
+        assert_eq!(code, 1, "{text}");
         assert!(
             text.contains(&format!(
-                "torn tail: the last {} bytes (from byte offset {last})",
-                keep - last
+                "torn tail: the last {} bytes (from byte offset {close})",
+                keep - close
             )),
             "{text}"
         );
@@ -204,51 +205,21 @@ fn a_cut_last_record_is_a_torn_tail_and_the_rest_verifies() {
             text.contains("160 persisted") && text.contains(": verified"),
             "{text}"
         );
+        assert!(text.contains("INCOMPLETE, not verified"), "{text}");
     }
-}
-
-#[test]
-fn the_history_export_is_jepsen_json_lines() {
-    let log = TempPath::new("export.log");
-    let history = TempPath::new("export.jsonl");
-    let (code, text, _) = run(&[
-        "--workers",
-        "4",
-        "--ops",
-        "5",
-        "--strategy",
-        "cas",
-        "--store",
-        &log.arg("log:"),
-        "--history",
-        history.path().to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{text}");
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(history.path())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    // 20 adds (invoke + ok each) and one final read (invoke + ok).
-    assert_eq!(lines.len(), 42);
-    for (i, l) in lines.iter().enumerate() {
-        assert_eq!(l["index"], i as u64);
-        for key in ["time", "type", "process", "f", "value"] {
-            assert!(!l[key].is_null(), "line {i} lacks {key}: {l}");
-        }
+    // Inside the run's end record: the run itself is incomplete.
+    for keep in [end + 1, end + frame::HEADER, close - 1] {
+        std::fs::write(log.path(), &bytes[..keep]).unwrap();
+        let (code, text, _) = run(&["verify", log.path().to_str().unwrap()]);
+        assert_eq!(code, 1, "{text}");
+        assert!(
+            text.contains(
+                "160 persisted, ? (no end record) acknowledged: INCOMPLETE, not verified"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains(": verified"), "{text}");
     }
-    let oks = lines
-        .iter()
-        .filter(|l| l["type"] == "ok" && l["f"] == "add")
-        .count();
-    assert_eq!(oks, 20);
-    let last = &lines[41];
-    assert_eq!(
-        (last["f"].as_str(), last["value"].as_u64()),
-        (Some("read"), Some(20))
-    );
-    let times: Vec<u64> = lines.iter().map(|l| l["time"].as_u64().unwrap()).collect();
-    assert!(times.windows(2).all(|w| w[0] <= w[1]), "sorted by time");
 }
 
 #[test]

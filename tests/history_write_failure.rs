@@ -61,7 +61,7 @@ fn a_log_past_the_file_size_limit_fails_the_run_cleanly() {
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    // 4: the store failed mid-run, so the run could not finish.
+    // The store failed mid-run: exit 4 (docs/exit-codes.md).
     assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
     assert!(!stdout.contains("exact"), "{stdout}");
     let lines: Vec<&str> = stderr.lines().collect();

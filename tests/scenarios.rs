@@ -475,7 +475,7 @@ fn ledger_unordered_locks_deadlock_is_named_and_nothing_is_left_behind() {
             marker,
         ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        // 4: the run could not finish (it deadlocked).
+        // A deadlocked run could not finish: exit 4 (docs/exit-codes.md).
         assert_eq!(out.status.code(), Some(4), "{mode}: {stderr}");
         assert!(
             stderr.contains("deadlock: a cycle of 2 workers"),

@@ -1,12 +1,14 @@
 //! Every history under tests/fixtures/ gets the verdict it names: built into an event log and
-//! checked by `torture verify`, the binary a user runs.
+//! checked by `torture verify`, the binary a user runs; in the current format (version 3,
+//! closed by its closing record) and in version 2 (no closing record), which verify still
+//! reads.
 
 mod common;
 
 use common::{run, TempPath};
 use racepool::history::event::{fingerprint, link_hash};
 use racepool::history::frame;
-use racepool::history::{Event, Killed, Record, RunEnd, RunInfo};
+use racepool::history::{Close, Event, Killed, Record, RunEnd, RunInfo};
 use serde::Deserialize;
 
 /// A fixture: a run's header, its events as
@@ -34,9 +36,33 @@ struct Fixture {
     /// Index of an event whose record is cut short mid-file (header and 3 payload bytes kept,
     /// the records after it intact): what a worker killed inside its `write(2)` leaves.
     tear: Option<usize>,
+    /// Leave the run's end record out.
+    #[serde(default)]
+    drop_end: bool,
+    /// Whether the log ends with its closing record (version 3 only; default: yes, unless
+    /// it is cut with `truncate`).
+    closed: Option<bool>,
 }
 
-fn build(f: &Fixture) -> Vec<u8> {
+/// `bytes` with every record's magic replaced by version 2's (both checksums redone).
+fn as_version_2(bytes: &[u8]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    let mut starts = Vec::new();
+    frame::scan(bytes, |f| starts.push(f.offset as usize)).expect("a clean log");
+    for at in starts {
+        let len = u32::from_le_bytes(out[at + 4..at + 8].try_into().unwrap()) as usize;
+        out[at..at + 4].copy_from_slice(&frame::MAGIC_V2.to_le_bytes());
+        let crc = crc32c::crc32c(&out[at..at + 16]);
+        out[at + 16..at + 20].copy_from_slice(&crc.to_le_bytes());
+        let end = at + frame::HEADER + len;
+        let crc = crc32c::crc32c(&out[at..end]);
+        out[end..end + frame::TRAILER].copy_from_slice(&crc.to_le_bytes());
+    }
+    out
+}
+
+/// The fixture's log in format `version` (2 or 3).
+fn build(f: &Fixture, version: u8) -> Vec<u8> {
     let run = f.run.run;
     let mut out = Vec::new();
     let mut starts = vec![0];
@@ -65,25 +91,31 @@ fn build(f: &Fixture) -> Vec<u8> {
         frame::encode(seq, &Record::Event(e), &mut out);
     }
     starts.push(out.len());
-    frame::encode(
-        0,
-        &Record::End(RunEnd {
-            run,
-            fingerprint: f.fingerprint.unwrap_or_else(|| fingerprint(&f.finals)),
-            finals: f.finals.clone(),
-            completed: f.completed.clone().unwrap_or(completed),
-            killed: f
-                .killed
-                .iter()
-                .flatten()
-                .map(|&[worker, in_flight]| Killed {
-                    worker: worker as u32,
-                    in_flight: in_flight == 1,
-                })
-                .collect(),
-        }),
-        &mut out,
-    );
+    let end = Record::End(RunEnd {
+        run,
+        fingerprint: f.fingerprint.unwrap_or_else(|| fingerprint(&f.finals)),
+        finals: f.finals.clone(),
+        completed: f.completed.clone().unwrap_or(completed),
+        killed: f
+            .killed
+            .iter()
+            .flatten()
+            .map(|&[worker, in_flight]| Killed {
+                worker: worker as u32,
+                in_flight: in_flight == 1,
+            })
+            .collect(),
+    });
+    if !f.drop_end {
+        frame::encode(0, &end, &mut out);
+    }
+    let closed = f.closed.unwrap_or(f.truncate.is_none());
+    if version == 3 && closed {
+        frame::encode(0, &Record::Close(Close { runs: 1 }), &mut out);
+    }
+    if version == 2 {
+        out = as_version_2(&out);
+    }
     if let Some(i) = f.tear {
         // Event i is record i + 1; the record after it starts at starts[i + 2].
         let (cut, next) = (starts[i + 1] + frame::HEADER + 3, starts[i + 2]);
@@ -116,16 +148,28 @@ fn every_fixture_gets_its_verdict() {
             "fixture-{}.log",
             path.file_stem().unwrap().to_string_lossy()
         ));
-        std::fs::write(log.path(), build(&f)).unwrap();
-        let (code, text, _) = run(&["verify", log.path().to_str().unwrap()]);
         let want = if f.expect == "pass" { 0 } else { 1 };
-        assert_eq!(code, want, "{}: exit {code}\n{text}", path.display());
-        assert!(
-            text.contains(&f.message),
-            "{}: expected {:?} in\n{text}",
-            path.display(),
-            f.message
-        );
+        // Version 2 keeps no closing record: a fixture about it is version 3's alone.
+        let versions: &[u8] = if f.closed == Some(false) {
+            &[3]
+        } else {
+            &[3, 2]
+        };
+        for &version in versions {
+            std::fs::write(log.path(), build(&f, version)).unwrap();
+            let (code, text, _) = run(&["verify", log.path().to_str().unwrap()]);
+            let name = format!("{} (version {version})", path.display());
+            assert_eq!(code, want, "{name}: exit {code}\n{text}");
+            assert!(
+                text.contains(&f.message),
+                "{name}: expected {:?} in\n{text}",
+                f.message
+            );
+            // An incomplete run is never called verified.
+            if f.drop_end || f.truncate.is_some() {
+                assert!(!text.contains(": verified"), "{name}:\n{text}");
+            }
+        }
         if want == 0 {
             passes += 1;
         } else {

@@ -7,6 +7,9 @@
 //! Two scenarios are not counters and add their own records: a ledger run writes one
 //! [`Transfer`] per transfer that moved money, a cache run one [`Event`] per write (the value's
 //! new version) and [`Reads`], batches of what its readers saw.
+//!
+//! After its last run, the invocation writes one [`Close`]: how many runs it wrote. A store
+//! without it was not finished (a crash, a cut), and a run cut off whole shows only there.
 
 use std::hash::Hasher;
 
@@ -21,6 +24,13 @@ pub enum Record {
     // New kinds go last: postcard encodes the variant index, and older logs keep decoding.
     Transfer(Transfer),
     Reads(Reads),
+    Close(Close),
+}
+
+/// The invocation's last record: it wrote `runs` runs (each a header and an end) before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Close {
+    pub runs: u64,
 }
 
 /// One ledger transfer that moved money, written by the worker that made it. Each account's

@@ -1,49 +1,105 @@
-//! The bench summary as CSV: one row per point, figures at full precision (`f64` Display
-//! round-trips), empty cells where a figure does not exist.
+//! The bench summary as CSV: one row per point, one serde row struct, figures at full
+//! precision, empty cells where a figure does not exist. Every column name carries its unit
+//! (`_ns`, `_ms`, `_percent`, `ops_per_sec`); counts and ratios have none.
 
-use std::fmt::Write;
+use serde::Serialize;
 
-use super::matrix::{layout_name, mode_name, BenchSummary, PointStatus};
+use super::matrix::{layout_name, mode_name, BenchPoint, BenchSummary, PointStatus};
 use super::Verdict;
 
-pub const HEADER: &[&str] = &[
-    "strategy",
-    "mode",
-    "layout",
-    "slots",
-    "workers",
-    "latency",
-    "status",
-    "verdict",
-    "runs",
-    "updates",
-    "lost",
-    "unexpected",
-    "loss_rate",
-    "ops_per_sec_median",
-    "ops_per_sec_min",
-    "ops_per_sec_max",
-    "ops_per_sec_q1",
-    "ops_per_sec_q3",
-    "p50_ns",
-    "p90_ns",
-    "p99_ns",
-    "p999_ns",
-    "max_ns",
-    "retries_per_update",
-    "waits_per_update",
-    "wakes_per_update",
-    "fairness",
-    "starved",
-    "preemptions",
-    "spawn_ms",
-    "window_ms",
-    "linear_ops_per_sec",
-    "vs_atomic",
-    "vs_pthread",
-    "process_vs_thread",
-    "untimed_vs_timed",
-];
+/// One point as a CSV row. The columns are these fields, in this order.
+#[derive(Serialize)]
+pub struct Row {
+    pub strategy: &'static str,
+    pub mode: &'static str,
+    pub layout: &'static str,
+    pub slots: usize,
+    pub workers: usize,
+    pub latency: String,
+    pub status: &'static str,
+    pub verdict: &'static str,
+    pub runs: usize,
+    pub updates: u64,
+    pub lost: u64,
+    pub unexpected: u64,
+    /// lost / updates × 100 (JSON keeps the fraction, `loss_fraction`).
+    pub loss_percent: f64,
+    /// The median over runs, then the spread.
+    pub ops_per_sec: f64,
+    pub ops_per_sec_min: f64,
+    pub ops_per_sec_q1: f64,
+    pub ops_per_sec_q3: f64,
+    pub ops_per_sec_max: f64,
+    pub p50_ns: Option<u64>,
+    pub p90_ns: Option<u64>,
+    pub p99_ns: Option<u64>,
+    pub p999_ns: Option<u64>,
+    pub max_ns: Option<u64>,
+    pub retries_per_update: f64,
+    pub waits_per_update: f64,
+    pub wakes_per_update: f64,
+    pub worker_ops_per_sec_min: f64,
+    pub worker_ops_per_sec_median: f64,
+    pub worker_ops_per_sec_max: f64,
+    pub fairness_min_over_median: f64,
+    pub starved: usize,
+    pub preemptions: f64,
+    pub spawn_ms: f64,
+    pub window_ms: f64,
+    pub ideal_ops_per_sec: Option<f64>,
+    pub vs_atomic: Option<f64>,
+    pub vs_pthread: Option<f64>,
+    pub process_vs_thread: Option<f64>,
+    pub untimed_vs_timed: Option<f64>,
+}
+
+impl Row {
+    pub fn of(p: &BenchPoint) -> Row {
+        let k = &p.key;
+        let lat = |f: fn(&super::Percentiles) -> u64| p.latency_ns.as_ref().map(f);
+        Row {
+            strategy: k.strategy.name(),
+            mode: mode_name(k.mode),
+            layout: layout_name(k.layout),
+            slots: k.slots,
+            workers: k.workers,
+            latency: k.latency.to_string(),
+            status: status_name(p.status),
+            verdict: verdict_name(p.verdict),
+            runs: p.runs,
+            updates: p.updates,
+            lost: p.lost,
+            unexpected: p.unexpected,
+            loss_percent: p.loss_fraction * 100.0,
+            ops_per_sec: p.ops_per_sec,
+            ops_per_sec_min: p.ops_per_sec_over_runs.min,
+            ops_per_sec_q1: p.ops_per_sec_over_runs.q1,
+            ops_per_sec_q3: p.ops_per_sec_over_runs.q3,
+            ops_per_sec_max: p.ops_per_sec_over_runs.max,
+            p50_ns: lat(|l| l.p50),
+            p90_ns: lat(|l| l.p90),
+            p99_ns: lat(|l| l.p99),
+            p999_ns: lat(|l| l.p999),
+            max_ns: lat(|l| l.max),
+            retries_per_update: p.retries_per_update,
+            waits_per_update: p.waits_per_update,
+            wakes_per_update: p.wakes_per_update,
+            worker_ops_per_sec_min: p.fairness.min_ops_per_sec,
+            worker_ops_per_sec_median: p.fairness.median_ops_per_sec,
+            worker_ops_per_sec_max: p.fairness.max_ops_per_sec,
+            fairness_min_over_median: p.fairness.min_over_median,
+            starved: p.fairness.starved,
+            preemptions: p.preemptions,
+            spawn_ms: p.spawn_ms,
+            window_ms: p.window_ms,
+            ideal_ops_per_sec: p.ideal_ops_per_sec,
+            vs_atomic: p.vs_atomic,
+            vs_pthread: p.vs_pthread,
+            process_vs_thread: p.process_vs_thread,
+            untimed_vs_timed: p.untimed_vs_timed,
+        }
+    }
+}
 
 pub fn status_name(s: PointStatus) -> &'static str {
     match s {
@@ -62,57 +118,11 @@ pub fn verdict_name(v: Verdict) -> &'static str {
 }
 
 pub fn render_csv(summary: &BenchSummary) -> String {
-    let mut out = HEADER.join(",");
-    out.push('\n');
-    let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let mut w = csv::Writer::from_writer(Vec::new());
     for p in &summary.points {
-        let k = &p.key;
-        let lat = |f: fn(&super::Percentiles) -> u64| {
-            p.latency_ns
-                .as_ref()
-                .map(|l| f(l).to_string())
-                .unwrap_or_default()
-        };
-        let cells = [
-            k.strategy.name().to_string(),
-            mode_name(k.mode).into(),
-            layout_name(k.layout).into(),
-            k.slots.to_string(),
-            k.workers.to_string(),
-            k.latency.to_string(),
-            status_name(p.status).into(),
-            verdict_name(p.verdict).into(),
-            p.runs.to_string(),
-            p.updates.to_string(),
-            p.lost.to_string(),
-            p.unexpected.to_string(),
-            p.loss_rate.to_string(),
-            p.ops_per_sec.median.to_string(),
-            p.ops_per_sec.min.to_string(),
-            p.ops_per_sec.max.to_string(),
-            p.ops_per_sec.q1.to_string(),
-            p.ops_per_sec.q3.to_string(),
-            lat(|l| l.p50),
-            lat(|l| l.p90),
-            lat(|l| l.p99),
-            lat(|l| l.p999),
-            lat(|l| l.max),
-            p.retries_per_update.to_string(),
-            p.waits_per_update.to_string(),
-            p.wakes_per_update.to_string(),
-            p.fairness.to_string(),
-            p.starved.to_string(),
-            p.preemptions.to_string(),
-            p.spawn_ms.to_string(),
-            p.window_ms.to_string(),
-            opt(p.linear_ops_per_sec),
-            opt(p.vs_atomic),
-            opt(p.vs_pthread),
-            opt(p.process_vs_thread),
-            opt(p.untimed_vs_timed),
-        ];
-        debug_assert_eq!(cells.len(), HEADER.len());
-        let _ = writeln!(out, "{}", cells.join(","));
+        w.serialize(Row::of(p))
+            .expect("a row of numbers and names serialises");
     }
-    out
+    let bytes = w.into_inner().expect("writing to memory cannot fail");
+    String::from_utf8(bytes).expect("names and numbers are UTF-8")
 }

@@ -1,53 +1,18 @@
-//! The bench summary as `report.md`: a generated reading, then tables, then every point.
+//! The bench summary as `report.md`: what the figures say in plain words, the plots, a few
+//! grids to read values off, and how it was measured. Every point's every figure is in
+//! summary.csv and summary.json, not repeated here.
 
 use std::fmt::Write;
 
-use super::csv::{status_name, verdict_name};
 use super::matrix::{layout_name, mode_name, BenchPoint, BenchSummary, PointKey, PointStatus};
-use super::Verdict;
+use super::units::{count, percent, plural, rate, ratio, time_ms, time_ns};
+use super::{Spread, Verdict};
 use crate::latency::LatencyMode;
 use crate::options::Mode;
 use crate::region::Layout;
 use crate::strategy::StrategyKind;
 
 type Group = (Mode, usize, Layout, LatencyMode);
-
-/// A rate with three significant figures and an SI suffix: 12.3M, 850k, 42.0.
-pub fn rate(v: f64) -> String {
-    let (d, s) = if v >= 1e9 {
-        (1e9, "G")
-    } else if v >= 1e6 {
-        (1e6, "M")
-    } else if v >= 1e3 {
-        (1e3, "k")
-    } else {
-        (1.0, "")
-    };
-    let x = v / d;
-    let digits = if x >= 100.0 {
-        0
-    } else if x >= 10.0 {
-        1
-    } else {
-        2
-    };
-    format!("{x:.digits$}{s}")
-}
-
-fn micros(ns: u64) -> String {
-    let us = ns as f64 / 1e3;
-    if us >= 100.0 {
-        format!("{us:.0}")
-    } else if us >= 10.0 {
-        format!("{us:.1}")
-    } else {
-        format!("{us:.2}")
-    }
-}
-
-fn ratio(r: Option<f64>) -> String {
-    r.map_or("–".into(), |r| format!("{r:.2}×"))
-}
 
 struct View<'a> {
     s: &'a BenchSummary,
@@ -70,8 +35,8 @@ impl View<'_> {
     /// A table with one row per strategy and one column per worker count.
     fn grid(&self, out: &mut String, g: Group, cell: impl Fn(&BenchPoint) -> Option<String>) {
         out.push_str("| strategy |");
-        for w in &self.workers {
-            let _ = write!(out, " {w} |");
+        for &w in &self.workers {
+            let _ = write!(out, " {} |", plural(w as u64, "worker"));
         }
         out.push_str("\n| --- |");
         for _ in &self.workers {
@@ -92,29 +57,58 @@ impl View<'_> {
     }
 
     /// Throughput is read untimed where the bench measured it so.
-    fn throughput_latency(&self) -> LatencyMode {
+    fn main(&self) -> Group {
         let (m, s, l) = self.s.main_axis();
-        if self.s.groups().contains(&(m, s, l, LatencyMode::Off)) {
-            LatencyMode::Off
+        let off = (m, s, l, LatencyMode::Off);
+        if self.s.groups().contains(&off) {
+            off
         } else {
-            LatencyMode::All
+            (m, s, l, LatencyMode::All)
         }
     }
 
-    fn main(&self) -> Group {
+    fn timed(&self) -> Group {
         let (m, s, l) = self.s.main_axis();
-        (m, s, l, self.throughput_latency())
+        (m, s, l, LatencyMode::All)
+    }
+
+    fn most(&self) -> usize {
+        self.workers.last().copied().unwrap_or(1)
     }
 }
 
 fn group_title(g: Group) -> String {
     format!(
-        "{}, {} slot(s), {}, latency {}",
+        "{}, {}, {} layout, {}",
         mode_name(g.0),
-        g.1,
+        plural(g.1 as u64, "slot"),
         layout_name(g.2),
-        g.3
+        match g.3 {
+            LatencyMode::Off => "untimed".to_string(),
+            LatencyMode::All => "every update timed".to_string(),
+            other => format!("latency {other}"),
+        }
     )
+}
+
+/// `12.3M` or, with repeats, `12.3M (12.1M–12.5M)`.
+fn rate_cell(p: &BenchPoint, repeat: u32) -> String {
+    let o: &Spread = &p.ops_per_sec_over_runs;
+    let mark = if p.status == PointStatus::Collapsed {
+        " **collapsed**"
+    } else {
+        ""
+    };
+    if repeat > 1 {
+        format!(
+            "{} ({}–{}){mark}",
+            rate(p.ops_per_sec),
+            rate(o.min),
+            rate(o.max)
+        )
+    } else {
+        format!("{}{mark}", rate(p.ops_per_sec))
+    }
 }
 
 pub fn render_markdown(summary: &BenchSummary) -> String {
@@ -125,69 +119,61 @@ pub fn render_markdown(summary: &BenchSummary) -> String {
     };
     let st = &summary.settings;
     let m = &summary.machine;
-    let mut out = String::from("# racepool bench\n\n");
-    let _ = writeln!(
-        out,
-        "- Machine: {} ({} cores), Linux {}; {}; git {}",
-        m.cpu,
-        m.cores,
-        m.kernel,
-        m.rustc.as_deref().unwrap_or("rustc unknown"),
-        m.git_revision.as_deref().unwrap_or("unknown")
+    let mut out = format!(
+        "# racepool bench, {}\n\n",
+        m.started.split('T').next().unwrap_or(&m.started)
     );
-    let _ = writeln!(out, "- Command: `{}`", m.command.join(" "));
     let _ = writeln!(
         out,
-        "- Each point: {} measured run(s){}, each told to stop after max({} ms, workers × {} ms) (a run still going at {}× that is stopped and its point marked collapsed). Throughput is updates / window (barrier release to the last worker's end), median [min–max] over runs. Latency merges every timed update of every run.",
-        st.repeat,
-        if st.warmup {
-            " after one unmeasured warm-up run"
+        "{} on {}, {}: {} measured, {} each.\n",
+        if st.quick {
+            "The quick matrix"
         } else {
-            ""
+            "The full matrix"
         },
-        st.budget_ms,
-        st.budget_per_worker_ms,
-        st.cap_factor
+        m.cpu,
+        plural(m.cores as u64, "core"),
+        plural(summary.points.len() as u64, "point"),
+        plural(st.repeat as u64, "run"),
     );
-    let _ = writeln!(
-        out,
-        "- {} point(s) measured; every exact strategy exact: **{}**.\n",
-        summary.points.len(),
-        if summary.all_exact { "yes" } else { "NO" }
-    );
-
-    out.push_str("## Reading\n\n");
+    out.push_str("## What it shows\n\n");
     for line in reading(&v) {
         let _ = writeln!(out, "- {line}");
     }
 
-    out.push_str("\n## Throughput (updates/s, median [min–max])\n\n");
+    out.push_str("\n## Plots\n\n");
+    for (file, alt) in [
+        ("throughput.svg", "Throughput vs workers"),
+        ("latency.svg", "p99 and p99.9 latency vs workers"),
+        ("spectrum.svg", "Latency percentile spectrum"),
+        ("racy-loss.svg", "Share of updates racy lost"),
+    ] {
+        let _ = writeln!(out, "![{alt}]({file})\n");
+    }
+
+    let _ = writeln!(
+        out,
+        "## Throughput\n\nUpdates per second, median{} of each point's runs.\n",
+        if st.repeat > 1 { " (min–max)" } else { "" }
+    );
     for g in summary.groups() {
         let _ = writeln!(out, "### {}\n", group_title(g));
-        v.grid(&mut out, g, |p| {
-            let mark = if p.status == PointStatus::Collapsed {
-                " **collapsed**"
-            } else {
-                ""
-            };
-            Some(format!(
-                "{} [{}–{}]{mark}",
-                rate(p.ops_per_sec.median),
-                rate(p.ops_per_sec.min),
-                rate(p.ops_per_sec.max)
-            ))
-        });
-        let _ = write!(out, "| linear (atomic at 1 × min(N, {})) |", m.cores);
+        v.grid(&mut out, g, |p| Some(rate_cell(p, st.repeat)));
+        let _ = write!(
+            out,
+            "| *ideal: atomic's 1-worker rate × min(N, {})* |",
+            m.cores
+        );
         for &w in &v.workers {
             let l = v
                 .at(StrategyKind::Atomic, g, w)
-                .and_then(|p| p.linear_ops_per_sec);
+                .and_then(|p| p.ideal_ops_per_sec);
             let _ = write!(out, " {} |", l.map_or("–".into(), rate));
         }
         out.push_str("\n\n");
     }
 
-    out.push_str("## Latency (p99 / p99.9 per update, µs)\n\n");
+    out.push_str("## Tail latency\n\np99 / p99.9 of every update of every run, merged.\n\n");
     for g in summary
         .groups()
         .into_iter()
@@ -196,7 +182,7 @@ pub fn render_markdown(summary: &BenchSummary) -> String {
         let _ = writeln!(out, "### {}\n", group_title(g));
         v.grid(&mut out, g, |p| {
             p.latency_ns
-                .map(|l| format!("{} / {}", micros(l.p99), micros(l.p999)))
+                .map(|l| format!("{} / {}", time_ns(l.p99 as f64), time_ns(l.p999 as f64)))
         });
         out.push('\n');
     }
@@ -204,85 +190,144 @@ pub fn render_markdown(summary: &BenchSummary) -> String {
     let main = v.main();
     let _ = writeln!(
         out,
-        "## Ratios ({})\n\n### Throughput relative to atomic\n",
+        "## Ratios\n\nMedian throughput over another's at the same point ({}).\n\n### Relative to atomic\n",
         group_title(main)
     );
-    v.grid(&mut out, main, |p| Some(ratio(p.vs_atomic)));
-    out.push_str("\n### Throughput relative to pthread\n\n");
-    v.grid(&mut out, main, |p| Some(ratio(p.vs_pthread)));
-    if main.0 == Mode::Processes {
+    let cell = |r: Option<f64>| Some(r.map_or("–".into(), ratio));
+    v.grid(&mut out, main, |p| cell(p.vs_atomic));
+    out.push_str("\n### Relative to pthread\n\n");
+    v.grid(&mut out, main, |p| cell(p.vs_pthread));
+    if main.0 == Mode::Processes && st.modes.contains(&Mode::Threads) {
         out.push_str(
-            "\n### Processes relative to threads (for futex-lock: shared futex relative to private)\n\n",
+            "\n### Processes relative to threads\n\nFor futex-lock: shared futexes relative to private ones.\n\n",
         );
-        v.grid(&mut out, main, |p| Some(ratio(p.process_vs_thread)));
+        v.grid(&mut out, main, |p| cell(p.process_vs_thread));
     }
-    out.push_str("\n## Instrumentation overhead (throughput untimed / timed)\n\n");
     let groups = summary.groups();
-    for g in groups.iter().filter(|g| g.3 == LatencyMode::All) {
-        if !groups.contains(&(g.0, g.1, g.2, LatencyMode::Off)) {
-            continue;
+    let overhead: Vec<Group> = groups
+        .iter()
+        .copied()
+        .filter(|g| g.3 == LatencyMode::All && groups.contains(&(g.0, g.1, g.2, LatencyMode::Off)))
+        .collect();
+    if !overhead.is_empty() {
+        out.push_str("\n## What timing costs\n\nUntimed throughput over timed (two clock reads around every update).\n\n");
+        for g in overhead {
+            let _ = writeln!(
+                out,
+                "### {}\n",
+                group_title((g.0, g.1, g.2, LatencyMode::Off))
+            );
+            v.grid(&mut out, g, |p| cell(p.untimed_vs_timed));
+            out.push('\n');
         }
-        let _ = writeln!(
-            out,
-            "### {}, {} slot(s), {}\n",
-            mode_name(g.0),
-            g.1,
-            layout_name(g.2)
-        );
-        v.grid(&mut out, *g, |p| Some(ratio(p.untimed_vs_timed)));
-        out.push('\n');
     }
 
-    out.push_str("\n## Every point\n\n");
-    out.push_str("| strategy | mode | layout | slots | workers | latency | status | verdict | runs | ops/s median | ops/s min | ops/s max | p50 ns | p99 ns | p99.9 ns | loss rate | retries/update | waits/update | fairness | starved | spawn ms |\n");
-    out.push_str("| --- | --- | --- | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-    for p in &summary.points {
-        let k = &p.key;
-        let lat = |f: fn(&super::Percentiles) -> u64| {
-            p.latency_ns
-                .as_ref()
-                .map_or("–".into(), |l| f(l).to_string())
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {:.6} | {:.3} | {:.3} | {:.3} | {} | {:.1} |",
-            k.strategy.name(),
-            mode_name(k.mode),
-            layout_name(k.layout),
-            k.slots,
-            k.workers,
-            k.latency,
-            status_name(p.status),
-            verdict_name(p.verdict),
-            p.runs,
-            p.ops_per_sec.median,
-            p.ops_per_sec.min,
-            p.ops_per_sec.max,
-            lat(|l| l.p50),
-            lat(|l| l.p99),
-            lat(|l| l.p999),
-            p.loss_rate,
-            p.retries_per_update,
-            p.waits_per_update,
-            p.fairness,
-            p.starved,
-            p.spawn_ms
-        );
-    }
-    out.push_str("\nfairness = slowest worker's rate / median worker's rate (median over runs); starved = workers below a tenth of the median.\n");
+    out.push_str("\n## How it was measured\n\n");
+    let _ = writeln!(
+        out,
+        "- Machine: {}, {}, Linux {}; {}.",
+        m.cpu,
+        plural(m.cores as u64, "core"),
+        m.kernel,
+        m.rustc.as_deref().unwrap_or("rustc unknown")
+    );
+    let _ = writeln!(
+        out,
+        "- Built from: racepool {}; started {}.",
+        match &m.git_revision {
+            Some(c) => format!(
+                "`{c}`{}",
+                match m.git_dirty {
+                    Some(true) => " with uncommitted changes",
+                    Some(false) => "",
+                    None => " (uncommitted changes unknown)",
+                }
+            ),
+            None => "of an unknown commit".into(),
+        },
+        m.started
+    );
+    let _ = writeln!(out, "- Command: `{}`", m.command.join(" "));
+    let _ = writeln!(
+        out,
+        "- Each point: {}{}, each told to stop after max({}, workers × {}); a run still going at {}× that is stopped and its point marked collapsed. Throughput is updates / window (barrier release to the last worker's end).",
+        plural(st.repeat as u64, "measured run"),
+        if st.warmup {
+            " after one unmeasured warm-up run"
+        } else {
+            ""
+        },
+        time_ms(st.budget_ms),
+        time_ms(st.budget_per_worker_ms),
+        st.cap_factor
+    );
+    out.push_str("- Every figure of every point, at full precision: [summary.csv](summary.csv) (one row per point), [summary.json](summary.json) and [points.jsonl](points.jsonl) (the same points, one JSON object a line); the machine alone: [machine.json](machine.json).\n");
     out
 }
 
-/// Short sentences read off the tables.
+/// The figures in plain words, most important first.
 fn reading(v: &View<'_>) -> Vec<String> {
     let s = v.s;
     let mut lines = Vec::new();
     let main = v.main();
-    let (mode, slots, layout) = s.main_axis();
-    let timed = (mode, slots, layout, LatencyMode::All);
-    let most = v.workers.last().copied().unwrap_or(1);
+    let timed = v.timed();
+    let most = v.most();
 
-    let fastest: Vec<String> = v
+    // Correctness first: it is what racepool is for.
+    let failed: Vec<&BenchPoint> = s
+        .points
+        .iter()
+        .filter(|p| p.verdict == Verdict::Failed)
+        .collect();
+    if failed.is_empty() {
+        let exact = s
+            .points
+            .iter()
+            .filter(|p| p.key.strategy.is_exact())
+            .count();
+        lines.push(format!(
+            "Nothing was lost: every strategy that promises exactness counted every update at all {} of its points.",
+            count(exact as u64)
+        ));
+    } else {
+        lines.push(format!(
+            "**FAILED**: a strategy that promises exactness lost updates at {}: {}.",
+            plural(failed.len() as u64, "point"),
+            failed
+                .iter()
+                .map(|p| p.key.label())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    let racy: Vec<&BenchPoint> = s
+        .points
+        .iter()
+        .filter(|p| p.key.strategy == StrategyKind::Racy && p.runs > 0)
+        .collect();
+    if let Some(worst) = racy
+        .iter()
+        .max_by(|a, b| a.loss_fraction.total_cmp(&b.loss_fraction))
+    {
+        let lossy = racy.iter().filter(|p| p.lost > 0).count();
+        if worst.lost > 0 {
+            lines.push(format!(
+                "racy, the plain read-then-write, lost updates at {lossy} of its {} points, up to {} of them ({}, {}).",
+                racy.len(),
+                percent(worst.loss_fraction),
+                mode_name(worst.key.mode),
+                plural(worst.key.workers as u64, "worker")
+            ));
+        } else {
+            lines.push(format!(
+                "racy lost nothing at any of its {} points: the race was not caught (too few workers or too short a budget).",
+                racy.len()
+            ));
+        }
+    }
+
+    // Who is fastest, and how far from ideal scaling.
+    let fastest: Vec<(usize, &BenchPoint)> = v
         .workers
         .iter()
         .filter_map(|&w| {
@@ -291,21 +336,131 @@ fn reading(v: &View<'_>) -> Vec<String> {
                 .filter(|k| k.is_exact())
                 .filter_map(|&k| v.at(k, main, w))
                 .filter(|p| p.verdict == Verdict::Exact)
-                .max_by(|a, b| a.ops_per_sec.median.total_cmp(&b.ops_per_sec.median))
-                .map(|p| {
-                    format!(
-                        "{w}: {} ({})",
-                        p.key.strategy.name(),
-                        rate(p.ops_per_sec.median)
-                    )
-                })
+                .max_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec))
+                .map(|p| (w, p))
         })
         .collect();
-    if !fastest.is_empty() {
+    if let (Some((w0, first)), Some((wn, last))) = (fastest.first(), fastest.last()) {
+        let same = fastest
+            .iter()
+            .all(|(_, p)| p.key.strategy == first.key.strategy);
+        let at = format!("({})", group_title(main));
+        if same {
+            lines.push(format!(
+                "{} was the fastest exact strategy at every worker count {at}: {}/s at {}, {}/s at {}.",
+                first.key.strategy.name(),
+                rate(first.ops_per_sec),
+                plural(*w0 as u64, "worker"),
+                rate(last.ops_per_sec),
+                plural(*wn as u64, "worker")
+            ));
+        } else {
+            lines.push(format!(
+                "The fastest exact strategy {at}: {}.",
+                fastest
+                    .iter()
+                    .map(|(w, p)| format!(
+                        "{} at {} ({}/s)",
+                        p.key.strategy.name(),
+                        plural(*w as u64, "worker"),
+                        rate(p.ops_per_sec)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if let Some(ideal) = last.ideal_ops_per_sec.filter(|_| *wn > 1) {
+            let share = last.ops_per_sec / ideal;
+            lines.push(format!(
+                "More workers did not mean more updates: at {} {} reached {} of the ideal {}/s (its 1-worker rate × min(N, {})), because every update goes through the same {}.",
+                plural(*wn as u64, "worker"),
+                last.key.strategy.name(),
+                percent(share),
+                rate(ideal),
+                plural(s.machine.cores as u64, "core"),
+                if main.1 == 1 { "counter's cache line" } else { "few cache lines" }
+            ));
+        }
+    }
+
+    // The tail at the most workers: the best and the worst exact strategy.
+    let tails: Vec<(StrategyKind, u64, f64)> = v
+        .strategies
+        .iter()
+        .filter(|k| k.is_exact())
+        .filter_map(|&k| v.at(k, timed, most))
+        .filter_map(|p| {
+            p.latency_ns
+                .map(|l| (p.key.strategy, l.p999, p.ops_per_sec))
+        })
+        .collect();
+    let best = tails.iter().min_by_key(|t| t.1);
+    let worst = tails.iter().max_by_key(|t| t.1);
+    if let (Some(b), Some(w)) = (best, worst) {
+        if b.0 != w.0 {
+            lines.push(format!(
+                "At {}, one update in a thousand took longer than {} with {} (p99.9), but only {} with {}, which ran at {} {}'s throughput.",
+                plural(most as u64, "worker"),
+                time_ns(w.1 as f64),
+                w.0.name(),
+                time_ns(b.1 as f64),
+                b.0.name(),
+                ratio(b.2 / w.2.max(f64::MIN_POSITIVE)),
+                w.0.name()
+            ));
+        }
+    }
+
+    let spin: Vec<(usize, f64)> = v
+        .workers
+        .iter()
+        .filter_map(|&w| {
+            v.at(StrategyKind::SpinLock, main, w)
+                .map(|p| (w, p.ops_per_sec))
+        })
+        .collect();
+    let peak = spin.iter().map(|x| x.1).fold(0.0, f64::max);
+    if let (true, Some(&(w, r))) = (peak > 0.0, spin.last()) {
         lines.push(format!(
-            "Fastest exact strategy per worker count ({}): {}.",
-            group_title(main),
-            fastest.join("; ")
+            "spin-lock ran at {} of its peak at {} ({}/s): {}.",
+            percent(r / peak),
+            plural(w as u64, "worker"),
+            rate(r),
+            if r < peak / 10.0 {
+                "its waiters burn the time slices the lock holder needs"
+            } else {
+                "its backoff yields the CPU to the holder"
+            }
+        ));
+    }
+
+    let overhead: Vec<f64> = v
+        .strategies
+        .iter()
+        .filter_map(|&k| v.at(k, timed, 1).and_then(|p| p.untimed_vs_timed))
+        .collect();
+    if !overhead.is_empty() {
+        let sp = Spread::of(overhead);
+        lines.push(format!(
+            "Timing every update is not free: at 1 worker the untimed runs were {}–{} faster, so read throughput from the untimed figures and latency from the timed ones.",
+            ratio(sp.min),
+            ratio(sp.max)
+        ));
+    }
+
+    let spawns: Vec<f64> = s
+        .points
+        .iter()
+        .filter(|p| p.key.mode == Mode::Processes && p.key.workers == most && p.runs > 0)
+        .map(|p| p.spawn_ms)
+        .collect();
+    if !spawns.is_empty() && most > 1 {
+        let sp = Spread::of(spawns);
+        lines.push(format!(
+            "{} were forked and waiting at the start barrier in a median {} (worst {}).",
+            plural(most as u64, "worker process"),
+            time_ms(sp.median),
+            time_ms(sp.max)
         ));
     }
 
@@ -316,162 +471,15 @@ fn reading(v: &View<'_>) -> Vec<String> {
         .map(|p| p.key.label())
         .collect();
     if collapsed.is_empty() {
-        lines.push(format!("No point hit the {}× cap.", s.settings.cap_factor));
+        lines.push(format!(
+            "Every run stopped on time: no point reached the {}× cap.",
+            s.settings.cap_factor
+        ));
     } else {
         lines.push(format!(
-            "Collapsed (stopped at the {}× cap): {}.",
+            "Stopped at the {}× cap (collapsed): {}.",
             s.settings.cap_factor,
             collapsed.join("; ")
-        ));
-    }
-    let spin: Vec<(usize, f64)> = v
-        .workers
-        .iter()
-        .filter_map(|&w| {
-            v.at(StrategyKind::SpinLock, main, w)
-                .map(|p| (w, p.ops_per_sec.median))
-        })
-        .collect();
-    let peak = spin.iter().map(|x| x.1).fold(0.0, f64::max);
-    if peak > 0.0 {
-        match spin.iter().find(|x| x.1 < peak / 10.0) {
-            Some((w, r)) => lines.push(format!(
-                "spin-lock falls below a tenth of its peak ({}) at {w} workers ({}).",
-                rate(peak),
-                rate(*r)
-            )),
-            None => lines.push(format!(
-                "spin-lock stays above a tenth of its peak ({}) at every worker count measured ({} at {most} workers): its backoff yields the CPU.",
-                rate(peak),
-                spin.last().map_or("–".into(), |x| rate(x.1))
-            )),
-        }
-    }
-
-    if let (Some(f), Some(p)) = (
-        v.at(StrategyKind::FutexLock, timed, most),
-        v.at(StrategyKind::Pthread, timed, most),
-    ) {
-        let tail = match (f.latency_ns, p.latency_ns) {
-            (Some(a), Some(b)) => format!(
-                "p99.9 {} µs vs {} µs ({})",
-                micros(a.p999),
-                micros(b.p999),
-                if a.p999 <= b.p999 {
-                    "no worse"
-                } else {
-                    "worse"
-                }
-            ),
-            _ => "no latency figures".into(),
-        };
-        let r = f.ops_per_sec.median / p.ops_per_sec.median.max(f64::MIN_POSITIVE);
-        lines.push(format!(
-            "futex-lock vs pthread at {most} workers ({}): {r:.2}× throughput (goal ≥ 1.0×: {}), {tail}.",
-            group_title(timed),
-            if r >= 1.0 { "met" } else { "not met" }
-        ));
-    }
-
-    let one: Vec<(StrategyKind, f64)> =
-        [StrategyKind::Atomic, StrategyKind::Cas, StrategyKind::Racy]
-            .iter()
-            .filter_map(|&k| {
-                v.at(k, (mode, slots, layout, LatencyMode::Off), 1)
-                    .map(|p| (k, p.ops_per_sec.median))
-            })
-            .collect();
-    if one.len() == 3 {
-        let hi = one.iter().map(|x| x.1).fold(0.0, f64::max);
-        let lo = one.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
-        let spread = 1.0 - lo / hi;
-        lines.push(format!(
-            "Untimed at 1 worker: {}: the slowest is {:.0}% below the fastest (goal within 10%: {}).",
-            one.iter()
-                .map(|(k, r)| format!("{} {}", k.name(), rate(*r)))
-                .collect::<Vec<_>>()
-                .join(", "),
-            spread * 100.0,
-            if spread <= 0.10 { "met" } else { "not met" }
-        ));
-    }
-
-    let overhead: Vec<String> = v
-        .strategies
-        .iter()
-        .filter_map(|&k| {
-            v.at(k, timed, 1)
-                .and_then(|p| p.untimed_vs_timed)
-                .map(|r| format!("{} {r:.2}×", k.name()))
-        })
-        .collect();
-    if !overhead.is_empty() {
-        lines.push(format!(
-            "What timing every update costs at 1 worker (untimed / timed throughput): {}.",
-            overhead.join(", ")
-        ));
-    }
-
-    if s.settings.modes.len() > 1 {
-        let procs = (Mode::Processes, slots, layout, main.3);
-        let pt: Vec<String> = v
-            .strategies
-            .iter()
-            .filter_map(|&k| {
-                v.at(k, procs, most)
-                    .and_then(|p| p.process_vs_thread)
-                    .map(|r| format!("{} {r:.2}×", k.name()))
-            })
-            .collect();
-        if !pt.is_empty() {
-            lines.push(format!(
-                "Processes / threads at {most} workers: {}.",
-                pt.join(", ")
-            ));
-        }
-        let fx: Vec<String> = v
-            .workers
-            .iter()
-            .filter_map(|&w| {
-                v.at(StrategyKind::FutexLock, procs, w)
-                    .and_then(|p| p.process_vs_thread)
-                    .map(|r| format!("{w}: {r:.2}×"))
-            })
-            .collect();
-        if !fx.is_empty() {
-            lines.push(format!(
-                "Shared / private futex by workers (futex-lock in processes / in threads: a proxy, since the modes also differ in address spaces and scheduling): {}.",
-                fx.join(", ")
-            ));
-        }
-    }
-
-    let spawns: Vec<f64> = s
-        .points
-        .iter()
-        .filter(|p| p.key.mode == Mode::Processes && p.key.workers == most && p.runs > 0)
-        .map(|p| p.spawn_ms)
-        .collect();
-    if !spawns.is_empty() {
-        let sp = super::matrix::Spread::of(spawns);
-        lines.push(format!(
-            "{most} workers forked and at the start barrier: median {:.0} ms over points, worst {:.0} ms (goal < 150 ms: {}).",
-            sp.median,
-            sp.max,
-            if sp.median < 150.0 { "met" } else { "not met" }
-        ));
-    }
-    if let Some(r) = s
-        .points
-        .iter()
-        .filter(|p| p.key.strategy == StrategyKind::Racy)
-        .max_by(|a, b| a.loss_rate.total_cmp(&b.loss_rate))
-    {
-        lines.push(format!(
-            "racy lost up to {:.2}% of its updates ({}); every exact strategy exact: {}.",
-            r.loss_rate * 100.0,
-            r.key.label(),
-            if s.all_exact { "yes" } else { "NO" }
         ));
     }
     lines

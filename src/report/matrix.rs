@@ -4,7 +4,7 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::{Percentiles, RunSummary, Verdict};
+use super::{Fairness, Percentiles, RunSummary, Spread, Verdict};
 use crate::latency::LatencyMode;
 use crate::options::Mode;
 use crate::region::Layout;
@@ -29,8 +29,12 @@ pub struct MachineInfo {
     pub kernel: String,
     /// `rustc --version`, when a rustc is on the PATH.
     pub rustc: Option<String>,
-    /// `git rev-parse HEAD` in the working directory, when it is a git checkout.
+    /// The commit the binary was built from (stamped at build time); None: unknown.
     pub git_revision: Option<String>,
+    /// Whether its sources differed from that commit; None: unknown.
+    pub git_dirty: Option<bool>,
+    /// When the bench started, UTC (`2026-11-23T10:22:31Z`).
+    pub started: String,
     /// The exact command line, one argument per element.
     pub command: Vec<String>,
 }
@@ -106,39 +110,6 @@ pub enum PointStatus {
     Collapsed,
 }
 
-/// Median and spread of one figure over a point's runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct Spread {
-    pub median: f64,
-    pub min: f64,
-    pub max: f64,
-    /// First and third quartile (linear interpolation between runs).
-    pub q1: f64,
-    pub q3: f64,
-}
-
-impl Spread {
-    pub fn of(values: impl IntoIterator<Item = f64>) -> Spread {
-        let mut v: Vec<f64> = values.into_iter().collect();
-        if v.is_empty() {
-            return Spread::default();
-        }
-        v.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            let pos = q * (v.len() - 1) as f64;
-            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-            v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
-        };
-        Spread {
-            median: at(0.5),
-            min: v[0],
-            max: v[v.len() - 1],
-            q1: at(0.25),
-            q3: at(0.75),
-        }
-    }
-}
-
 /// One latency quantile of a point's merged histogram.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Quantile {
@@ -162,28 +133,34 @@ pub struct BenchPoint {
     pub updates: u64,
     pub lost: u64,
     pub unexpected: u64,
-    /// lost / updates over all runs (racy's figure; 0 for an exact strategy).
-    pub loss_rate: f64,
-    /// Updates per second in each run's window (barrier release to last worker's end).
-    pub ops_per_sec: Spread,
+    /// lost / updates over all runs, a fraction (racy's figure; 0 for an exact strategy).
+    pub loss_fraction: f64,
+    /// Each run's own loss fraction, over runs.
+    pub loss_fraction_over_runs: Spread,
+    /// Updates per second in the measured window (barrier release to the last worker's end):
+    /// the median over runs.
+    pub ops_per_sec: f64,
+    /// The same over runs: median, quartiles, min and max.
+    pub ops_per_sec_over_runs: Spread,
     /// Every run's updates merged; None with `--latency off`.
     pub latency_ns: Option<Percentiles>,
+    /// Each run's own p99 and p99.9, over runs (the merged figures lie between min and max).
+    pub p99_ns_over_runs: Option<Spread>,
+    pub p999_ns_over_runs: Option<Spread>,
     pub spectrum: Vec<Quantile>,
     pub retries_per_update: f64,
     pub waits_per_update: f64,
     pub wakes_per_update: f64,
-    /// Median over runs of (slowest worker's rate / median worker's rate): 1 is perfectly fair.
-    pub fairness: f64,
-    /// Most workers slower than a tenth of the median, in any run.
-    pub starved: usize,
+    /// The median run's (by `min_over_median`) spread of per-worker rates.
+    pub fairness: Fairness,
     /// Median involuntary context switches per run.
     pub preemptions: f64,
     /// Median ms from the first fork (or spawn) until every worker stood at the barrier.
     pub spawn_ms: f64,
     /// Median ms of the measured window.
     pub window_ms: f64,
-    /// The 1-worker median of the same configuration x min(workers, cores): perfect scaling.
-    pub linear_ops_per_sec: Option<f64>,
+    /// Ideal scaling: the 1-worker median of the same configuration × min(workers, cores).
+    pub ideal_ops_per_sec: Option<f64>,
     /// Median throughput over `atomic`'s at the same configuration.
     pub vs_atomic: Option<f64>,
     /// Median throughput over `pthread`'s at the same configuration.
@@ -218,6 +195,14 @@ impl BenchPoint {
             runs.iter().map(|r| f(r) * r.updates as f64).sum::<f64>() / updates.max(1) as f64
         };
         let median = |f: fn(&RunSummary) -> f64| Spread::of(runs.iter().map(f)).median;
+        let over_runs = |f: fn(&Percentiles) -> u64| {
+            let v: Vec<f64> = runs
+                .iter()
+                .filter_map(|r| r.latency_ns.as_ref().map(|l| f(l) as f64))
+                .collect();
+            (!v.is_empty()).then(|| Spread::of(v))
+        };
+        let ops_per_sec = Spread::of(runs.iter().map(|r| r.ops_per_sec));
         BenchPoint {
             key,
             status: if collapsed {
@@ -230,9 +215,13 @@ impl BenchPoint {
             updates,
             lost,
             unexpected,
-            loss_rate: lost as f64 / updates.max(1) as f64,
-            ops_per_sec: Spread::of(runs.iter().map(|r| r.ops_per_sec)),
+            loss_fraction: lost as f64 / updates.max(1) as f64,
+            loss_fraction_over_runs: Spread::of(runs.iter().map(|r| r.loss_fraction)),
+            ops_per_sec: ops_per_sec.median,
+            ops_per_sec_over_runs: ops_per_sec,
             latency_ns: Percentiles::of(histogram),
+            p99_ns_over_runs: over_runs(|l| l.p99),
+            p999_ns_over_runs: over_runs(|l| l.p999),
             spectrum: if histogram.is_empty() {
                 Vec::new()
             } else {
@@ -247,19 +236,11 @@ impl BenchPoint {
             retries_per_update: total(|r| r.retries_per_update),
             waits_per_update: total(|r| r.waits_per_update),
             wakes_per_update: total(|r| r.wakes_per_update),
-            fairness: median(|r| {
-                let f = r.fairness;
-                if f.median_ops_per_sec > 0.0 {
-                    f.min_ops_per_sec / f.median_ops_per_sec
-                } else {
-                    0.0
-                }
-            }),
-            starved: runs.iter().map(|r| r.fairness.starved).max().unwrap_or(0),
+            fairness: Fairness::of_median_run(runs),
             preemptions: median(|r| r.preemptions as f64),
             spawn_ms: median(|r| r.spawn_ms),
             window_ms: median(|r| r.window_ms),
-            linear_ops_per_sec: None,
+            ideal_ops_per_sec: None,
             vs_atomic: None,
             vs_pthread: None,
             process_vs_thread: None,
@@ -275,7 +256,7 @@ impl BenchSummary {
         let medians: Vec<(PointKey, f64, bool)> = self
             .points
             .iter()
-            .map(|p| (p.key, p.ops_per_sec.median, p.runs > 0))
+            .map(|p| (p.key, p.ops_per_sec, p.runs > 0))
             .collect();
         let find = |k: PointKey| {
             medians
@@ -286,9 +267,9 @@ impl BenchSummary {
         };
         for p in &mut self.points {
             let k = p.key;
-            let me = p.ops_per_sec.median;
+            let me = p.ops_per_sec;
             let ratio = |other: Option<f64>| other.map(|o| me / o);
-            p.linear_ops_per_sec =
+            p.ideal_ops_per_sec =
                 find(k.with(|k| k.workers = 1)).map(|one| one * k.workers.min(cores) as f64);
             p.vs_atomic = ratio(find(k.with(|k| k.strategy = StrategyKind::Atomic)));
             p.vs_pthread = ratio(find(k.with(|k| k.strategy = StrategyKind::Pthread)));
@@ -400,6 +381,7 @@ pub(crate) mod sample {
                 for mode in [Mode::Processes, Mode::Threads] {
                     let base = 1_234_567.891 * (i + 1) as f64 / (j + 1) as f64
                         + if mode == Mode::Threads { 0.5 } else { 0.0 };
+                    let loss = if strategy.is_exact() { 0.0 } else { 0.017 };
                     points.push(BenchPoint {
                         key: PointKey {
                             strategy,
@@ -423,8 +405,16 @@ pub(crate) mod sample {
                         updates: 1000 + i as u64,
                         lost: if strategy.is_exact() { 0 } else { 17 },
                         unexpected: 0,
-                        loss_rate: if strategy.is_exact() { 0.0 } else { 0.017 },
-                        ops_per_sec: Spread {
+                        loss_fraction: loss,
+                        loss_fraction_over_runs: Spread {
+                            median: loss,
+                            min: loss / 2.0,
+                            max: loss * 2.0,
+                            q1: loss,
+                            q3: loss,
+                        },
+                        ops_per_sec: base,
+                        ops_per_sec_over_runs: Spread {
                             median: base,
                             min: base * 0.9,
                             max: base * 1.1,
@@ -439,16 +429,23 @@ pub(crate) mod sample {
                             p999: 4000,
                             max: 5000,
                         }),
+                        p99_ns_over_runs: Some(Spread::of([290.0, 301.0, 310.0])),
+                        p999_ns_over_runs: Some(Spread::of([3000.0, 4000.0, 4500.0])),
                         spectrum: vec![Quantile { q: 0.5, ns: 100 }],
                         retries_per_update: 0.25,
                         waits_per_update: 0.125,
                         wakes_per_update: 0.0,
-                        fairness: 0.75,
-                        starved: j,
+                        fairness: Fairness {
+                            min_ops_per_sec: base / 8.0,
+                            median_ops_per_sec: base / 4.0,
+                            max_ops_per_sec: base / 2.0,
+                            min_over_median: 0.5,
+                            starved: j,
+                        },
                         preemptions: 3.0,
                         spawn_ms: 1.5,
                         window_ms: 100.25,
-                        linear_ops_per_sec: None,
+                        ideal_ops_per_sec: None,
                         vs_atomic: None,
                         vs_pthread: None,
                         process_vs_thread: None,
@@ -465,6 +462,8 @@ pub(crate) mod sample {
                 kernel: "6.0".into(),
                 rustc: None,
                 git_revision: None,
+                git_dirty: None,
+                started: "2026-11-23T10:22:31Z".into(),
                 command: vec!["torture".into(), "bench".into()],
             },
             settings: BenchSettings {
@@ -496,78 +495,95 @@ pub(crate) mod sample {
 #[cfg(test)]
 mod exporters_agree {
     use super::*;
-    use crate::report::csv::{render_csv, HEADER};
+    use crate::report::csv::render_csv;
     use crate::report::markdown::render_markdown;
+    use crate::report::units;
+
+    /// serde_json's default float parser may differ from Rust's in the last bit.
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= a.abs().max(b.abs()) * 1e-12
+    }
 
     #[test]
-    fn json_csv_and_markdown_carry_the_same_figures() {
+    fn json_and_csv_carry_the_same_figures_with_the_unit_in_each_name() {
         let s = sample::summary();
-        assert!(s.all_exact);
         let json: serde_json::Value =
             serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         let csv = render_csv(&s);
-        let md = render_markdown(&s);
-        let rows: Vec<Vec<&str>> = csv
-            .lines()
-            .skip(1)
-            .map(|l| l.split(',').collect())
-            .collect();
-        assert_eq!(csv.lines().next().unwrap(), HEADER.join(","));
-        let col = |name: &str| HEADER.iter().position(|h| *h == name).unwrap();
-        let md_rows: Vec<Vec<&str>> = md
-            .lines()
-            .skip_while(|l| !l.starts_with("## Every point"))
-            .filter(|l| {
-                l.starts_with("| ") && !l.starts_with("| strategy") && !l.starts_with("| ---")
-            })
-            .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
-            .collect();
+        let mut reader = csv::Reader::from_reader(csv.as_bytes());
+        let header = reader.headers().unwrap().clone();
+        let col = |name: &str| {
+            header
+                .iter()
+                .position(|h| h == name)
+                .unwrap_or_else(|| panic!("no column {name}"))
+        };
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
         let points = json["points"].as_array().unwrap();
         assert_eq!(points.len(), s.points.len());
         assert_eq!(rows.len(), s.points.len());
-        assert_eq!(md_rows.len(), s.points.len());
-        for ((p, row), md) in points.iter().zip(&rows).zip(&md_rows) {
-            assert_eq!(row.len(), HEADER.len());
-            for (field, name) in [
-                ("strategy", "strategy"),
-                ("mode", "mode"),
-                ("latency", "latency"),
-                ("status", "status"),
-                ("verdict", "verdict"),
-            ] {
-                assert_eq!(p[field].as_str().unwrap(), row[col(name)], "{field}");
+        for (p, row) in points.iter().zip(&rows) {
+            let num = |name: &str| -> Option<f64> { row[col(name)].parse().ok() };
+            for field in ["strategy", "mode", "latency", "status", "verdict"] {
+                assert_eq!(p[field].as_str().unwrap(), &row[col(field)], "{field}");
             }
             assert_eq!(
                 p["workers"].as_u64().unwrap().to_string(),
                 row[col("workers")]
             );
-            let median = p["ops_per_sec"]["median"].as_f64().unwrap();
-            let csv_median: f64 = row[col("ops_per_sec_median")].parse().unwrap();
-            // serde_json's default float parser may differ in the last bit.
-            let close = |a: f64, b: f64| (a - b).abs() <= a.abs().max(b.abs()) * 1e-12;
-            assert!(close(median, csv_median), "{median} vs {csv_median}");
-            let csv_vs: Option<f64> = row[col("vs_atomic")].parse().ok();
-            match (p["vs_atomic"].as_f64(), csv_vs) {
+            // One shape everywhere: a number, with its spread beside it.
+            let median = p["ops_per_sec"].as_f64().unwrap();
+            assert!(close(median, num("ops_per_sec").unwrap()));
+            let min = p["ops_per_sec_over_runs"]["min"].as_f64().unwrap();
+            assert!(close(min, num("ops_per_sec_min").unwrap()));
+            match (p["vs_atomic"].as_f64(), num("vs_atomic")) {
                 (Some(a), Some(b)) => assert!(close(a, b)),
                 (a, b) => assert_eq!(a, b),
             }
             let p99 = p["latency_ns"]["p99"].as_u64().unwrap();
             assert_eq!(p99.to_string(), row[col("p99_ns")]);
-            let loss: f64 = row[col("loss_rate")].parse().unwrap();
-            assert!(close(p["loss_rate"].as_f64().unwrap(), loss));
-
-            // Markdown: same identity, the median rounded to whole updates per second.
-            assert_eq!(md[0], row[col("strategy")]);
-            assert_eq!(md[1], row[col("mode")]);
-            assert_eq!(md[4], row[col("workers")]);
-            assert_eq!(md[6], row[col("status")]);
-            assert_eq!(md[7], row[col("verdict")]);
-            let md_median: f64 = md[9].parse().unwrap();
-            assert!((md_median - median).abs() <= 0.5, "{md_median} vs {median}");
-            assert_eq!(md[13], p99.to_string());
-            let md_loss: f64 = md[15].parse().unwrap();
-            assert!((md_loss - loss).abs() < 1e-6);
+            // JSON keeps the fraction; CSV, read by people in spreadsheets, the percent.
+            let fraction = p["loss_fraction"].as_f64().unwrap();
+            assert!(close(fraction * 100.0, num("loss_percent").unwrap()));
+            assert!(p.get("loss_rate").is_none());
+            let fair = p["fairness"]["min_over_median"].as_f64().unwrap();
+            assert!(close(fair, num("fairness_min_over_median").unwrap()));
+            assert_eq!(
+                p["fairness"]["starved"].as_u64().unwrap().to_string(),
+                row[col("starved")]
+            );
         }
+        assert!(!header.iter().any(|h| h == "loss_rate" || h == "fairness"));
+    }
+
+    #[test]
+    fn markdown_shows_the_json_figures_as_people_read_them() {
+        let s = sample::summary();
+        let md = render_markdown(&s);
+        for p in s.points.iter().filter(|p| p.key.mode == Mode::Processes) {
+            let cell = format!(
+                "{} ({}–{})",
+                units::rate(p.ops_per_sec),
+                units::rate(p.ops_per_sec_over_runs.min),
+                units::rate(p.ops_per_sec_over_runs.max)
+            );
+            assert!(md.contains(&cell), "{cell} missing");
+            let l = p.latency_ns.unwrap();
+            let tail = format!(
+                "{} / {}",
+                units::time_ns(l.p99 as f64),
+                units::time_ns(l.p999 as f64)
+            );
+            assert!(md.contains(&tail), "{tail} missing");
+        }
+        // Loss as a percent, the plots embedded, no goal lines, no table of every point.
+        assert!(md.contains("up to 1.7% of them"), "{md}");
+        for plot in ["throughput", "latency", "spectrum", "racy-loss"] {
+            assert!(md.contains(&format!("]({plot}.svg)")), "{plot}");
+        }
+        assert!(!md.contains("goal"));
+        assert!(!md.contains("0.017"));
+        assert!(md.lines().count() < 150, "{} lines", md.lines().count());
     }
 
     #[test]
@@ -583,18 +599,15 @@ mod exporters_agree {
         };
         let racy = find(StrategyKind::Racy, Mode::Processes, 4);
         let atomic = find(StrategyKind::Atomic, Mode::Processes, 4);
-        assert_eq!(
-            racy.vs_atomic,
-            Some(racy.ops_per_sec.median / atomic.ops_per_sec.median)
-        );
+        assert_eq!(racy.vs_atomic, Some(racy.ops_per_sec / atomic.ops_per_sec));
         let threads = find(StrategyKind::Racy, Mode::Threads, 4);
         assert_eq!(
             racy.process_vs_thread,
-            Some(racy.ops_per_sec.median / threads.ops_per_sec.median)
+            Some(racy.ops_per_sec / threads.ops_per_sec)
         );
         let one = find(StrategyKind::Racy, Mode::Processes, 1);
-        // Linear scaling is capped by the machine's 2 cores.
-        assert_eq!(racy.linear_ops_per_sec, Some(one.ops_per_sec.median * 2.0));
+        // Ideal scaling is capped by the machine's 2 cores.
+        assert_eq!(racy.ideal_ops_per_sec, Some(one.ops_per_sec * 2.0));
         assert_eq!(
             find(StrategyKind::Atomic, Mode::Processes, 1).vs_atomic,
             Some(1.0)

@@ -1,12 +1,18 @@
 //! One `Summary` per invocation; every output format renders it, so they cannot disagree.
-//! The bench has its own one summary (`BenchSummary`), rendered the same way.
+//! The bench has its own one summary (`BenchSummary`), rendered the same way. Every figure a
+//! person reads is written by `units`, so text, Markdown and plots agree on how it looks.
 
 pub mod csv;
 pub mod markdown;
 pub mod matrix;
+pub mod revision;
 mod summary;
 pub mod svg;
 mod text;
+pub mod units;
+pub mod verify;
 
-pub use summary::{Fairness, Machine, Percentiles, RunSummary, StrategySummary, Summary, Verdict};
-pub use text::render_text;
+pub use summary::{
+    Fairness, Machine, Percentiles, RunSummary, Spread, StrategySummary, Summary, Verdict,
+};
+pub use text::{render_text, render_text_with, Detail};

@@ -27,7 +27,7 @@ impl Summary {
     /// The invocation's summary: `all_exact` and `interrupted` derived, never passed in.
     pub fn new(config: &Options, strategies: Vec<StrategySummary>) -> Summary {
         Summary {
-            tool: format!("racepool {}", env!("CARGO_PKG_VERSION")),
+            tool: super::revision::tool(),
             machine: Machine::this(),
             config: config.clone(),
             all_exact: strategies.iter().all(|s| s.verdict != Verdict::Failed),
@@ -91,8 +91,10 @@ pub struct StrategySummary {
     pub observed: u64,
     pub lost: u64,
     pub unexpected: u64,
-    /// Median over runs of updates per second in the measured window.
-    pub median_ops_per_sec: f64,
+    /// Updates per second in the measured window: the median over runs.
+    pub ops_per_sec: f64,
+    /// The same over runs: median, quartiles, min and max.
+    pub ops_per_sec_over_runs: Spread,
     /// Latency percentiles of every run's updates merged, in ns.
     pub latency_ns: Option<Percentiles>,
     pub verdict: Verdict,
@@ -118,15 +120,15 @@ pub struct RunSummary {
     /// Updates the target refused before anything changed (not in `updates`).
     pub rejected: u64,
     pub count: Count,
-    /// lost / updates.
-    pub loss_rate: f64,
+    /// lost / updates, a fraction (0.25 is a quarter of the updates).
+    pub loss_fraction: f64,
     /// The first slots whose final value is wrong (at most 16).
     pub wrong_slots: Vec<SlotCount>,
     /// From the first fork until every worker stood at the start barrier, in ms.
     pub spawn_ms: f64,
     /// From the barrier's release until the last worker finished, in ms.
     pub window_ms: f64,
-    /// updates / window.
+    /// updates / window, per second.
     pub ops_per_sec: f64,
     pub latency_ns: Option<Percentiles>,
     /// Failed attempts (CAS failures, failed lock attempts), futex waits and wakes, in total.
@@ -186,16 +188,28 @@ impl Percentiles {
 
 /// How evenly the workers progressed: each worker's updates per second from the barrier's
 /// release to its own finish (workers that died are left out: their rate says when they died).
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Fairness {
+    /// The slowest worker's rate, the median worker's and the fastest's.
     pub min_ops_per_sec: f64,
     pub median_ops_per_sec: f64,
     pub max_ops_per_sec: f64,
+    /// Slowest / median: 1 is perfectly even, 0.1 a worker ten times behind the median.
+    pub min_over_median: f64,
     /// Workers slower than a tenth of the median.
     pub starved: usize,
 }
 
 impl Fairness {
+    /// The median run's, by `min_over_median`: what several runs report as one.
+    pub fn of_median_run(runs: &[RunSummary]) -> Fairness {
+        let mut all: Vec<Fairness> = runs.iter().map(|r| r.fairness).collect();
+        all.sort_by(|a, b| a.min_over_median.total_cmp(&b.min_over_median));
+        all.get(all.len().saturating_sub(1) / 2)
+            .copied()
+            .unwrap_or_default()
+    }
+
     pub fn of(mut rates: Vec<f64>) -> Fairness {
         if rates.is_empty() {
             return Fairness::default();
@@ -206,6 +220,7 @@ impl Fairness {
             min_ops_per_sec: rates[0],
             median_ops_per_sec: median,
             max_ops_per_sec: rates[rates.len() - 1],
+            min_over_median: if median > 0.0 { rates[0] / median } else { 0.0 },
             starved: rates.iter().filter(|&&r| r < median / 10.0).count(),
         }
     }
@@ -233,6 +248,39 @@ impl Verdict {
             (false, false) if count.unexpected == 0 => Verdict::RaceCaught,
             (false, false) => Verdict::Failed,
             (false, true) => Verdict::RaceMissed,
+        }
+    }
+}
+
+/// Median and spread of one figure over a point's or a strategy's runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    /// First and third quartile (linear interpolation between runs).
+    pub q1: f64,
+    pub q3: f64,
+}
+
+impl Spread {
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Spread {
+        let mut v: Vec<f64> = values.into_iter().collect();
+        if v.is_empty() {
+            return Spread::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            let pos = q * (v.len() - 1) as f64;
+            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+            v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+        };
+        Spread {
+            median: at(0.5),
+            min: v[0],
+            max: v[v.len() - 1],
+            q1: at(0.25),
+            q3: at(0.75),
         }
     }
 }
@@ -265,8 +313,7 @@ impl StrategySummary {
         for h in &histograms {
             histogram.add(h).expect("same bounds");
         }
-        let mut rates: Vec<f64> = runs.iter().map(|r| r.ops_per_sec).collect();
-        rates.sort_by(f64::total_cmp);
+        let rates = Spread::of(runs.iter().map(|r| r.ops_per_sec));
         let sum = |f: fn(&RunSummary) -> u64| runs.iter().map(f).sum::<u64>();
         let failed = runs.iter().any(|r| r.verdict == Verdict::Failed);
         let runs_with_loss = runs.iter().filter(|r| r.count.lost > 0).count();
@@ -288,7 +335,8 @@ impl StrategySummary {
             observed: sum(|r| r.count.observed),
             lost: sum(|r| r.count.lost),
             unexpected: sum(|r| r.count.unexpected),
-            median_ops_per_sec: median_sorted(&rates),
+            ops_per_sec: rates.median,
+            ops_per_sec_over_runs: rates,
             latency_ns: Percentiles::of(&histogram),
             verdict,
             scenario: None,

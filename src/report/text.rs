@@ -1,51 +1,149 @@
-//! The human table on stdout.
+//! The human tables on stdout, within 100 columns: the main table always, the workers' detail
+//! with `Detail::Full` (`--verbose`).
 
 use std::fmt::Write;
 
-use super::summary::{StrategySummary, Summary, Verdict};
+use super::summary::{Fairness, Spread, StrategySummary, Summary, Verdict};
+use super::units::{count, percent, plural, rate, time_ms, time_ns};
 use crate::options::Mode;
 
-/// Nanoseconds as a short human figure.
-pub fn duration_ns(ns: u64) -> String {
-    let ns = ns as f64;
-    if ns < 1e3 {
-        format!("{ns:.0}ns")
-    } else if ns < 1e6 {
-        format!("{:.1}µs", ns / 1e3)
-    } else if ns < 1e9 {
-        format!("{:.1}ms", ns / 1e6)
-    } else {
-        format!("{:.2}s", ns / 1e9)
-    }
+/// How much the run's text says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Detail {
+    /// The main table: counts, loss, throughput, tail latency and the verdict.
+    #[default]
+    Brief,
+    /// Also what the workers did: p50 and max latency, retries, futex waits and wakes,
+    /// preemptions, spawn and window times, and the spread of per-worker rates.
+    Full,
 }
 
-/// A rate as a short human figure.
-pub fn rate(per_sec: f64) -> String {
-    if per_sec >= 1e6 {
-        format!("{:.2}M", per_sec / 1e6)
-    } else if per_sec >= 1e3 {
-        format!("{:.1}k", per_sec / 1e3)
-    } else {
-        format!("{per_sec:.0}")
-    }
+/// The summary as the default (`Detail::Brief`) text.
+pub fn render_text(summary: &Summary) -> String {
+    render_text_with(summary, Detail::Brief)
 }
 
+pub fn render_text_with(summary: &Summary, detail: Detail) -> String {
+    let mut out = String::new();
+    header(&mut out, summary);
+    out.push('\n');
+
+    let mut rows = vec![row(&[
+        "strategy", "expected", "observed", "lost", "loss", "ops/s", "p99", "p99.9", "verdict",
+    ])];
+    for s in &summary.strategies {
+        let lat = |f: fn(&super::Percentiles) -> u64| {
+            s.latency_ns
+                .as_ref()
+                .map_or("–".into(), |p| time_ns(f(p) as f64))
+        };
+        let updates: u64 = s.runs.iter().map(|r| r.updates).sum();
+        rows.push(vec![
+            s.label().into(),
+            count(s.expected),
+            count(s.observed),
+            count(s.lost),
+            // A scenario's `lost` counts units of its invariant, not updates.
+            if s.scenario.is_some() {
+                "–".into()
+            } else {
+                percent(s.lost as f64 / updates.max(1) as f64)
+            },
+            rate(s.ops_per_sec),
+            lat(|p| p.p99),
+            lat(|p| p.p999),
+            verdict(s),
+        ]);
+    }
+    table(&mut out, &rows, Text::FirstAndLast);
+    scenario_notes(summary, &mut out);
+    let _ = writeln!(
+        out,
+        "\nlost = expected - observed, per slot; loss = lost / updates; ops/s = updates / window."
+    );
+    for s in summary
+        .strategies
+        .iter()
+        .filter(|s| s.verdict == Verdict::RaceMissed)
+    {
+        let _ = writeln!(
+            out,
+            "{}: the race was not caught this time; widen it with --race-window N.",
+            s.label()
+        );
+    }
+    if detail == Detail::Full {
+        workers_detail(&mut out, summary);
+    }
+    store_lines(&mut out, summary);
+    render_faults(&mut out, summary);
+    out
+}
+
+/// `racepool: 50 worker processes × 2,000 updates on 1 slot, 2 cores, 3 runs each`, then the
+/// settings that decide which slots are hit.
+fn header(out: &mut String, summary: &Summary) {
+    let c = &summary.config;
+    let workers = plural(
+        c.workers as u64,
+        match c.mode {
+            Mode::Processes => "worker process",
+            Mode::Threads => "worker thread",
+        },
+    );
+    let _ = writeln!(
+        out,
+        "racepool: {workers} × {} on {}, {}{}",
+        plural(c.ops, "update"),
+        plural(c.slots as u64, "slot"),
+        plural(summary.machine.cores as u64, "core"),
+        if c.repeat > 1 {
+            format!(", {} runs each", count(c.repeat as u64))
+        } else {
+            String::new()
+        },
+    );
+    let _ = writeln!(
+        out,
+        "          {} layout, pick {}, initial {}, seed {}",
+        match c.layout {
+            crate::region::Layout::Packed => "packed",
+            crate::region::Layout::Padded => "padded",
+        },
+        c.pick,
+        count(c.initial as u64),
+        c.seed,
+    );
+}
+
+/// The verdict column. A scenario's row says whether its invariant (named in the note under
+/// the table) held; the counter's, whether every update landed.
 fn verdict(s: &StrategySummary) -> String {
-    if let Some(row) = &s.scenario {
-        return scenario_verdict(s, row);
-    }
     let runs = s.runs.len();
-    let rate = s.lost as f64 / (s.runs.iter().map(|r| r.updates).sum::<u64>().max(1)) as f64;
+    let failed = s
+        .runs
+        .iter()
+        .filter(|r| r.verdict == Verdict::Failed)
+        .count();
+    let of_runs = |k: usize| {
+        if runs == 1 {
+            String::new()
+        } else {
+            format!(" in {k} of {runs} runs")
+        }
+    };
+    if s.scenario.is_some() {
+        return match s.verdict {
+            Verdict::Exact => format!("holds{}", of_runs(runs)),
+            Verdict::RaceCaught => format!("broken{}", of_runs(s.runs_with_loss)),
+            Verdict::RaceMissed => "held: race missed".into(),
+            Verdict::Failed => format!("FAILED: broken{}", of_runs(s.runs_with_loss.max(1))),
+        };
+    }
     match s.verdict {
-        Verdict::Exact if runs == 1 => "exact".into(),
-        Verdict::Exact => format!("exact in {runs} of {runs} runs"),
-        Verdict::RaceCaught if runs == 1 => format!("race caught: {:.2}% lost", rate * 100.0),
-        Verdict::RaceCaught => format!(
-            "race caught: lost updates in {} of {runs} runs ({:.2}%)",
-            s.runs_with_loss,
-            rate * 100.0
-        ),
-        Verdict::RaceMissed => "race missed: no loss (widen --race-window)".into(),
+        Verdict::Exact => format!("exact{}", of_runs(runs)),
+        Verdict::RaceCaught => format!("race caught{}", of_runs(s.runs_with_loss)),
+        Verdict::RaceMissed => "race missed".into(),
         // Exact in memory, yet failed: its stored record did not verify.
         Verdict::Failed if s.lost == 0 && s.unexpected == 0 => {
             let bad = s
@@ -53,111 +151,86 @@ fn verdict(s: &StrategySummary) -> String {
                 .iter()
                 .filter(|r| r.history.as_ref().is_some_and(|h| !h.problems.is_empty()))
                 .count();
-            format!("FAILED: stored record not verified in {bad} of {runs} runs")
+            format!("FAILED: record not verified{}", of_runs(bad))
         }
-        Verdict::Failed => format!(
-            "FAILED: lost {} (+{} unexpected) in {} of {runs} runs",
-            s.lost,
-            s.unexpected,
-            s.runs_with_loss.max(1)
+        Verdict::Failed if s.unexpected > 0 => format!(
+            "FAILED: {} unexpected{}",
+            count(s.unexpected),
+            of_runs(failed)
         ),
+        Verdict::Failed => format!("FAILED: lost updates{}", of_runs(failed)),
     }
 }
 
-pub fn render_text(summary: &Summary) -> String {
-    let c = &summary.config;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "racepool: {} workers ({}) x {} updates on {} slot{} ({}, pick {}, initial {}, seed {}), {} core{}{}",
-        c.workers,
-        match c.mode {
-            Mode::Processes => "processes",
-            Mode::Threads => "threads",
-        },
-        c.ops,
-        c.slots,
-        if c.slots == 1 { "" } else { "s" },
-        match c.layout {
-            crate::region::Layout::Packed => "packed",
-            crate::region::Layout::Padded => "padded",
-        },
-        c.pick,
-        c.initial,
-        c.seed,
-        summary.machine.cores,
-        if summary.machine.cores == 1 { "" } else { "s" },
-        if c.repeat > 1 { format!(", {} runs each", c.repeat) } else { String::new() },
-    );
+/// What the workers did: where the time went and how evenly they progressed. With several
+/// runs, counts are totals, times medians, and the worker rates those of the median run.
+fn workers_detail(out: &mut String, summary: &Summary) {
     out.push('\n');
-    let head = [
-        "strategy", "expected", "observed", "lost", "ops/s", "p50", "p99", "p99.9", "max",
-        "verdict",
-    ];
-    let mut rows: Vec<Vec<String>> = vec![head.iter().map(|s| s.to_string()).collect()];
+    let mut rows = vec![row(&[
+        "strategy",
+        "p50",
+        "max",
+        "retries",
+        "futex waits",
+        "futex wakes",
+        "preempted",
+    ])];
     for s in &summary.strategies {
         let lat = |f: fn(&super::Percentiles) -> u64| {
             s.latency_ns
                 .as_ref()
-                .map_or("-".into(), |p| duration_ns(f(p)))
+                .map_or("–".into(), |p| time_ns(f(p) as f64))
         };
+        let total = |f: fn(&super::RunSummary) -> u64| count(s.runs.iter().map(f).sum());
         rows.push(vec![
             s.label().into(),
-            s.expected.to_string(),
-            s.observed.to_string(),
-            s.lost.to_string(),
-            rate(s.median_ops_per_sec),
             lat(|p| p.p50),
-            lat(|p| p.p99),
-            lat(|p| p.p999),
             lat(|p| p.max),
-            verdict(s),
+            total(|r| r.retries),
+            total(|r| r.waits),
+            total(|r| r.wakes),
+            total(|r| r.preemptions),
         ]);
     }
-    table(&mut out, &rows, 1);
+    table(out, &rows, Text::First);
     out.push('\n');
 
-    let head = [
+    let mut rows = vec![row(&[
         "strategy",
         "spawn",
         "window",
-        "retries/upd",
-        "waits/upd",
-        "wakes/upd",
-        "preempted",
-        "worker ops/s min/med/max",
+        "slowest worker",
+        "median worker",
+        "fastest worker",
         "starved",
-    ];
-    let mut rows: Vec<Vec<String>> = vec![head.iter().map(|s| s.to_string()).collect()];
+    ])];
     for s in &summary.strategies {
-        // Medians over runs would hide a bad run; the first run is shown, JSON has them all.
-        let r = &s.runs[s.runs.len() / 2];
+        let median = |f: fn(&super::RunSummary) -> f64| Spread::of(s.runs.iter().map(f)).median;
+        let f = Fairness::of_median_run(&s.runs);
         rows.push(vec![
             s.label().into(),
-            format!("{:.0}ms", r.spawn_ms),
-            format!("{:.0}ms", r.window_ms),
-            format!("{:.3}", r.retries_per_update),
-            format!("{:.3}", r.waits_per_update),
-            format!("{:.3}", r.wakes_per_update),
-            r.preemptions.to_string(),
-            format!(
-                "{}/{}/{}",
-                rate(r.fairness.min_ops_per_sec),
-                rate(r.fairness.median_ops_per_sec),
-                rate(r.fairness.max_ops_per_sec)
-            ),
-            r.fairness.starved.to_string(),
+            time_ms(median(|r| r.spawn_ms)),
+            time_ms(median(|r| r.window_ms)),
+            format!("{}/s", rate(f.min_ops_per_sec)),
+            format!("{}/s", rate(f.median_ops_per_sec)),
+            format!("{}/s", rate(f.max_ops_per_sec)),
+            count(f.starved as u64),
         ]);
     }
-    table(&mut out, &rows, 1);
-    scenario_notes(summary, &mut out);
+    table(out, &rows, Text::First);
     let _ = writeln!(
         out,
-        "\nlost = expected - observed, per slot. preempted = involuntary context switches of the workers."
+        "\nretries: failed CAS or lock attempts; preempted: involuntary context switches; spawn: \
+         first fork\nto the start barrier; window: barrier release to the last worker's end; \
+         starved: workers below\na tenth of the median worker's rate."
     );
-    store_lines(&mut out, summary);
-    render_faults(&mut out, summary);
-    out
+    if summary.config.repeat > 1 {
+        let _ = writeln!(
+            out,
+            "With {} runs: counts are totals, times medians, worker rates the median run's.",
+            summary.config.repeat
+        );
+    }
 }
 
 /// What verify proved from each run's stored record.
@@ -172,34 +245,33 @@ fn store_lines(out: &mut String, summary: &Summary) {
         return;
     }
     out.push('\n');
-    let head = [
+    let mut rows = vec![row(&[
         "strategy",
         "persisted",
         "duplicates",
         "gaps",
         "witnesses",
         "verified",
-    ];
-    let mut rows: Vec<Vec<String>> = vec![head.iter().map(|s| s.to_string()).collect()];
+    ])];
     // The run header's name: the strategy, or a scenario's "record whole-record".
     for h in &checked {
         rows.push(vec![
             h.strategy.clone(),
-            h.persisted.to_string(),
-            h.duplicates.to_string(),
-            h.gaps.to_string(),
-            h.witnesses.to_string(),
+            count(h.persisted),
+            count(h.duplicates),
+            count(h.gaps),
+            count(h.witnesses),
             if h.verified {
                 "verified".into()
             } else {
                 format!(
                     "NOT verified: {}",
-                    h.problems.first().map_or("", |p| p.as_str())
+                    h.problems.first().map_or(String::new(), |p| p.to_string())
                 )
             },
         ]);
     }
-    table(out, &rows, 1);
+    table(out, &rows, Text::FirstAndLast);
     for h in &checked {
         for w in h.witness_list.iter().take(2) {
             let _ = writeln!(out, "witness ({}): {w}", h.strategy);
@@ -208,19 +280,6 @@ fn store_lines(out: &mut String, summary: &Summary) {
             let _ = writeln!(out, "torn read ({}): {t}", h.strategy);
         }
     }
-}
-
-/// The verdict column for a scenario row: the invariant, then what happened to it.
-fn scenario_verdict(s: &StrategySummary, row: &crate::workload::Row) -> String {
-    let runs = s.runs.len();
-    let broke = s.runs_with_loss;
-    let v = match s.verdict {
-        Verdict::Exact => format!("holds in {runs} of {runs} runs"),
-        Verdict::RaceCaught => format!("broken in {broke} of {runs} runs: race caught"),
-        Verdict::RaceMissed => "held: race missed (widen --race-window)".into(),
-        Verdict::Failed => format!("FAILED: broken in {broke} of {runs} runs"),
-    };
-    format!("{}: {v}", row.invariant)
 }
 
 /// Below the table: each scenario row's tallies and what broke.
@@ -272,8 +331,20 @@ fn render_faults(out: &mut String, summary: &Summary) {
     }
 }
 
-/// Left-aligns the first `left` columns, right-aligns the rest, except the last (free text).
-fn table(out: &mut String, rows: &[Vec<String>], left: usize) {
+fn row(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|s| s.to_string()).collect()
+}
+
+/// Which columns are words, left-aligned; the rest are figures, right-aligned.
+#[derive(Clone, Copy, PartialEq)]
+enum Text {
+    /// The first column only (a name).
+    First,
+    /// The first and the last (a name, then free text such as a verdict).
+    FirstAndLast,
+}
+
+fn table(out: &mut String, rows: &[Vec<String>], text: Text) {
     let cols = rows[0].len();
     let width: Vec<usize> = (0..cols)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
@@ -281,34 +352,16 @@ fn table(out: &mut String, rows: &[Vec<String>], left: usize) {
     for row in rows {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
-            let pad = width[c] - cell.chars().count();
-            if c < left || c == cols - 1 {
+            let pad = " ".repeat(width[c] - cell.chars().count());
+            if c == 0 || (c == cols - 1 && text == Text::FirstAndLast) {
                 line.push_str(cell);
-                if c != cols - 1 {
-                    line.push_str(&" ".repeat(pad));
-                }
+                line.push_str(&pad);
             } else {
-                line.push_str(&" ".repeat(pad));
+                line.push_str(&pad);
                 line.push_str(cell);
             }
-            if c != cols - 1 {
-                line.push_str("  ");
-            }
+            line.push_str("  ");
         }
         let _ = writeln!(out, "{}", line.trim_end());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_and_rates_read_well() {
-        assert_eq!(duration_ns(85), "85ns");
-        assert_eq!(duration_ns(1_250), "1.2µs");
-        assert_eq!(duration_ns(3_400_000), "3.4ms");
-        assert_eq!(rate(12_345_678.0), "12.35M");
-        assert_eq!(rate(950.0), "950");
     }
 }

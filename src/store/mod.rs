@@ -17,8 +17,8 @@ pub mod sqlite;
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use serde::Serialize;
 
@@ -118,6 +118,22 @@ impl StoreConfig {
         }
     }
 
+    /// Closes the store after the invocation's last run: a store without this record was not
+    /// finished (a crash, a cut), and a run cut off whole shows only there.
+    pub fn close(&self, runs: u64) -> Result<(), Error> {
+        let fail = |e: String| Error::Store(format!("closing {}: {e}", self.spec.path().display()));
+        match &self.spec {
+            StoreSpec::Log(p) => {
+                let mut w =
+                    log::LogWriter::open(p, self.fsync, 1).map_err(|e| fail(e.to_string()))?;
+                w.append(&Record::Close(crate::history::Close { runs }))
+                    .and_then(|_| w.finish())
+                    .map_err(|e| fail(e.to_string()))
+            }
+            StoreSpec::Sqlite(p) => sqlite::close(p, runs).map_err(fail),
+        }
+    }
+
     fn persist_name(&self) -> &'static str {
         match self.spec {
             StoreSpec::Log(_) => "events",
@@ -169,9 +185,17 @@ impl std::fmt::Debug for RunStore {
 }
 
 impl RunStore {
-    /// A fresh run id that fits SQLite's signed INTEGER.
+    /// A fresh run id of 53 bits: SQLite's signed INTEGER holds it, and so does a JSON
+    /// decoder that reads numbers as doubles (jq, JavaScript). The first of a process mixes
+    /// the clock with the pid (at most 22 bits, into bits 31 and up); later ones count up
+    /// from it, so one invocation's runs stay in order (SQLite lists them by id).
     pub fn new_run_id() -> u64 {
-        (now_ns() ^ ((std::process::id() as u64) << 40)) & (i64::MAX as u64)
+        const MASK: u64 = (1 << 53) - 1;
+        static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        static COUNT: AtomicU64 = AtomicU64::new(0);
+        let base = *BASE.get_or_init(|| (now_ns() ^ (u64::from(std::process::id()) << 31)) & MASK);
+        // Relaxed: each fetch_add returns a distinct count; nothing else is published.
+        (base + COUNT.fetch_add(1, Relaxed)) & MASK
     }
 
     /// Writes the run's header record. Before the first fork.

@@ -7,6 +7,8 @@
 //! - `events`: one row per winning update (the vote events), `votes_after` the value written,
 //!   `crc` a CRC32C of the event's encoding so a row edited by hand is caught.
 //! - `workers`: how many updates each worker acknowledged.
+//! - `closing`: one row once the invocation wrote its last run (how many runs it wrote): a
+//!   database without it was not finished. Databases older than it have no such table.
 //! - `transfers`: a ledger run's transfers (balances signed, so `SUM` and `< 0` read naturally);
 //!   `slots.value` is not kept for a ledger (a transfer moves two balances; the chain of each
 //!   account's versions is the record), `slots.region_value` is.
@@ -34,13 +36,17 @@ use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use nix::fcntl::{Flock, FlockArg};
 
 use super::{Fsync, Persist};
-use crate::error::Error;
-use crate::history::frame::Tail;
-use crate::history::{Event, Reads, Record, RunEnd, RunInfo, Seen, Transfer};
-use crate::verify::{Loaded, RunHistory};
+use crate::history::loaded::{
+    Closure, Damage, Defect, LoadError, Missing, Orphans, Place, Tail, Writer,
+};
+use crate::history::{Event, Loaded, Reads, Record, RunEnd, RunHistory, RunInfo, Seen, Transfer};
 
 /// How long a connection waits for SQLite's write lock: a thousand workers queue for it.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `PRAGMA user_version` of a database this racepool creates: from 3 on, it has the `closing`
+/// table, so a database of version 3 without it was tampered with, not merely old.
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -106,6 +112,9 @@ CREATE TABLE IF NOT EXISTS workers (
     completed INTEGER NOT NULL,
     PRIMARY KEY (run, worker)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS closing (
+    runs INTEGER NOT NULL -- written once, after the invocation's last run
+);
 ";
 
 /// Whether `path` starts like an SQLite database.
@@ -146,6 +155,8 @@ pub fn create(path: &Path) -> Result<(), String> {
     }
     let conn = Connection::open(path).map_err(|e| e.to_string())?;
     conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| e.to_string())?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(|e| e.to_string())?;
     conn.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
     Ok(())
@@ -217,6 +228,14 @@ pub fn end_run(path: &Path, end: &RunEnd) -> Result<(), String> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
         _ => Ok(()),
     }
+}
+
+/// Closes the database: the invocation wrote `runs` runs. After its last run.
+pub fn close(path: &Path, runs: u64) -> Result<(), String> {
+    let conn = connect(path)?;
+    conn.execute("INSERT INTO closing (runs) VALUES (?1)", [runs as i64])
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// CRC32C of an event's encoding: the row's own checksum.
@@ -299,8 +318,8 @@ impl SqliteWriter {
             Record::Event(e) => return self.append(e),
             Record::Transfer(t) => self.transfers.push(t),
             Record::Reads(r) => self.reads.push(r),
-            Record::Run(_) | Record::End(_) => {
-                return Err("run headers and ends are the parent's".into())
+            Record::Run(_) | Record::End(_) | Record::Close(_) => {
+                return Err("run headers, ends and the closing record are the parent's".into())
             }
         }
         self.buffered += 1;
@@ -443,170 +462,287 @@ impl SqliteWriter {
     }
 }
 
-/// Reads every run of a database into the checker's form.
-pub fn load(path: &Path) -> Result<Loaded, Error> {
-    let err = |e: rusqlite::Error| Error::Usage(format!("reading {}: {e}", path.display()));
+/// Reads every run of a database (see `history::loaded` for what a loader promises). A row
+/// whose checksum fails is kept out of its run and reported as damage, named by its key.
+pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    let name = path.display().to_string();
+    let err = |e: rusqlite::Error| LoadError::Io {
+        path: name.clone(),
+        error: e.to_string(),
+    };
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
-    let mut runs = Vec::new();
-    let mut corrupt_rows = Vec::new();
-    let mut stmt = conn
-        .prepare(
-            "SELECT run, strategy, workers, slots, ops, initial, seed, persist, fingerprint
-             FROM runs ORDER BY rowid",
+    let has = |table: &str| -> Result<bool, LoadError> {
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get::<_, i64>(0),
         )
-        .map_err(err)?;
-    let infos = stmt
-        .query_map([], |r| {
-            Ok((
-                RunInfo {
-                    run: r.get::<_, i64>(0)? as u64,
-                    strategy: r.get(1)?,
-                    workers: r.get(2)?,
-                    slots: r.get(3)?,
-                    ops: r.get::<_, i64>(4)? as u64,
-                    initial: r.get(5)?,
-                    seed: r.get::<_, i64>(6)? as u64,
-                    persist: r.get(7)?,
-                },
-                r.get::<_, Option<i64>>(8)?,
-            ))
-        })
-        .map_err(err)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(err)?;
-    let mut records = 0u64;
-    for (info, fingerprint) in infos {
-        let run = info.run as i64;
-        let mut ev = conn
-            .prepare(
-                "SELECT worker, seq, slot, read, votes_after, retries, invoke_ns, complete_ns,
-                        hash, crc
-                 FROM events WHERE run = ?1 ORDER BY worker, seq",
-            )
-            .map_err(err)?;
-        let events = ev
-            .query_map([run], |r| {
-                let e = Event {
-                    run: info.run,
-                    worker: r.get(0)?,
-                    seq: r.get::<_, i64>(1)? as u64,
-                    slot: r.get(2)?,
-                    read: r.get(3)?,
-                    written: r.get(4)?,
-                    retries: r.get(5)?,
-                    invoke_ns: r.get::<_, i64>(6)? as u64,
-                    complete_ns: r.get::<_, i64>(7)? as u64,
-                    hash: r.get::<_, i64>(8)? as u64,
-                };
-                Ok((e, r.get::<_, u32>(9)?))
-            })
-            .map_err(err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
-        let transfers = load_transfers(&conn, info.run, &mut corrupt_rows).map_err(err)?;
-        let reads = load_reads(&conn, info.run).map_err(err)?;
-        records += events.len() as u64 + transfers.len() as u64 + reads.len() as u64;
-        for (e, crc) in &events {
-            if event_crc(e) != *crc {
-                corrupt_rows.push(format!(
-                    "events row (run {}, worker {}, seq {}) fails its checksum",
-                    info.run, e.worker, e.seq
-                ));
-            }
-        }
-        let mut slots = conn
-            .prepare("SELECT value, region_value FROM slots WHERE run = ?1 ORDER BY slot")
-            .map_err(err)?;
-        let rows = slots
-            .query_map([run], |r| {
-                Ok((r.get::<_, u32>(0)?, r.get::<_, Option<u32>>(1)?))
-            })
-            .map_err(err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
-        let stored: Vec<u32> = rows.iter().map(|r| r.0).collect();
-        let finals: Option<Vec<u32>> = rows.iter().map(|r| r.1).collect();
-        let mut w = conn
-            .prepare("SELECT completed FROM workers WHERE run = ?1 ORDER BY worker")
-            .map_err(err)?;
-        let completed = w
-            .query_map([run], |r| Ok(r.get::<_, i64>(0)? as u64))
-            .map_err(err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
-        let end = match (fingerprint, finals) {
-            (Some(f), Some(finals)) => Some(RunEnd {
-                run: info.run,
-                fingerprint: f as u64,
-                finals,
-                completed,
-                // Refused with deaths (see `Config::validate`): nobody was killed.
-                killed: Vec::new(),
-            }),
-            _ => None,
-        };
-        runs.push(RunHistory {
-            info,
-            events: events.into_iter().map(|(e, _)| e).collect(),
-            transfers,
-            reads,
-            end,
-            stored: Some(stored),
-            damaged: Vec::new(),
+        .map(|n| n > 0)
+        .map_err(err)
+    };
+    if !has("runs")? {
+        return Err(LoadError::NotARecord {
+            path: name.clone(),
+            why: "an SQLite database without racepool's tables".into(),
         });
+    }
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    let closure = if has("closing")? || version >= SCHEMA_VERSION {
+        let runs: Option<i64> = match has("closing")? {
+            true => conn
+                .query_row("SELECT max(runs) FROM closing", [], |r| r.get(0))
+                .map_err(err)?,
+            false => None,
+        };
+        match runs {
+            Some(runs) => Closure::Closed {
+                runs: runs as u64,
+                at: Place::row("closing", &[]),
+            },
+            None => Closure::Open,
+        }
+    } else {
+        Closure::Unrecorded
+    };
+    let infos = load_runs(&conn).map_err(err)?;
+    let mut records = infos.len() as u64;
+    let mut runs = Vec::with_capacity(infos.len());
+    for (info, fingerprint) in infos {
+        let mut run = RunHistory::new(info);
+        load_events(&conn, &mut run).map_err(err)?;
+        load_transfers(&conn, &mut run).map_err(err)?;
+        run.reads = load_reads(&conn, run.info.run).map_err(err)?;
+        let (stored, finals, slot_rows) = load_slots(&conn, &run.info).map_err(err)?;
+        let completed = load_workers(&conn, &run.info).map_err(err)?;
+        records += (run.events.len() + run.transfers.len() + run.damaged.len()) as u64
+            + run.reads.iter().map(|r| r.seen.len() as u64).sum::<u64>()
+            + slot_rows
+            + completed.iter().flatten().count() as u64;
+        run.stored = Some(stored);
+        end_of(&mut run, fingerprint, finals, completed);
+        runs.push(run);
     }
     Ok(Loaded {
         runs,
-        tail: Tail::Clean,
-        corrupt: corrupt_rows
-            .first()
-            .map(|r| crate::history::frame::Corrupt {
-                offset: 0,
-                reason: format!("{r} ({} such rows)", corrupt_rows.len()),
-            }),
+        orphans: load_orphans(&conn).map_err(err)?,
         damaged: Vec::new(),
+        tail: Tail::Clean,
+        read_to: None,
+        size: None,
+        closure,
         records,
     })
 }
 
-/// A run's transfers, in worker and sequence order; rows failing their checksum are noted.
-fn load_transfers(
-    conn: &Connection,
-    run: u64,
-    corrupt_rows: &mut Vec<String>,
-) -> rusqlite::Result<Vec<Transfer>> {
+/// Every run's header and its fingerprint (NULL until the run ended), in the order written.
+fn load_runs(conn: &Connection) -> rusqlite::Result<Vec<(RunInfo, Option<u64>)>> {
+    let mut stmt = conn.prepare(
+        "SELECT run, strategy, workers, slots, ops, initial, seed, persist, fingerprint
+         FROM runs ORDER BY rowid",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            RunInfo {
+                run: r.get::<_, i64>(0)? as u64,
+                strategy: r.get(1)?,
+                workers: r.get(2)?,
+                slots: r.get(3)?,
+                ops: r.get::<_, i64>(4)? as u64,
+                initial: r.get(5)?,
+                seed: r.get::<_, i64>(6)? as u64,
+                persist: r.get(7)?,
+            },
+            r.get::<_, Option<i64>>(8)?.map(|f| f as u64),
+        ))
+    })?;
+    rows.collect()
+}
+
+/// A row that fails its checksum, as damage named by its key.
+fn bad_row(table: &str, run: u64, worker: u32, seq: u64) -> Damage {
+    Damage {
+        at: Place::row(
+            table,
+            &[
+                ("run", run as i64),
+                ("worker", worker as i64),
+                ("seq", seq as i64),
+            ],
+        ),
+        defect: Defect::RowChecksum,
+        writer: Writer::Worker { worker, seq },
+    }
+}
+
+/// A run's events, in worker and sequence order; rows failing their checksum go to `damaged`.
+fn load_events(conn: &Connection, run: &mut RunHistory) -> rusqlite::Result<()> {
+    let id = run.info.run;
+    let mut stmt = conn.prepare(
+        "SELECT worker, seq, slot, read, votes_after, retries, invoke_ns, complete_ns, hash, crc
+         FROM events WHERE run = ?1 ORDER BY worker, seq",
+    )?;
+    let mut rows = stmt.query([id as i64])?;
+    while let Some(r) = rows.next()? {
+        let e = Event {
+            run: id,
+            worker: r.get(0)?,
+            seq: r.get::<_, i64>(1)? as u64,
+            slot: r.get(2)?,
+            read: r.get(3)?,
+            written: r.get(4)?,
+            retries: r.get(5)?,
+            invoke_ns: r.get::<_, i64>(6)? as u64,
+            complete_ns: r.get::<_, i64>(7)? as u64,
+            hash: r.get::<_, i64>(8)? as u64,
+        };
+        if event_crc(&e) == r.get::<_, u32>(9)? {
+            run.events.push(e);
+        } else {
+            run.damaged.push(bad_row("events", id, e.worker, e.seq));
+        }
+    }
+    Ok(())
+}
+
+/// A run's transfers, in worker and sequence order; rows failing their checksum go to
+/// `damaged`.
+fn load_transfers(conn: &Connection, run: &mut RunHistory) -> rusqlite::Result<()> {
+    let id = run.info.run;
     let mut stmt = conn.prepare(
         "SELECT worker, seq, from_account, to_account, amount, from_version, from_before,
                 to_version, to_before, invoke_ns, complete_ns, crc
          FROM transfers WHERE run = ?1 ORDER BY worker, seq",
     )?;
-    let rows = stmt
-        .query_map([run as i64], |r| {
-            let t = Transfer {
-                worker: r.get(0)?,
-                seq: r.get::<_, i64>(1)? as u64,
-                from: r.get(2)?,
-                to: r.get(3)?,
-                amount: r.get(4)?,
-                from_version: r.get(5)?,
-                from_before: r.get::<_, i64>(6)? as i32 as u32,
-                to_version: r.get(7)?,
-                to_before: r.get::<_, i64>(8)? as i32 as u32,
-                invoke_ns: r.get::<_, i64>(9)? as u64,
-                complete_ns: r.get::<_, i64>(10)? as u64,
-            };
-            Ok((t, r.get::<_, u32>(11)?))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    for (t, crc) in &rows {
-        if transfer_crc(t) != *crc {
-            corrupt_rows.push(format!(
-                "transfers row (run {run}, worker {}, seq {}) fails its checksum",
-                t.worker, t.seq
-            ));
+    let mut rows = stmt.query([id as i64])?;
+    while let Some(r) = rows.next()? {
+        let t = Transfer {
+            worker: r.get(0)?,
+            seq: r.get::<_, i64>(1)? as u64,
+            from: r.get(2)?,
+            to: r.get(3)?,
+            amount: r.get(4)?,
+            from_version: r.get(5)?,
+            from_before: r.get::<_, i64>(6)? as i32 as u32,
+            to_version: r.get(7)?,
+            to_before: r.get::<_, i64>(8)? as i32 as u32,
+            invoke_ns: r.get::<_, i64>(9)? as u64,
+            complete_ns: r.get::<_, i64>(10)? as u64,
+        };
+        if transfer_crc(&t) == r.get::<_, u32>(11)? {
+            run.transfers.push(t);
+        } else {
+            run.damaged.push(bad_row("transfers", id, t.worker, t.seq));
         }
     }
-    Ok(rows.into_iter().map(|(t, _)| t).collect())
+    Ok(())
+}
+
+/// A run's slots: the stored value of each (the initial value where its row is missing), the
+/// region's final values where every one is there, and how many rows there are.
+type Slots = (Vec<u32>, Vec<Option<u32>>, u64);
+
+fn load_slots(conn: &Connection, info: &RunInfo) -> rusqlite::Result<Slots> {
+    let n = info.slots as usize;
+    let (mut stored, mut finals) = (vec![info.initial; n], vec![None; n]);
+    let mut rows = 0;
+    let mut stmt =
+        conn.prepare("SELECT slot, value, region_value FROM slots WHERE run = ?1 ORDER BY slot")?;
+    let mut q = stmt.query([info.run as i64])?;
+    while let Some(r) = q.next()? {
+        rows += 1;
+        let slot = r.get::<_, i64>(0)?;
+        if let Some(s) = usize::try_from(slot).ok().filter(|&s| s < n) {
+            stored[s] = r.get(1)?;
+            finals[s] = r.get(2)?;
+        }
+    }
+    Ok((stored, finals, rows))
+}
+
+/// Each worker's acknowledged count, where its row is there.
+fn load_workers(conn: &Connection, info: &RunInfo) -> rusqlite::Result<Vec<Option<u64>>> {
+    let mut completed = vec![None; info.workers as usize];
+    let mut stmt =
+        conn.prepare("SELECT worker, completed FROM workers WHERE run = ?1 ORDER BY worker")?;
+    let mut q = stmt.query([info.run as i64])?;
+    while let Some(r) = q.next()? {
+        let worker = r.get::<_, i64>(0)?;
+        if let Some(w) = usize::try_from(worker)
+            .ok()
+            .filter(|&w| w < completed.len())
+        {
+            completed[w] = Some(r.get::<_, i64>(1)? as u64);
+        }
+    }
+    Ok(completed)
+}
+
+/// The run's end when every part of it is there, else what is missing.
+fn end_of(
+    run: &mut RunHistory,
+    fingerprint: Option<u64>,
+    finals: Vec<Option<u32>>,
+    completed: Vec<Option<u64>>,
+) {
+    let no_finals = finals.iter().filter(|f| f.is_none()).count() as u32;
+    let no_acks = completed.iter().filter(|c| c.is_none()).count() as u32;
+    if let (Some(fingerprint), 0, 0) = (fingerprint, no_finals, no_acks) {
+        run.end = Some(RunEnd {
+            run: run.info.run,
+            fingerprint,
+            finals: finals.into_iter().flatten().collect(),
+            completed: completed.into_iter().flatten().collect(),
+            // Refused with deaths (see `Config::validate`): nobody was killed.
+            killed: Vec::new(),
+        });
+        return;
+    }
+    let nothing =
+        fingerprint.is_none() && no_finals == run.info.slots && no_acks == run.info.workers;
+    run.missing = if nothing {
+        vec![Missing::End]
+    } else {
+        let mut m = Vec::new();
+        if fingerprint.is_none() {
+            m.push(Missing::Fingerprint);
+        }
+        if no_finals > 0 {
+            m.push(Missing::FinalValues { slots: no_finals });
+        }
+        if no_acks > 0 {
+            m.push(Missing::Acknowledged { workers: no_acks });
+        }
+        m
+    };
+}
+
+/// Rows of runs that have no `runs` row, grouped by run.
+fn load_orphans(conn: &Connection) -> rusqlite::Result<Vec<Orphans>> {
+    let mut by_run: std::collections::BTreeMap<i64, Orphans> = Default::default();
+    for table in ["events", "transfers", "reads", "slots", "workers"] {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT run, count(*) FROM {table}
+             WHERE run NOT IN (SELECT run FROM runs) GROUP BY run"
+        ))?;
+        let mut q = stmt.query([])?;
+        while let Some(r) = q.next()? {
+            let (run, n): (i64, i64) = (r.get(0)?, r.get(1)?);
+            let o = by_run.entry(run).or_insert_with(|| Orphans {
+                run: Some(run as u64),
+                ..Orphans::default()
+            });
+            let n = n as u64;
+            match table {
+                "events" => o.events += n,
+                "transfers" => o.transfers += n,
+                "reads" => o.reads += n,
+                _ => o.ends += n,
+            }
+        }
+    }
+    Ok(by_run.into_values().collect())
 }
 
 /// A run's reads, one batch per run of consecutive reads of a worker (a missing row starts a

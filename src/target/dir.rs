@@ -168,7 +168,7 @@ impl Target for Dir {
             let Some(found) = Dir::run_of(&name.to_string_lossy()) else {
                 continue;
             };
-            if run.map_or(true, |r| r == found) {
+            if run.is_none_or(|r| r == found) {
                 std::fs::remove_file(entry.path()).map_err(|e| {
                     self.unusable(format!("removing {}: {e}", name.to_string_lossy()))
                 })?;

@@ -26,6 +26,10 @@
 //!    Nothing else is ever left: no lock, session, temporary table or stray file.
 
 pub mod dir;
+pub mod mysql;
+pub mod postgres;
+pub mod redis;
+pub mod sql;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -34,7 +38,9 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::history::{RunEnd, RunInfo};
 use crate::strategy::{Applied, StrategyKind};
+use crate::verify::Loaded;
 
 /// What runs with the target a run names (Rust has no generic closures: this is one).
 pub trait WithTarget {
@@ -242,6 +248,19 @@ pub trait Target: Send + Sync {
 
     /// Removes one run's state, or every run's (`run` None). Returns how many runs it removed.
     fn clean(&self, run: Option<u64>) -> Result<u64, Error>;
+}
+
+/// `--store target`: a target that keeps the run's record beside its state, so that `torture
+/// verify TARGET` proves from the target alone what it proves from a log. Parent side, each
+/// call on its own connection.
+pub trait RecordStore: Target {
+    /// Writes the run's header. After `create`, before any fork.
+    fn begin_record(&self, info: &RunInfo) -> Result<(), Error>;
+    /// Writes the run's end (final values, fingerprint, acknowledged counts, deaths). After
+    /// every worker is reaped.
+    fn end_record(&self, end: &RunEnd) -> Result<(), Error>;
+    /// Every recorded run (or only `run`), in the form `verify` checks.
+    fn load(&self, run: Option<u64>) -> Result<Loaded, Error>;
 }
 
 /// A worker's connection to a target: one update per call.

@@ -2,6 +2,8 @@
 //! (it is multi-threaded); they drive the binary, which forks while single-threaded.
 #![allow(dead_code)]
 
+pub mod services;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
