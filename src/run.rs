@@ -14,11 +14,12 @@
 
 use hdrhistogram::Histogram;
 
+use crate::clock::Clock;
 use crate::error::Error;
 use crate::fault::recover::Recoverer;
 use crate::fault::{FaultReport, Faults, KillPlan};
 use crate::history::{Killed, RunEnd, RunInfo};
-use crate::latency;
+use crate::latency::{self, LatencyMode};
 use crate::options::{Mode, Options};
 use crate::pool::{self, child_exit, Exit, PoolOutcome};
 use crate::progress::Watcher;
@@ -148,10 +149,6 @@ pub fn run_once(
     variant: Variant,
     seed: u64,
 ) -> Result<(RunSummary, Histogram<u64>), Error> {
-    if opts.latency != crate::latency::LatencyMode::Off {
-        // Before the fork: every worker inherits the calibration instead of measuring it.
-        crate::timing::calibrate();
-    }
     opts.target.open(Once {
         opts,
         variant,
@@ -254,6 +251,12 @@ fn once<P: Place>(
         pick: opts.pick,
         initial: opts.initial,
         latency: opts.latency,
+        // Calibrated here, in the parent, once per invocation (then reused): every worker
+        // inherits it and only reads the counter.
+        clock: match opts.latency {
+            LatencyMode::Off => Clock::monotonic(),
+            _ => Clock::calibrated(),
+        },
         race_window: opts.race_window,
         hold_after_read: opts.hold_after_read,
         store: None,

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use hdrhistogram::Histogram;
 
-use crate::clock::now_ns;
+use crate::clock::{now_ns, Clock};
 use crate::latency::{self, LatencyMode};
 use crate::region::{halt, status, Header, WorkerArea};
 use crate::strategy::Applied;
@@ -78,12 +78,14 @@ pub struct WorkerReport {
     pub halt: Option<Halt>,
 }
 
-/// Runs `step` for up to `ops` updates with the timing `latency` names, then finishes it.
+/// Runs `step` for up to `ops` updates with the timing `latency` names (reading `clock`), then
+/// finishes it.
 pub fn run<St: Step>(
     step: &mut St,
     ctl: Control<'_>,
     ops: u64,
     latency: LatencyMode,
+    clock: Clock,
 ) -> WorkerReport {
     struct Drive<'s, 'c, St> {
         step: &'s mut St,
@@ -96,7 +98,7 @@ pub fn run<St: Step>(
             drive(self.step, timing, self.ctl, self.ops)
         }
     }
-    timing::dispatch(latency, Drive { step, ctl, ops })
+    timing::dispatch(latency, clock, Drive { step, ctl, ops })
 }
 
 /// The loop. `completed` is stored after every update: the acknowledgement a death's bounds

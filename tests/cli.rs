@@ -202,8 +202,8 @@ fn flags_that_would_mean_nothing_are_refused_not_ignored() {
 
 #[test]
 fn selftest_rounds_must_be_counted_from_one() {
-    assert_refused(&["selftest", "shared-write", "--rounds", "0"], "--rounds");
-    assert_refused(
+    assert_unparsable(&["selftest", "shared-write", "--rounds", "0"], "--rounds");
+    assert_unparsable(
         &["selftest", "wake", "--scope", "shared", "--rounds", "0"],
         "--rounds",
     );

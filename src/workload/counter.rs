@@ -78,7 +78,7 @@ impl StrategyWorker for Memory<'_> {
                 hooks,
                 slots: OneSlot(region.slot(0)),
             };
-            worker::run(&mut step, ctl, plan.ops, plan.latency)
+            worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
         } else {
             let mut step = Counter {
                 strategy,
@@ -88,7 +88,7 @@ impl StrategyWorker for Memory<'_> {
                     picker: SlotPicker::new(plan.seed, ctl.worker, plan.slots, plan.pick),
                 },
             };
-            worker::run(&mut step, ctl, plan.ops, plan.latency)
+            worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
         }
     }
 }
@@ -195,6 +195,7 @@ mod tests {
             pick: Pick::Uniform,
             initial: 0,
             latency: LatencyMode::Off,
+            clock: crate::clock::Clock::monotonic(),
             race_window: 0,
             hold_after_read: false,
             store: None,

@@ -327,6 +327,8 @@ pub struct Plan {
     pub pick: Pick,
     pub initial: u32,
     pub latency: LatencyMode,
+    /// The update timer, calibrated in the parent before the first fork.
+    pub clock: crate::clock::Clock,
     pub race_window: u32,
     pub hold_after_read: bool,
     /// Where winning updates are persisted; each worker opens its own writer after the fork.
@@ -660,7 +662,13 @@ fn scenario_loop<Sc: Scenario>(sc: &Sc, env: &Env<'_>, ctl: Control<'_>) -> Work
         env,
         me: Some(sc.start(env)),
     };
-    worker::run(&mut step, ctl, env.plan.ops, env.plan.latency)
+    worker::run(
+        &mut step,
+        ctl,
+        env.plan.ops,
+        env.plan.latency,
+        env.plan.clock,
+    )
 }
 
 /// A scenario as the loop's step.

@@ -46,20 +46,20 @@ fn connected<T: Target, P: Persistence>(
         Ok(session) => Recorded { session, persist },
         Err(e) => {
             let mut step = Unconnected(Some(format!("connecting: {e}")));
-            return worker::run(&mut step, ctl, plan.ops, plan.latency);
+            return worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock);
         }
     };
     match plan.work {
         Work::Counter => {
             let mut step = counter::Remote::new(session, plan, w);
-            worker::run(&mut step, ctl, plan.ops, plan.latency)
+            worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
         }
         Work::Record => {
             let mut step = Field {
                 session,
                 field: (w % plan.slots) as u32,
             };
-            worker::run(&mut step, ctl, plan.ops, plan.latency)
+            worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
         }
         _ => unreachable!("validated: {} runs on memory only", plan.label()),
     }

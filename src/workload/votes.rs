@@ -218,7 +218,7 @@ impl StrategyWorker for Worker<'_> {
             words: &region.scratch()[layout.array_start()..],
             tally_words: &region.scratch()[layout.tally(ctl.worker)],
         };
-        worker::run(&mut step, ctl, plan.ops, plan.latency)
+        worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
     }
 }
 
