@@ -6,14 +6,14 @@
 //! address is computed once, with many the choice is one multiply-shift (`pick::reduce`). On
 //! any other target the step drives the worker's `target::Session`, one call per update.
 
-use super::{Judgement, Plan, StrategyWorker};
+use super::{Judgement, Plan, StrategyWorker, Worker};
 use crate::check;
 use crate::pick::SlotPicker;
 use crate::probe::Hooks;
-use crate::region::{Region, Slot, SlotTable};
+use crate::region::{Slot, SlotTable};
 use crate::strategy::Strategy;
 use crate::target::{Session, UpdateError};
-use crate::worker::{self, Control, Halt, Outcome, Step, WorkerReport};
+use crate::worker::{self, Halt, Outcome, Step, WorkerReport};
 
 /// Where each update's slot comes from.
 pub trait Slots<'a> {
@@ -62,16 +62,12 @@ impl<'a, S: Strategy, H: Hooks, P: Slots<'a>> Step for Counter<'_, S, H, P> {
     }
 }
 
-/// The counter on the memory target, waiting for its hooks and its strategy.
-pub struct Memory<'a> {
-    pub region: &'a Region,
-    pub plan: &'a Plan,
-    pub ctl: Control<'a>,
-}
+/// The counter on the memory target, once its hooks and strategy are chosen.
+pub struct Memory;
 
-impl StrategyWorker for Memory<'_> {
-    fn run<S: Strategy, H: Hooks>(self, strategy: &S, hooks: H) -> WorkerReport {
-        let Memory { region, plan, ctl } = self;
+impl StrategyWorker for Memory {
+    fn run<S: Strategy, H: Hooks>(self, on: Worker<'_>, strategy: &S, hooks: H) -> WorkerReport {
+        let Worker { region, plan, ctl } = on;
         if region.slot_count() == 1 {
             let mut step = Counter {
                 strategy,

@@ -513,8 +513,8 @@ pub fn work(region: &Region, w: usize, plan: &Plan) -> WorkerReport {
         worker: w,
     };
     match &plan.work {
-        Work::Counter => with_strategy(region, w, plan, counter::Memory { region, plan, ctl }),
-        Work::Votes { .. } => with_strategy(region, w, plan, votes::Worker { region, plan, ctl }),
+        Work::Counter => with_strategy(Worker { region, plan, ctl }, counter::Memory),
+        Work::Votes { .. } => with_strategy(Worker { region, plan, ctl }, votes::Voter),
         Work::Record | Work::Cache { .. } | Work::Ledger { .. } => match plan.mode {
             Mode::Processes => run_scenario::<Shared>(region, w, plan, ctl),
             Mode::Threads => run_scenario::<Private>(region, w, plan, ctl),
@@ -534,30 +534,34 @@ trait WithHooks {
     fn with<H: Hooks>(self, hooks: H) -> Self::Out;
 }
 
+/// What one worker works on: the region, the run's plan, its own control words.
+#[derive(Clone, Copy)]
+pub struct Worker<'a> {
+    pub region: &'a Region,
+    pub plan: &'a Plan,
+    pub ctl: Control<'a>,
+}
+
 /// A workload whose updates go through a strategy (the counter, votes): what it runs once the
 /// run's hooks and strategy are chosen, both as types.
 pub trait StrategyWorker {
-    fn run<S: Strategy, H: Hooks>(self, strategy: &S, hooks: H) -> WorkerReport;
+    fn run<S: Strategy, H: Hooks>(self, on: Worker<'_>, strategy: &S, hooks: H) -> WorkerReport;
 }
 
-/// Chooses worker `w`'s hooks, then the run's strategy (the one `strategy::dispatch`), and
-/// runs `worker` with both.
-fn with_strategy<W: StrategyWorker>(
-    region: &Region,
-    w: usize,
-    plan: &Plan,
-    worker: W,
-) -> WorkerReport {
-    struct Hooked<'p, W> {
-        worker: W,
-        plan: &'p Plan,
+/// Chooses the worker's hooks, then the run's strategy (the one `strategy::dispatch`), and runs
+/// `workload` with both.
+fn with_strategy<W: StrategyWorker>(on: Worker<'_>, workload: W) -> WorkerReport {
+    struct Hooked<'a, W> {
+        on: Worker<'a>,
+        workload: W,
     }
     impl<W: StrategyWorker> WithHooks for Hooked<'_, W> {
         type Out = WorkerReport;
         fn with<H: Hooks>(self, hooks: H) -> WorkerReport {
-            let plan = self.plan;
+            let plan = self.on.plan;
             let chosen = Chosen {
-                worker: self.worker,
+                on: self.on,
+                workload: self.workload,
                 hooks,
             };
             strategy::dispatch(
@@ -568,17 +572,18 @@ fn with_strategy<W: StrategyWorker>(
             )
         }
     }
-    struct Chosen<W, H> {
-        worker: W,
+    struct Chosen<'a, W, H> {
+        on: Worker<'a>,
+        workload: W,
         hooks: H,
     }
-    impl<W: StrategyWorker, H: Hooks> WithStrategy for Chosen<W, H> {
+    impl<W: StrategyWorker, H: Hooks> WithStrategy for Chosen<'_, W, H> {
         type Out = WorkerReport;
         fn with<S: Strategy>(self, strategy: &S) -> WorkerReport {
-            self.worker.run(strategy, self.hooks)
+            self.workload.run(self.on, strategy, self.hooks)
         }
     }
-    with_hooks(region, w, plan, Hooked { worker, plan })
+    with_hooks(on.region, on.ctl.worker, on.plan, Hooked { on, workload })
 }
 
 /// Calls `user` with worker `w`'s hooks, chosen once: the armed `Probe` or the `Quiet` ones,

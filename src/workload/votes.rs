@@ -11,13 +11,13 @@ use std::fmt::Write;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{Check, Judgement, Layout, Plan, Rng, StrategyWorker, Work};
+use super::{Check, Judgement, Layout, Plan, Rng, StrategyWorker, Work, Worker};
 use crate::check;
 use crate::pick::{Pick, SlotPicker};
 use crate::probe::Hooks;
 use crate::region::{Region, SlotTable};
 use crate::strategy::{Applied, Strategy};
-use crate::worker::{self, Control, Halt, Outcome, Step, WorkerReport};
+use crate::worker::{self, Halt, Outcome, Step, WorkerReport};
 
 /// Why a ballot was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,16 +186,12 @@ pub fn bitmap_offsets(plan: &Plan, rate: f64) -> Vec<u64> {
     offsets
 }
 
-/// A votes worker, waiting for its hooks and its strategy (the counter's one dispatch).
-pub struct Worker<'a> {
-    pub region: &'a Region,
-    pub plan: &'a Plan,
-    pub ctl: Control<'a>,
-}
+/// A votes worker, once its hooks and strategy are chosen (the counter's one dispatch).
+pub struct Voter;
 
-impl StrategyWorker for Worker<'_> {
-    fn run<S: Strategy, H: Hooks>(self, strategy: &S, hooks: H) -> WorkerReport {
-        let Worker { region, plan, ctl } = self;
+impl StrategyWorker for Voter {
+    fn run<S: Strategy, H: Hooks>(self, on: Worker<'_>, strategy: &S, hooks: H) -> WorkerReport {
+        let Worker { region, plan, ctl } = on;
         let Work::Votes {
             invalid_rate,
             bitmap,
