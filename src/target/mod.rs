@@ -51,7 +51,7 @@ use crate::error::Error;
 use crate::history::{RunEnd, RunInfo};
 use crate::store::Fsync;
 use crate::strategy::{Applied, StrategyKind};
-use crate::verify::Loaded;
+use crate::history::Loaded;
 
 /// What runs with the target a run names (Rust has no generic closures: this is one).
 pub trait WithTarget {

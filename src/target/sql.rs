@@ -55,7 +55,7 @@ use crate::history::loaded::{Closure, Damage, Defect, Missing, Place, Tail, Writ
 use crate::history::{Event, Killed, RunEnd, RunInfo};
 use crate::strategy::{Applied, StrategyKind};
 use crate::target::{EventDraft, RecordStore, RunShape, Session, Target, TargetKind, UpdateError};
-use crate::verify::{Loaded, RunHistory};
+use crate::history::{Loaded, RunHistory};
 
 /// `--isolation`: the level every transaction of a run's sessions runs at.
 #[derive(
