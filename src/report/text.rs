@@ -140,7 +140,31 @@ fn verdict(s: &StrategySummary) -> String {
             Verdict::Failed => format!("FAILED: broken{}", of_runs(s.runs_with_loss.max(1))),
         };
     }
+    // Deaths leave updates whose outcome nobody knows: nothing acknowledged was lost, but the
+    // count is a bound, not exact, unless recovery settled each of them.
+    let unknown: u64 = s
+        .runs
+        .iter()
+        .filter_map(|r| r.faults.as_ref())
+        .map(|f| f.in_flight.saturating_sub(f.rolled_forward + f.rolled_back))
+        .sum();
+    let unplanned: u64 = s
+        .runs
+        .iter()
+        .filter_map(|r| r.faults.as_ref())
+        .map(|f| f.unplanned as u64)
+        .sum();
     match s.verdict {
+        Verdict::Exact if unplanned > 0 => format!(
+            "bounds held, {}{}",
+            plural(unplanned, "unplanned death"),
+            of_runs(runs)
+        ),
+        Verdict::Exact if unknown > 0 => format!(
+            "bounds held, {} in flight{}",
+            count(unknown),
+            of_runs(runs)
+        ),
         Verdict::Exact => format!("exact{}", of_runs(runs)),
         Verdict::RaceCaught => format!("race caught{}", of_runs(s.runs_with_loss)),
         Verdict::RaceMissed => "race missed".into(),
