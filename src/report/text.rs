@@ -160,11 +160,9 @@ fn verdict(s: &StrategySummary) -> String {
             plural(unplanned, "unplanned death"),
             of_runs(runs)
         ),
-        Verdict::Exact if unknown > 0 => format!(
-            "bounds held, {} in flight{}",
-            count(unknown),
-            of_runs(runs)
-        ),
+        Verdict::Exact if unknown > 0 => {
+            format!("bounds held, {} in flight{}", count(unknown), of_runs(runs))
+        }
         Verdict::Exact => format!("exact{}", of_runs(runs)),
         Verdict::RaceCaught => format!("race caught{}", of_runs(s.runs_with_loss)),
         Verdict::RaceMissed => "race missed".into(),

@@ -48,10 +48,10 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::history::Loaded;
 use crate::history::{RunEnd, RunInfo};
 use crate::store::Fsync;
 use crate::strategy::{Applied, StrategyKind};
-use crate::history::Loaded;
 
 /// What runs with the target a run names (Rust has no generic closures: this is one).
 pub trait WithTarget {

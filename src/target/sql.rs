@@ -53,9 +53,9 @@ use crate::error::Error;
 use crate::history::event::ChainKey;
 use crate::history::loaded::{Closure, Damage, Defect, Missing, Place, Tail, Writer};
 use crate::history::{Event, Killed, RunEnd, RunInfo};
+use crate::history::{Loaded, RunHistory};
 use crate::strategy::{Applied, StrategyKind};
 use crate::target::{EventDraft, RecordStore, RunShape, Session, Target, TargetKind, UpdateError};
-use crate::history::{Loaded, RunHistory};
 
 /// `--isolation`: the level every transaction of a run's sessions runs at.
 #[derive(
