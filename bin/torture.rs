@@ -130,10 +130,11 @@ enum Command {
     Bench(BenchArgs),
     /// Remove what runs left on a target: every run's, or one's
     ///
-    /// A dir: target's files (memory keeps nothing); nothing else is touched. Prints how many
-    /// runs it removed. Exit 0: done; 2: the target cannot be reached.
+    /// A dir: target's files, a database's racepool_* rows (and the tables once no run is
+    /// left), a Redis server's racepool:{RUN}:* keys (memory keeps nothing); nothing else is
+    /// touched. Prints how many runs it removed. Exit 0: done; 2: the target cannot be reached.
     Clean {
-        /// The target the runs used: dir:PATH
+        /// The target the runs used: dir:PATH, postgres://…, mysql://… or redis://…
         #[arg(value_name = "TARGET")]
         target: TargetSpec,
         /// Only this run: its id, as its files' names and `torture verify` print it

@@ -26,6 +26,7 @@ use crate::progress::Watcher;
 use crate::region::Region;
 use crate::report::{Fairness, Percentiles, RunSummary, StrategySummary, Summary, Verdict};
 use crate::store::RunStore;
+use crate::target::sql::Isolation;
 use crate::target::{RunShape, Target, WithTarget};
 use crate::verify::{self, RunCheck};
 use crate::worker::{Control, Halt, WorkerReport};
@@ -37,22 +38,29 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
         store.prepare()?;
     }
     // Before anything forks: a target that cannot take the run refuses it here.
-    opts.target.open(Preflight(opts))??;
+    let levels = opts.levels();
+    opts.target
+        .open_with(&opts.target_options(levels[0]), Preflight(opts))??;
     let mut rows = Vec::new();
-    for variant in opts.variants() {
-        let mut runs = Vec::new();
-        let mut histograms = Vec::new();
-        for r in 0..opts.repeat {
-            let (run, histogram) = run_once(opts, variant, opts.seed.wrapping_add(r as u64))?;
-            runs.push(run);
-            histograms.push(histogram);
-            if pool::interrupted() {
-                break;
+    'levels: for level in levels {
+        for variant in opts.variants() {
+            let mut runs = Vec::new();
+            let mut histograms = Vec::new();
+            for r in 0..opts.repeat {
+                let seed = opts.seed.wrapping_add(r as u64);
+                let (run, histogram) = run_once_at(opts, level, variant, seed)?;
+                runs.push(run);
+                histograms.push(histogram);
+                if pool::interrupted() {
+                    break;
+                }
             }
-        }
-        rows.push(row(opts, variant, runs, histograms));
-        if pool::interrupted() {
-            break;
+            let mut row = row(opts, variant, runs, histograms);
+            row.isolation = level;
+            rows.push(row);
+            if pool::interrupted() {
+                break 'levels;
+            }
         }
     }
     let summary = Summary::new(opts, rows);
@@ -149,11 +157,24 @@ pub fn run_once(
     variant: Variant,
     seed: u64,
 ) -> Result<(RunSummary, Histogram<u64>), Error> {
-    opts.target.open(Once {
-        opts,
-        variant,
-        seed,
-    })?
+    run_once_at(opts, opts.levels()[0], variant, seed)
+}
+
+/// [`run_once`] at one isolation level (a SQL target's; None elsewhere).
+pub fn run_once_at(
+    opts: &Options,
+    level: Option<Isolation>,
+    variant: Variant,
+    seed: u64,
+) -> Result<(RunSummary, Histogram<u64>), Error> {
+    opts.target.open_with(
+        &opts.target_options(level),
+        Once {
+            opts,
+            variant,
+            seed,
+        },
+    )?
 }
 
 struct Once<'a> {

@@ -101,6 +101,12 @@ pub struct StrategySummary {
     /// The scenario row this strategy stands for (`--scenario`): variant, invariant, tallies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scenario: Option<crate::workload::Row>,
+    /// The isolation level the row ran at (a SQL target's `--isolation`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<crate::target::sql::Isolation>,
+    /// Retries per completed update, over every run (SQL: serialization failures, deadlocks,
+    /// cas misses; Redis: failed EXECs, lock acquisitions, fenced refusals).
+    pub retries_per_update: f64,
     #[serde(skip)]
     pub histogram: Histogram<u64>,
 }
@@ -340,6 +346,8 @@ impl StrategySummary {
             latency_ns: Percentiles::of(&histogram),
             verdict,
             scenario: None,
+            isolation: None,
+            retries_per_update: sum(|r| r.retries) as f64 / sum(|r| r.updates).max(1) as f64,
             histogram,
             runs,
         }

@@ -1141,7 +1141,16 @@ fn event_fields(e: &EventDraft, slot: usize, a: &Applied, pd: u64) -> [String; 1
 
 impl Session for RedisSession {
     fn update(&mut self, slot: u32, event: Option<EventDraft>) -> Result<Applied, UpdateError> {
-        self.update_at(slot, event, &mut |_| {})
+        RedisSession::update_at(self, slot, event, &mut |_| {})
+    }
+
+    fn update_at(
+        &mut self,
+        slot: u32,
+        event: Option<EventDraft>,
+        at: At<'_>,
+    ) -> Result<Applied, UpdateError> {
+        RedisSession::update_at(self, slot, event, at)
     }
 }
 
