@@ -144,6 +144,7 @@ impl BenchOptions {
             isolation: Vec::new(),
             lock_ttl_ms: None,
             fencing: false,
+            store_target: false,
             initial: 0,
             race_window: 0,
             latency: key.latency,

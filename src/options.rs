@@ -177,13 +177,14 @@ pub struct RunArgs {
     #[command(flatten)]
     pub scenario: ScenarioArgs,
 
-    /// Persist every winning update and verify it: log:PATH or sqlite:PATH
+    /// Persist and verify every update: log:PATH, sqlite:PATH or target
     ///
     /// log:PATH is an append-only event log; sqlite:PATH a database with the events and a
-    /// slots table. The file is emptied first. `torture verify PATH` checks it again later,
-    /// from the record alone.
+    /// slots table. The file is emptied first. target (postgres, mysql, redis): each event is
+    /// written by the update's own transaction (or atomic step) into the target itself.
+    /// `torture verify PATH|URL` checks it again later, from the record alone.
     #[arg(long, value_name = "STORE", help_heading = heading::STORE)]
-    pub store: Option<StoreSpec>,
+    pub store: Option<StoreArg>,
     /// Sync the log and dir: files: never, end or every
     ///
     /// never: the page cache decides (a crash of the machine may lose the tail). end: once, by
@@ -389,6 +390,10 @@ pub struct Options {
     pub scenario: Option<ScenarioConfig>,
     /// Where every winning update is persisted and then verified; none: memory only.
     pub store: Option<StoreConfig>,
+    /// `--store target`: every winning update's event is written into the target, in the
+    /// update's own transaction, and each run verified from there.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub store_target: bool,
     /// `--fsync`: when a target's updates are made durable (the store's is in `store`).
     pub fsync: Fsync,
     /// Writes each run's stored history for external checkers into this directory.
@@ -405,6 +410,27 @@ pub struct Options {
     pub progress: bool,
     /// `--kill`, `--pause`, `--crash-at`, `--stop-at` (process mode only).
     pub faults: Faults,
+}
+
+/// `--store`: a file of racepool's own, or the target itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreArg {
+    File(StoreSpec),
+    /// `--store target`: the target keeps the record beside its state (`target::RecordStore`).
+    Target,
+}
+
+impl std::str::FromStr for StoreArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<StoreArg, String> {
+        match s {
+            "target" => Ok(StoreArg::Target),
+            _ => s
+                .parse()
+                .map(StoreArg::File)
+                .map_err(|_| format!("'{s}': expected log:PATH, sqlite:PATH or target")),
+        }
+    }
 }
 
 type Checked = Result<(), Error>;
@@ -426,14 +452,14 @@ impl Options {
                 "--stall-timeout must be a positive number of seconds".into(),
             ));
         }
-        let sqlite = matches!(args.store, Some(StoreSpec::Sqlite(_)));
+        let sqlite = matches!(args.store, Some(StoreArg::File(StoreSpec::Sqlite(_))));
         if let (Some(p), false) = (args.persist, sqlite) {
             return Err(Error::Usage(format!(
                 "--persist {} applies to --store sqlite:PATH (an event log only appends)",
                 p.name()
             )));
         }
-        if args.hold_before_persist && args.store.is_none() {
+        if args.hold_before_persist && !matches!(args.store, Some(StoreArg::File(_))) {
             return Err(Error::Usage(
                 "--hold-before-persist scripts how updates reach a store: give --store too".into(),
             ));
@@ -464,7 +490,8 @@ impl Options {
             latency: args.latency,
             repeat: args.repeat,
             hold_after_read: args.hold_after_read,
-            store: args.store.clone().map(|spec| StoreConfig {
+            store_target: args.store == Some(StoreArg::Target),
+            store: file_store(&args.store).map(|spec| StoreConfig {
                 spec,
                 fsync: args.fsync,
                 persist: args.persist.unwrap_or(Persist::Monotonic),
@@ -797,8 +824,22 @@ impl Options {
     }
 
     fn validate_store(&self) -> Checked {
-        if self.history.is_some() && self.store.is_none() {
+        if self.history.is_some() && self.store.is_none() && !self.store_target {
             return usage("--history exports what a store recorded: give --store too");
+        }
+        if self.store_target {
+            if !self.target.keeps_record() {
+                return usage(format!(
+                    "--store target keeps the record in a database or Redis (postgres://, mysql://, redis://); --target {} keeps none: use --store log:PATH",
+                    self.target.kind().name()
+                ));
+            }
+            if let Some(sc) = &self.scenario {
+                return usage(format!(
+                    "--store target records the plain counter; --scenario {} is not recorded in the target yet: use --store log:PATH",
+                    sc.kind.name()
+                ));
+            }
         }
         let Some(store) = &self.store else {
             return Ok(());
@@ -1020,6 +1061,14 @@ impl ScenarioArgs {
             auditors: self.auditors,
         });
         Ok(())
+    }
+}
+
+/// `--store`'s file, when it names one.
+fn file_store(arg: &Option<StoreArg>) -> Option<StoreSpec> {
+    match arg {
+        Some(StoreArg::File(spec)) => Some(spec.clone()),
+        _ => None,
     }
 }
 

@@ -27,7 +27,7 @@ use crate::region::Region;
 use crate::report::{Fairness, Percentiles, RunSummary, StrategySummary, Summary, Verdict};
 use crate::store::RunStore;
 use crate::target::sql::Isolation;
-use crate::target::{RunShape, Target, WithTarget};
+use crate::target::{Records, RunShape, Target, WithTarget};
 use crate::verify::{self, RunCheck};
 use crate::worker::{Control, Halt, WorkerReport};
 use crate::workload::{self, Judgement, Plan, Row, Variant, Work};
@@ -205,6 +205,8 @@ trait Place: Sync {
     fn settle(&self, shape: &RunShape) -> Result<(), Error>;
     /// Every slot's final value, after every worker is reaped.
     fn finals(&self, region: &Region, shape: &RunShape) -> Result<Vec<u32>, Error>;
+    /// `--store target`: the record the target keeps (validated: it keeps one).
+    fn records(&self) -> Option<&dyn Records>;
 }
 
 /// The memory target: the region's slots, strategies monomorphized into the loop.
@@ -225,6 +227,9 @@ impl Place for Memory {
     }
     fn finals(&self, region: &Region, _: &RunShape) -> Result<Vec<u32>, Error> {
         Ok(region.values())
+    }
+    fn records(&self) -> Option<&dyn Records> {
+        None
     }
 }
 
@@ -251,6 +256,9 @@ impl<T: Target> Place for Remote<T> {
     }
     fn finals(&self, _: &Region, shape: &RunShape) -> Result<Vec<u32>, Error> {
         self.0.finals(shape)
+    }
+    fn records(&self) -> Option<&dyn Records> {
+        self.0.records()
     }
 }
 
@@ -281,6 +289,7 @@ fn once<P: Place>(
         race_window: opts.race_window,
         hold_after_read: opts.hold_after_read,
         store: None,
+        events: opts.store_target,
         strike: opts.faults.strike,
         kills: if opts.faults.kill > 0 {
             KillPlan::new(seed, opts.workers, opts.ops, opts.faults.kill)
@@ -301,6 +310,17 @@ fn once<P: Place>(
     plan.store = begin_store(opts, &plan, run_id)?;
     let target_shape = shape_of(opts, run_id);
     place.create(&target_shape)?;
+    // `--store target`: the header is written before any fork, as a log's is.
+    let records =
+        match opts.store_target {
+            true => Some(place.records().ok_or_else(|| {
+                Error::Usage("--store target: this target keeps no record".into())
+            })?),
+            false => None,
+        };
+    if let Some(r) = records {
+        r.begin_record(&run_info(opts, &plan, run_id))?;
+    }
 
     let watcher = Watcher {
         label: plan.label(),
@@ -371,17 +391,30 @@ fn once<P: Place>(
     let finals = place.finals(&region, &target_shape)?;
     let in_flight = plan.in_flight(&faults.deaths, &reports);
     let judgement = plan.judge(&region, &finals, &reports, &in_flight);
-    let history = match &plan.store {
-        Some(store) => Some(persist_end_and_verify(
+    let acknowledged = || {
+        reports
+            .iter()
+            .map(|r| plan.acknowledged(&region, r))
+            .collect()
+    };
+    let history = match (&plan.store, records) {
+        (Some(store), _) => Some(persist_end_and_verify(
             store,
             &finals,
-            reports
-                .iter()
-                .map(|r| plan.acknowledged(&region, r))
-                .collect(),
+            acknowledged(),
             killed(&faults, &reports),
         )?),
-        None => None,
+        (None, Some(r)) => Some(record_end_and_verify(
+            r,
+            &RunEnd {
+                run: run_id,
+                fingerprint: crate::history::event::fingerprint(&finals),
+                finals: finals.clone(),
+                completed: acknowledged(),
+                killed: killed(&faults, &reports),
+            },
+        )?),
+        (None, None) => None,
     };
     let (mut run, histogram) = summarise(
         opts,
@@ -489,7 +522,14 @@ fn begin_store(
     let Some(store) = &opts.store else {
         return Ok(None);
     };
-    let info = RunInfo {
+    let info = run_info(opts, plan, run);
+    Ok(Some(std::sync::Arc::new(RunStore::begin(store, info)?)))
+}
+
+/// One run's header. `plan.label()` is what `torture verify` will call the run (the strategy,
+/// or the scenario and its variant).
+fn run_info(opts: &Options, plan: &Plan, run: u64) -> RunInfo {
+    RunInfo {
         run,
         strategy: plan.label(),
         workers: opts.workers as u32,
@@ -498,8 +538,27 @@ fn begin_store(
         initial: opts.initial,
         seed: plan.seed,
         persist: String::new(),
-    };
-    Ok(Some(std::sync::Arc::new(RunStore::begin(store, info)?)))
+    }
+}
+
+/// `--store target`: writes the run's end into the target, then checks this run's record,
+/// read back from the target alone, exactly as `torture verify URL` would.
+fn record_end_and_verify(records: &dyn Records, end: &RunEnd) -> Result<RunCheck, Error> {
+    records.end_record(end)?;
+    let loaded = records.load_record(Some(end.run))?;
+    let run = loaded
+        .runs
+        .iter()
+        .find(|r| r.info.run == end.run)
+        .ok_or_else(|| {
+            Error::Store(format!(
+                "the target does not hold run {} after it was written",
+                end.run
+            ))
+        })?;
+    // A row that fails its checksum is this run's damage (`RunHistory::damaged`): the
+    // checker's to judge, as a killed worker's torn record in a log.
+    Ok(verify::check_run(run))
 }
 
 /// Saves the run's end (final values, fingerprint, each worker's acknowledged updates, the

@@ -86,6 +86,21 @@ impl TargetSpec {
         }
     }
 
+    /// Whether the target keeps a record of its own (`--store target`, `torture verify URL`).
+    pub fn keeps_record(&self) -> bool {
+        struct Keeps;
+        impl WithTarget for Keeps {
+            type Out = bool;
+            fn memory(self) -> bool {
+                false
+            }
+            fn with<T: Target + 'static>(self, target: T) -> bool {
+                target.records().is_some()
+            }
+        }
+        self.open(Keeps).unwrap_or(false)
+    }
+
     /// Whether the target is a SQL database (the one kind with isolation levels).
     pub fn is_sql(&self) -> bool {
         matches!(self, TargetSpec::Postgres(_) | TargetSpec::Mysql(_))
@@ -323,6 +338,12 @@ pub trait Target: Send + Sync {
 
     /// Removes one run's state, or every run's (`run` None). Returns how many runs it removed.
     fn clean(&self, run: Option<u64>) -> Result<u64, Error>;
+
+    /// `--store target`: the record this target keeps beside its state (a [`RecordStore`]),
+    /// if it keeps one.
+    fn records(&self) -> Option<&dyn Records> {
+        None
+    }
 }
 
 /// `--store target`: a target that keeps the run's record beside its state, so that `torture
@@ -336,6 +357,29 @@ pub trait RecordStore: Target {
     fn end_record(&self, end: &RunEnd) -> Result<(), Error>;
     /// Every recorded run (or only `run`), in the form `verify` checks.
     fn load(&self, run: Option<u64>) -> Result<Loaded, Error>;
+}
+
+/// [`RecordStore`] as the run pipeline and `torture verify` reach it, whatever the target's
+/// type: [`Target::records`] hands it out.
+pub trait Records {
+    /// [`RecordStore::begin_record`].
+    fn begin_record(&self, info: &RunInfo) -> Result<(), Error>;
+    /// [`RecordStore::end_record`].
+    fn end_record(&self, end: &RunEnd) -> Result<(), Error>;
+    /// [`RecordStore::load`].
+    fn load_record(&self, run: Option<u64>) -> Result<Loaded, Error>;
+}
+
+impl<T: RecordStore> Records for T {
+    fn begin_record(&self, info: &RunInfo) -> Result<(), Error> {
+        RecordStore::begin_record(self, info)
+    }
+    fn end_record(&self, end: &RunEnd) -> Result<(), Error> {
+        RecordStore::end_record(self, end)
+    }
+    fn load_record(&self, run: Option<u64>) -> Result<Loaded, Error> {
+        RecordStore::load(self, run)
+    }
 }
 
 /// A worker's connection to a target: one update per call.

@@ -1200,6 +1200,10 @@ impl<D: Driver> Target for Sql<D> {
         })()
         .map_err(|f| self.fail(f))
     }
+
+    fn records(&self) -> Option<&dyn super::Records> {
+        Some(self)
+    }
 }
 
 /// A session's prepared statements (those its strategy uses).

@@ -16,7 +16,7 @@ use crate::probe::Hooks;
 use crate::region::{Header, WorkerArea};
 use crate::region::{Slot, SlotTable};
 use crate::strategy::Strategy;
-use crate::target::{Session, UpdateError};
+use crate::target::{EventDraft, Session, UpdateError};
 use crate::worker::{self, Halt, Outcome, Step, WorkerReport};
 
 /// Where each update's slot comes from.
@@ -103,6 +103,9 @@ pub struct Remote<'h, Se> {
     /// The slot of the next update, chosen but not yet applied.
     next: Option<usize>,
     worker: usize,
+    /// `--store target`: each update carries its event, numbered from 0 by `seq`.
+    events: bool,
+    seq: u64,
     /// `--pause`: the region's header, whose pause request a lock holder claims, and the
     /// worker's area, where it says which slot's lock it holds while stopped.
     pause: Option<(&'h Header, &'h WorkerArea)>,
@@ -116,6 +119,8 @@ impl<'h, Se: Session> Remote<'h, Se> {
             slots: plan.slots,
             next: None,
             worker,
+            events: plan.events,
+            seq: 0,
             pause: None,
         }
     }
@@ -157,11 +162,16 @@ impl<Se: Session> Step for Remote<'_, Se> {
             None => self.picker.next_slot(),
         };
         self.next = Some(slot);
+        let event = self.events.then(|| EventDraft {
+            worker: self.worker as u32,
+            seq: self.seq,
+            invoke_ns: crate::clock::now_ns(),
+        });
         let result = match self.pause {
-            None => self.session.update(slot as u32, None),
+            None => self.session.update(slot as u32, event),
             Some((header, area)) => {
                 let w = self.worker;
-                self.session.update_at(slot as u32, None, &mut |p| {
+                self.session.update_at(slot as u32, event, &mut |p| {
                     pause_holding(header, area, w, slot, p)
                 })
             }
@@ -169,6 +179,7 @@ impl<Se: Session> Step for Remote<'_, Se> {
         match result {
             Ok(applied) => {
                 self.next = None;
+                self.seq += u64::from(self.events);
                 Ok(Outcome::Applied(applied))
             }
             Err(UpdateError::Rejected(_)) => Ok(Outcome::Rejected),
@@ -241,6 +252,7 @@ mod tests {
             race_window: 0,
             hold_after_read: false,
             store: None,
+            events: false,
             strike: None,
             kills: Default::default(),
             armed: false,
