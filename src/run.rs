@@ -425,6 +425,7 @@ fn once<P: Place>(
         faults,
         judgement,
         &finals,
+        run_id,
     );
     if let Some(check) = history {
         // A run whose stored record does not verify failed, whatever memory says; a bug's
@@ -617,6 +618,7 @@ fn summarise(
     faults: FaultReport,
     judgement: Judgement,
     finals: &[u32],
+    run_id: u64,
 ) -> (RunSummary, Histogram<u64>) {
     let mut histogram = latency::new_histogram();
     let (mut retries, mut waits, mut wakes, mut updates) = (0u64, 0u64, 0u64, 0u64);
@@ -658,6 +660,7 @@ fn summarise(
         c.findings.truncate(8);
     }
     let run = RunSummary {
+        run: run_id,
         strategy,
         mode: opts.mode,
         layout: opts.layout,

@@ -114,6 +114,9 @@ pub struct StrategySummary {
 /// One run of one strategy.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunSummary {
+    /// The run's id: every row, key and file it made on a target carries it (`torture clean
+    /// TARGET --run ID`, `torture verify URL --run ID`).
+    pub run: u64,
     pub strategy: StrategyKind,
     pub mode: Mode,
     pub layout: Layout,
