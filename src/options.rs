@@ -834,12 +834,25 @@ impl Options {
                     self.target.kind().name()
                 ));
             }
-            if let Some(sc) = &self.scenario {
+            if let Some(sc) = self
+                .scenario
+                .as_ref()
+                .filter(|sc| sc.kind != ScenarioKind::Votes)
+            {
                 return usage(format!(
-                    "--store target records the plain counter; --scenario {} is not recorded in the target yet: use --store log:PATH",
+                    "--store target records the plain counter and votes; --scenario {} is not recorded in the target yet: use --store log:PATH",
                     sc.kind.name()
                 ));
             }
+        }
+        let votes = self
+            .scenario
+            .as_ref()
+            .is_some_and(|sc| sc.kind == ScenarioKind::Votes);
+        if votes && self.target != TargetSpec::Memory && self.store.is_some() {
+            return usage(
+                "--store log: or sqlite: with --scenario votes on a database: its vote rows are the record: use --store target",
+            );
         }
         let Some(store) = &self.store else {
             return Ok(());

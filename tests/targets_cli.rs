@@ -505,6 +505,18 @@ fn unreachable_servers_and_misplaced_flags_are_refused() {
         "--isolation",
     );
     refused(&["--store", "target"], "--store target");
+    refused(&["--target", rd, "--scenario", "votes"], "--scenario votes");
+    refused(
+        &[
+            "--target",
+            pg,
+            "--scenario",
+            "votes",
+            "--store",
+            "log:votes.log",
+        ],
+        "--store",
+    );
     refused(&["--target", pg, "--kill", "1"], "--kill");
     refused(&["verify", "run.log", "--run", "3"], "--run");
 }
@@ -561,4 +573,90 @@ fn redis_lock_paused_past_its_ttl_loses_and_fencing_is_exact() {
             "the stale holder was refused and retried"
         );
     }
+}
+
+/// `--scenario votes` on a database: the ballots go to the database as typed, its constraints
+/// refuse the bad ones (counted per reason, the same ballots for every strategy), racy's
+/// votes_after repeat with witnesses in the vote rows, every other strategy keeps
+/// votes_after 1, 2, 3… per option, and `torture verify URL` agrees from the vote rows alone.
+fn votes_on(url: &str) {
+    let _turn = turn();
+    let mut runs = Runs::on(url);
+    let (code, summary) = runs.run(&[
+        "--scenario",
+        "votes",
+        "--slots",
+        "3",
+        "--invalid-rate",
+        "0.25",
+        "-w",
+        "8",
+        "-n",
+        "40",
+        "--store",
+        "target",
+    ]);
+    assert_eq!(code, 0, "{summary}");
+    let level = Some("read-committed");
+    let reasons = ["non-numeric", "out-of-range", "trailing-garbage"];
+    let rejected = |r: &Value| -> Vec<u64> {
+        reasons
+            .iter()
+            .map(|why| u(&r["scenario"]["counters"][format!("rejected {why}")]))
+            .collect()
+    };
+    let racy = row(&summary, "racy", level);
+    assert_eq!(racy["verdict"], "race-caught", "{racy}");
+    assert!(u(&racy["scenario"]["counters"]["votes_after repeats"]) > 0);
+    assert!(u(&racy["runs"][0]["history"]["witnesses"]) > 0);
+    let sent = rejected(racy);
+    assert!(
+        sent.iter().all(|&n| n > 0),
+        "every reason is exercised: {sent:?}"
+    );
+    for s in ["atomic", "cas", "lock", "advisory"] {
+        let r = row(&summary, s, level);
+        assert_eq!(r["verdict"], "exact", "{s}: {r}");
+        assert_eq!(
+            rejected(r),
+            sent,
+            "{s}: the same ballots, refused the same way"
+        );
+        let c = &r["scenario"]["counters"];
+        assert_eq!(u(&c["votes_after repeats"]), 0, "{s}");
+        assert_eq!(u(&c["votes_after gaps"]), 0, "{s}");
+        assert_eq!(
+            u(&c["accepted"]) + sent.iter().sum::<u64>(),
+            8 * 40,
+            "{s}: every ballot accepted or refused"
+        );
+        let id = u(&r["runs"][0]["run"]).to_string();
+        let out = output(&["verify", url, "--run", &id]);
+        assert_eq!(out.status.code(), Some(0), "{s}: {out:?}");
+    }
+    // The database holds the rejected ballots nowhere: its vote rows are the accepted ones.
+    let atomic = row(&summary, "atomic", level);
+    let id = u(&atomic["runs"][0]["run"]);
+    let rows = sql_ints(
+        url,
+        &format!("SELECT count(*) FROM racepool_votes WHERE run = {id}"),
+    )[0];
+    assert_eq!(rows as u64, u(&atomic["scenario"]["counters"]["accepted"]));
+}
+
+#[test]
+fn postgres_votes_are_exact_and_bad_ballots_refused_by_the_database() {
+    let Some(url) = pg("postgres_votes_are_exact_and_bad_ballots_refused_by_the_database") else {
+        return;
+    };
+    votes_on(&url);
+}
+
+#[test]
+fn mariadb_votes_are_exact_and_bad_ballots_refused_by_the_database() {
+    let Some(url) = mariadb("mariadb_votes_are_exact_and_bad_ballots_refused_by_the_database")
+    else {
+        return;
+    };
+    votes_on(&url);
 }

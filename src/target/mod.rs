@@ -148,6 +148,9 @@ pub enum Holds {
     /// `--scenario record`: the slots are the fields of one record; each update adds 1 to the
     /// worker's own field, by the variant's way of rewriting the record.
     Record,
+    /// `--scenario votes`: the slots are a poll's options; each update is a ballot (its text
+    /// as the voter sent it) that the target accepts or refuses ([`Session::vote`]).
+    Poll,
 }
 
 /// Which system a target is.
@@ -304,7 +307,7 @@ pub trait Target: Send + Sync {
     fn strategies_for(&self, holds: Holds) -> &'static [StrategyKind] {
         match holds {
             Holds::Counters => self.strategies(),
-            Holds::Record => &[],
+            Holds::Record | Holds::Poll => &[],
         }
     }
 
@@ -388,6 +391,17 @@ pub trait Session {
     /// `event`, also writes the event in the same transaction (or the same atomic step) as the
     /// update.
     fn update(&mut self, slot: u32, event: Option<EventDraft>) -> Result<Applied, UpdateError>;
+
+    /// `--scenario votes` (a session of a target whose slots hold a poll): one ballot, the
+    /// option id as the voter typed it. The target decides: a ballot naming no option is
+    /// `UpdateError::Rejected` with the reason the votes workload counts (`non-numeric`,
+    /// `trailing-garbage`, `out-of-range`); an accepted one adds 1 to its option with the
+    /// session's strategy (`Applied::written` is the vote's `votes_after`) and, with
+    /// `--store target`, writes the vote's event in the same transaction.
+    fn vote(&mut self, ballot: &str) -> Result<Applied, UpdateError> {
+        let _ = ballot;
+        Err(UpdateError::Fatal("this target takes no ballots".into()))
+    }
 
     /// `update`, calling `at` at each named point of the update it reaches (`--pause` stops a
     /// lock holder at `Point::HoldingLock`). A session without such points ignores `at`.

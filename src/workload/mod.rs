@@ -97,7 +97,8 @@ impl ScenarioKind {
     pub fn holds(self) -> Option<Holds> {
         match self {
             ScenarioKind::Record => Some(Holds::Record),
-            ScenarioKind::Votes | ScenarioKind::Cache | ScenarioKind::Ledger => None,
+            ScenarioKind::Votes => Some(Holds::Poll),
+            ScenarioKind::Cache | ScenarioKind::Ledger => None,
         }
     }
 
@@ -471,7 +472,7 @@ impl Plan {
     ) -> Judgement {
         match &self.work {
             Work::Counter => counter::check(self, finals, reports, in_flight),
-            Work::Votes { .. } => votes::check(self, region, reports),
+            Work::Votes { .. } => votes::check(self, region, finals, reports),
             Work::Record => record::check(self, region, finals, reports),
             Work::Cache { .. } => cache::check(self, region, reports),
             Work::Ledger { .. } => ledger::check(self, region, reports),
