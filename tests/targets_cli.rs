@@ -506,6 +506,22 @@ fn unreachable_servers_and_misplaced_flags_are_refused() {
     );
     refused(&["--store", "target"], "--store target");
     refused(&["--target", rd, "--scenario", "votes"], "--scenario votes");
+    refused(&["--scenario", "cache", "--fix", "multi"], "--fix multi");
+    refused(
+        &["--target", rd, "--scenario", "cache", "--fix", "seqlock"],
+        "--fix seqlock",
+    );
+    refused(
+        &[
+            "--target",
+            rd,
+            "--scenario",
+            "cache",
+            "--store",
+            "log:cache.log",
+        ],
+        "--store",
+    );
     refused(
         &[
             "--target",
@@ -659,4 +675,57 @@ fn mariadb_votes_are_exact_and_bad_ballots_refused_by_the_database() {
         return;
     };
     votes_on(&url);
+}
+
+/// `--scenario cache` on Redis: the two-step writer tears reads (a new value beside stale
+/// related entries), counted and named by verify from the stream; multi, script and watch
+/// never tear, run after run.
+#[test]
+fn redis_cache_two_step_tears_and_its_fixes_hold() {
+    let Some(r) = redis("redis_cache_two_step_tears_and_its_fixes_hold") else {
+        return;
+    };
+    let _turn = turn();
+    let url = r.url();
+    let mut runs = Runs::on(url);
+    let (code, summary) = runs.run(&[
+        "--scenario",
+        "cache",
+        "--related",
+        "2",
+        "-w",
+        "4",
+        "-n",
+        "500",
+        "-r",
+        "2",
+        "--store",
+        "target",
+    ]);
+    assert_eq!(code, 0, "{summary}");
+    let names: Vec<&str> = rows(&summary)
+        .iter()
+        .map(|s| s["scenario"]["variant"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["two-step", "multi", "script", "watch"]);
+    for s in rows(&summary) {
+        let variant = s["scenario"]["variant"].as_str().unwrap();
+        let torn = u(&s["scenario"]["counters"]["torn reads"]);
+        for run in s["runs"].as_array().unwrap() {
+            let h = &run["history"];
+            if variant == "two-step" {
+                assert!(u(&run["check"]["violations"]) > 0, "two-step tears: {run}");
+                assert_eq!(h["verified"], false, "{h}");
+            } else {
+                assert_eq!(h["verified"], true, "{variant}: {h}");
+            }
+        }
+        if variant == "two-step" {
+            assert_eq!(s["verdict"], "race-caught", "{s}");
+            assert!(torn > 0);
+        } else {
+            assert_eq!(s["verdict"], "exact", "{variant}: {s}");
+            assert_eq!(torn, 0, "{variant}");
+        }
+    }
 }

@@ -151,6 +151,9 @@ pub enum Holds {
     /// `--scenario votes`: the slots are a poll's options; each update is a ballot (its text
     /// as the voter sent it) that the target accepts or refuses ([`Session::vote`]).
     Poll,
+    /// `--scenario cache`: slot 0 is a cached value, the others its related entries, written
+    /// and read together ([`CacheOps`], from [`Target::connect_cache`]).
+    Cache,
 }
 
 /// Which system a target is.
@@ -307,7 +310,7 @@ pub trait Target: Send + Sync {
     fn strategies_for(&self, holds: Holds) -> &'static [StrategyKind] {
         match holds {
             Holds::Counters => self.strategies(),
-            Holds::Record | Holds::Poll => &[],
+            Holds::Record | Holds::Poll | Holds::Cache => &[],
         }
     }
 
@@ -347,6 +350,35 @@ pub trait Target: Send + Sync {
     fn records(&self) -> Option<&dyn Records> {
         None
     }
+
+    /// `--scenario cache`: worker `worker`'s cache session for `fix`, after the fork (a target
+    /// whose `strategies_for(Holds::Cache)` names the fix's mechanism).
+    fn connect_cache(
+        &self,
+        shape: &RunShape,
+        worker: usize,
+        fix: crate::workload::Fix,
+    ) -> Result<Box<dyn CacheOps>, UpdateError> {
+        let _ = (shape, worker);
+        Err(UpdateError::Fatal(format!(
+            "{} does not run --scenario cache --fix {}",
+            self.kind().name(),
+            fix.name()
+        )))
+    }
+}
+
+/// A cache worker's connection (`--scenario cache` on a target): a writer writes a new version
+/// into the value and every related entry, a reader reads them and says what it saw, each the
+/// fix's way.
+pub trait CacheOps {
+    /// Writes the next version everywhere; an update of slot 0 from version - 1 to version.
+    /// With `event`, its event is written in the same atomic step (`--store target`).
+    fn write(&mut self, event: Option<EventDraft>) -> Result<Applied, UpdateError>;
+    /// Reads the value and the related entries: what it saw, and how often it started over.
+    fn read(&mut self) -> Result<(crate::history::Seen, u32), UpdateError>;
+    /// `--store target`: records a reader's batch of reads.
+    fn record_reads(&mut self, reads: &crate::history::Reads) -> Result<(), UpdateError>;
 }
 
 /// `--store target`: a target that keeps the run's record beside its state, so that `torture

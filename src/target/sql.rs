@@ -406,7 +406,7 @@ impl Tables {
     fn of_holds(holds: Holds) -> Tables {
         match holds {
             Holds::Poll => Tables::Poll,
-            Holds::Counters | Holds::Record => Tables::Counter,
+            Holds::Counters | Holds::Record | Holds::Cache => Tables::Counter,
         }
     }
     fn of_workload(s: &str) -> Option<Tables> {
@@ -1116,7 +1116,7 @@ impl<D: Driver> Target for Sql<D> {
     fn strategies_for(&self, holds: Holds) -> &'static [StrategyKind] {
         match holds {
             Holds::Counters | Holds::Poll => &STRATEGIES,
-            Holds::Record => &[],
+            Holds::Record | Holds::Cache => &[],
         }
     }
 

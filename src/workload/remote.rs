@@ -9,7 +9,7 @@
 //! refuse the bad ones). Cache would join the same way: a step over a session of its own, one
 //! arm in [`work`], and `holds` naming its slots.
 
-use super::{counter, Plan, Work};
+use super::{counter, Plan, Variant, Work};
 use crate::fault::Point;
 use crate::region::Region;
 use crate::store::{NoStore, Persistence, Recorder};
@@ -46,6 +46,19 @@ fn connected<T: Target, P: Persistence>(
     persist: &P,
 ) -> WorkerReport {
     let w = ctl.worker;
+    if let (Work::Cache { .. }, Variant::Fix(fix)) = (&plan.work, plan.variant) {
+        // A cache session of its own (no counter session beside it): after the fork too.
+        return match target.connect_cache(shape, w, fix) {
+            Ok(ops) => {
+                let mut step = super::cache::RemoteCache::new(ops, region, plan, w);
+                worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
+            }
+            Err(e) => {
+                let mut step = Unconnected(Some(format!("connecting: {e}")));
+                worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
+            }
+        };
+    }
     // Connected here, in the worker (after the fork): never a connection of the parent's.
     let session = match target.connect(shape, w, plan.variant.mechanism()) {
         Ok(session) => Recorded { session, persist },
