@@ -574,6 +574,10 @@ fn redis_lock_paused_past_its_ttl_loses_and_fencing_is_exact() {
         let pauses = run["faults"]["pauses"].as_array().unwrap();
         assert_eq!(pauses.len(), 1, "{run}");
         assert_eq!(pauses[0]["holding"], 0, "the pause caught a lock holder");
+        assert!(
+            u(&run["faults"]["lock_steals"]) >= 1,
+            "its release found the lock expired: {run}"
+        );
     }
     let mut fenced = demo.to_vec();
     fenced.push("--fencing");

@@ -435,6 +435,12 @@ pub trait Session {
         Err(UpdateError::Fatal("this target takes no ballots".into()))
     }
 
+    /// Releases that found the session's lock gone or someone else's so far: the holder
+    /// outlived its lock (Redis `lock` past its TTL). 0 for a session without such locks.
+    fn robbed(&self) -> u64 {
+        0
+    }
+
     /// `update`, calling `at` at each named point of the update it reaches (`--pause` stops a
     /// lock holder at `Point::HoldingLock`). A session without such points ignores `at`.
     fn update_at(

@@ -1211,6 +1211,10 @@ impl Session for RedisSession {
     ) -> Result<Applied, UpdateError> {
         RedisSession::update_at(self, slot, event, at)
     }
+
+    fn robbed(&self) -> u64 {
+        self.stats.robbed
+    }
 }
 
 impl Drop for RedisSession {

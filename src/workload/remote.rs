@@ -71,7 +71,9 @@ fn connected<T: Target, P: Persistence>(
         Work::Counter => {
             // `--pause` asks, through the region, for the next lock holder to stop itself.
             let pause = plan.armed.then_some((ctl.header, ctl.area));
-            let mut step = counter::Remote::new(session, plan, w).pausing(pause);
+            let mut step = counter::Remote::new(session, plan, w)
+                .pausing(pause)
+                .reporting(ctl.area);
             worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
         }
         Work::Votes { .. } => {
@@ -109,6 +111,10 @@ impl<Se: Session, P: Persistence> Session for Recorded<'_, Se, P> {
         self.session.update_then(slot, event, |a| {
             persist.won(slot as usize, a.read, a.written, a.retries)
         })
+    }
+
+    fn robbed(&self) -> u64 {
+        self.session.robbed()
     }
 
     /// Ballots are recorded by the target itself (`--store target`) or not at all: a file
