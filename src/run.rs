@@ -249,7 +249,7 @@ impl<T: Target> Place for Remote<T> {
             area: region.worker(w),
             worker: w,
         };
-        workload::remote::work(&self.0, ctl, plan, shape)
+        workload::remote::work(&self.0, region, ctl, plan, shape)
     }
     fn settle(&self, shape: &RunShape) -> Result<(), Error> {
         self.0.settle(shape)
