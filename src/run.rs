@@ -22,7 +22,7 @@ use crate::history::{Killed, RunEnd, RunInfo};
 use crate::latency::{self, LatencyMode};
 use crate::options::{Mode, Options};
 use crate::pool::{self, child_exit, Exit, PoolOutcome};
-use crate::progress::Watcher;
+use crate::progress::{self, Watcher};
 use crate::region::Region;
 use crate::report::{Fairness, Percentiles, RunSummary, StrategySummary, Summary, Verdict};
 use crate::store::RunStore;
@@ -33,24 +33,49 @@ use crate::workload::{self, Judgement, Plan, Row, Variant, Work};
 
 /// Runs every variant `repeat` times and summarises.
 pub fn run(opts: &Options) -> Result<Summary, Error> {
+    run_each(opts, &mut |_| Ok(()))
+}
+
+/// As [`run`], handing each variant's row to `on_row` as soon as its runs are done (the text
+/// output prints it then). An error from `on_row` ends the invocation.
+pub fn run_each(
+    opts: &Options,
+    on_row: &mut dyn FnMut(&StrategySummary) -> Result<(), Error>,
+) -> Result<Summary, Error> {
     if let Some(store) = &opts.store {
         store.prepare()?;
     }
     // Before anything forks: a target that cannot take the run refuses it here.
     opts.target.open(Preflight(opts))??;
     let mut rows = Vec::new();
-    for variant in opts.variants() {
+    let variants = opts.variants();
+    let what = if opts.scenario.is_some() {
+        "variant"
+    } else {
+        "strategy"
+    };
+    for (i, &variant) in variants.iter().enumerate() {
         let mut runs = Vec::new();
         let mut histograms = Vec::new();
         for r in 0..opts.repeat {
-            let (run, histogram) = run_once(opts, variant, opts.seed.wrapping_add(r as u64))?;
+            let mut position = progress::position(what, i, variants.len());
+            if opts.repeat > 1 {
+                position = format!(
+                    "{position}, {}",
+                    progress::position("run", r as usize, opts.repeat as usize)
+                );
+            }
+            let seed = opts.seed.wrapping_add(r as u64);
+            let (run, histogram) = run_once_at(opts, variant, seed, &position)?;
             runs.push(run);
             histograms.push(histogram);
             if pool::interrupted() {
                 break;
             }
         }
-        rows.push(row(opts, variant, runs, histograms));
+        let done = row(opts, variant, runs, histograms);
+        on_row(&done)?;
+        rows.push(done);
         if pool::interrupted() {
             break;
         }
@@ -149,10 +174,21 @@ pub fn run_once(
     variant: Variant,
     seed: u64,
 ) -> Result<(RunSummary, Histogram<u64>), Error> {
+    run_once_at(opts, variant, seed, "")
+}
+
+/// [`run_once`], its progress bar saying where it stands (`strategy 2 of 3, run 1 of 5`).
+fn run_once_at(
+    opts: &Options,
+    variant: Variant,
+    seed: u64,
+    position: &str,
+) -> Result<(RunSummary, Histogram<u64>), Error> {
     opts.target.open(Once {
         opts,
         variant,
         seed,
+        position,
     })?
 }
 
@@ -160,15 +196,22 @@ struct Once<'a> {
     opts: &'a Options,
     variant: Variant,
     seed: u64,
+    position: &'a str,
 }
 
 impl WithTarget for Once<'_> {
     type Out = Result<(RunSummary, Histogram<u64>), Error>;
     fn memory(self) -> Self::Out {
-        once(self.opts, &Memory, self.variant, self.seed)
+        once(self.opts, &Memory, self.variant, self.seed, self.position)
     }
     fn with<T: Target + 'static>(self, target: T) -> Self::Out {
-        once(self.opts, &Remote(target), self.variant, self.seed)
+        once(
+            self.opts,
+            &Remote(target),
+            self.variant,
+            self.seed,
+            self.position,
+        )
     }
 }
 
@@ -238,6 +281,7 @@ fn once<P: Place>(
     place: &P,
     variant: Variant,
     seed: u64,
+    position: &str,
 ) -> Result<(RunSummary, Histogram<u64>), Error> {
     let run_id = RunStore::new_run_id();
     let mut plan = Plan {
@@ -283,6 +327,7 @@ fn once<P: Place>(
 
     let watcher = Watcher {
         label: plan.label(),
+        position: position.to_string(),
         total: opts.ops * opts.workers as u64,
         stall_timeout: opts.stall_timeout,
         explain_stall: plan.explain_stall(),

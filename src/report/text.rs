@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::summary::{Fairness, Spread, StrategySummary, Summary, Verdict};
 use super::units::{count, percent, plural, rate, time_ms, time_ns};
-use crate::options::Mode;
+use crate::options::{Mode, Options};
 
 /// How much the run's text says.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,39 +23,120 @@ pub fn render_text(summary: &Summary) -> String {
     render_text_with(summary, Detail::Brief)
 }
 
+/// The whole text: [`render_head`], one [`render_row`] per strategy, then [`render_tail`] (what
+/// `torture run` prints piece by piece as the strategies finish, so the two are the same).
 pub fn render_text_with(summary: &Summary, detail: Detail) -> String {
-    let mut out = String::new();
-    header(&mut out, summary);
-    out.push('\n');
-
-    let mut rows = vec![row(&[
-        "strategy", "expected", "observed", "lost", "loss", "ops/s", "p99", "p99.9", "verdict",
-    ])];
+    let columns = Columns::of(&summary.config);
+    let mut out = render_head(&summary.config, summary.machine.cores, &columns);
     for s in &summary.strategies {
-        let lat = |f: fn(&super::Percentiles) -> u64| {
-            s.latency_ns
-                .as_ref()
-                .map_or("–".into(), |p| time_ns(f(p) as f64))
-        };
-        let updates: u64 = s.runs.iter().map(|r| r.updates).sum();
-        rows.push(vec![
-            s.label().into(),
-            count(s.expected),
-            count(s.observed),
-            count(s.lost),
-            // A scenario's `lost` counts units of its invariant, not updates.
-            if s.scenario.is_some() {
-                "–".into()
-            } else {
-                percent(s.lost as f64 / updates.max(1) as f64)
-            },
-            rate(s.ops_per_sec),
-            lat(|p| p.p99),
-            lat(|p| p.p999),
-            verdict(s),
-        ]);
+        out.push_str(&render_row(s, &columns));
     }
-    table(&mut out, &rows, Text::FirstAndLast);
+    out.push_str(&render_tail(summary, detail));
+    out
+}
+
+/// The main table's column widths, fixed before the first row is known so that rows printed
+/// as their strategies finish line up: the counts as wide as the most the runs can count, the
+/// figures as wide as their formatters write them. A cell wider than that (a loss below
+/// 0.01%) pushes the rest of its row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Columns {
+    width: [usize; 8],
+}
+
+/// The main table's headings; the last, the verdict, is free text and unpadded.
+const HEADINGS: [&str; 9] = [
+    "strategy", "expected", "observed", "lost", "loss", "ops/s", "p99", "p99.9", "verdict",
+];
+
+impl Columns {
+    pub fn of(config: &Options) -> Columns {
+        let label = config
+            .variants()
+            .iter()
+            .map(|v| v.name().chars().count())
+            .max()
+            .unwrap_or(0);
+        // Every slot starts at `initial` and every update adds one: summed over slots and runs.
+        let mut most = (config.initial as u64)
+            .saturating_mul(config.slots as u64)
+            .saturating_add((config.workers as u64).saturating_mul(config.ops))
+            .saturating_mul(config.repeat.max(1) as u64);
+        if config.scenario.is_some() {
+            // A scenario counts units of its own (a ledger's money): room for one more digit.
+            most = most.saturating_mul(10);
+        }
+        let n = count(most).len();
+        // loss: `34.3%`, `0.017%`; ops/s: `12.3k`; latency: `1.25 µs`.
+        let figures = [label, n, n, n, 6, 5, 7, 7];
+        let mut width = [0; 8];
+        for (c, w) in width.iter_mut().enumerate() {
+            *w = figures[c].max(HEADINGS[c].chars().count());
+        }
+        Columns { width }
+    }
+
+    /// One line of the table: the first cell left-aligned, the figures right-aligned, the
+    /// verdict as it is.
+    fn line(&self, cells: &[String]) -> String {
+        let mut line = String::new();
+        for (c, cell) in cells.iter().enumerate() {
+            let pad = " ".repeat(
+                self.width
+                    .get(c)
+                    .map_or(0, |w| w.saturating_sub(cell.chars().count())),
+            );
+            if c == 0 || c == cells.len() - 1 {
+                line.push_str(cell);
+                line.push_str(&pad);
+            } else {
+                line.push_str(&pad);
+                line.push_str(cell);
+            }
+            line.push_str("  ");
+        }
+        format!("{}\n", line.trim_end())
+    }
+}
+
+/// What the text says before any strategy has run: the run's shape and the table's headings.
+pub fn render_head(config: &Options, cores: usize, columns: &Columns) -> String {
+    let mut out = String::new();
+    header(&mut out, config, cores);
+    out.push('\n');
+    out.push_str(&columns.line(&row(&HEADINGS)));
+    out
+}
+
+/// One strategy's line of the main table.
+pub fn render_row(s: &StrategySummary, columns: &Columns) -> String {
+    let lat = |f: fn(&super::Percentiles) -> u64| {
+        s.latency_ns
+            .as_ref()
+            .map_or("–".into(), |p| time_ns(f(p) as f64))
+    };
+    let updates: u64 = s.runs.iter().map(|r| r.updates).sum();
+    columns.line(&[
+        s.label().into(),
+        count(s.expected),
+        count(s.observed),
+        count(s.lost),
+        // A scenario's `lost` counts units of its invariant, not updates.
+        if s.scenario.is_some() {
+            "–".into()
+        } else {
+            percent(s.lost as f64 / updates.max(1) as f64)
+        },
+        rate(s.ops_per_sec),
+        lat(|p| p.p99),
+        lat(|p| p.p999),
+        verdict(s),
+    ])
+}
+
+/// Everything after the main table's rows: notes, `--verbose`'s detail, the store, faults.
+pub fn render_tail(summary: &Summary, detail: Detail) -> String {
+    let mut out = String::new();
     scenario_notes(summary, &mut out);
     let _ = writeln!(
         out,
@@ -82,8 +163,7 @@ pub fn render_text_with(summary: &Summary, detail: Detail) -> String {
 
 /// `racepool: 50 worker processes × 2,000 updates on 1 slot, 2 cores, 3 runs each`, then the
 /// settings that decide which slots are hit.
-fn header(out: &mut String, summary: &Summary) {
-    let c = &summary.config;
+fn header(out: &mut String, c: &Options, cores: usize) {
     let workers = plural(
         c.workers as u64,
         match c.mode {
@@ -96,7 +176,7 @@ fn header(out: &mut String, summary: &Summary) {
         "racepool: {workers} × {} on {}, {}{}",
         plural(c.ops, "update"),
         plural(c.slots as u64, "slot"),
-        plural(summary.machine.cores as u64, "core"),
+        plural(cores as u64, "core"),
         if c.repeat > 1 {
             format!(", {} runs each", count(c.repeat as u64))
         } else {
