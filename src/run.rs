@@ -26,7 +26,8 @@ use crate::progress::{self, Watcher};
 use crate::region::Region;
 use crate::report::{Fairness, Percentiles, RunSummary, StrategySummary, Summary, Verdict};
 use crate::store::RunStore;
-use crate::target::{RunShape, Target, WithTarget};
+use crate::target::sql::Isolation;
+use crate::target::{Records, RunShape, Target, WithTarget};
 use crate::verify::{self, RunCheck};
 use crate::worker::{Control, Halt, WorkerReport};
 use crate::workload::{self, Judgement, Plan, Row, Variant, Work};
@@ -46,7 +47,9 @@ pub fn run_each(
         store.prepare()?;
     }
     // Before anything forks: a target that cannot take the run refuses it here.
-    opts.target.open(Preflight(opts))??;
+    let levels = opts.levels();
+    opts.target
+        .open_with(&opts.target_options(levels[0]), Preflight(opts))??;
     let mut rows = Vec::new();
     let variants = opts.variants();
     let what = if opts.scenario.is_some() {
@@ -54,30 +57,38 @@ pub fn run_each(
     } else {
         "strategy"
     };
-    for (i, &variant) in variants.iter().enumerate() {
-        let mut runs = Vec::new();
-        let mut histograms = Vec::new();
-        for r in 0..opts.repeat {
-            let mut position = progress::position(what, i, variants.len());
-            if opts.repeat > 1 {
-                position = format!(
-                    "{position}, {}",
-                    progress::position("run", r as usize, opts.repeat as usize)
-                );
+    // A row per level and variant: the bar counts rows.
+    let n = levels.len() * variants.len();
+    'levels: for (l, &level) in levels.iter().enumerate() {
+        for (v, &variant) in variants.iter().enumerate() {
+            let mut runs = Vec::new();
+            let mut histograms = Vec::new();
+            for r in 0..opts.repeat {
+                let mut position = progress::position(what, l * variants.len() + v, n);
+                if let Some(level) = level {
+                    position = format!("{position}, {}", level.name());
+                }
+                if opts.repeat > 1 {
+                    position = format!(
+                        "{position}, {}",
+                        progress::position("run", r as usize, opts.repeat as usize)
+                    );
+                }
+                let seed = opts.seed.wrapping_add(r as u64);
+                let (run, histogram) = run_once_at(opts, level, variant, seed, &position)?;
+                runs.push(run);
+                histograms.push(histogram);
+                if pool::interrupted() {
+                    break;
+                }
             }
-            let seed = opts.seed.wrapping_add(r as u64);
-            let (run, histogram) = run_once_at(opts, variant, seed, &position)?;
-            runs.push(run);
-            histograms.push(histogram);
+            let mut row = row(opts, variant, runs, histograms);
+            row.isolation = level;
+            on_row(&row)?;
+            rows.push(row);
             if pool::interrupted() {
-                break;
+                break 'levels;
             }
-        }
-        let done = row(opts, variant, runs, histograms);
-        on_row(&done)?;
-        rows.push(done);
-        if pool::interrupted() {
-            break;
         }
     }
     let summary = Summary::new(opts, rows);
@@ -174,22 +185,27 @@ pub fn run_once(
     variant: Variant,
     seed: u64,
 ) -> Result<(RunSummary, Histogram<u64>), Error> {
-    run_once_at(opts, variant, seed, "")
+    run_once_at(opts, opts.levels()[0], variant, seed, "")
 }
 
-/// [`run_once`], its progress bar saying where it stands (`strategy 2 of 3, run 1 of 5`).
-fn run_once_at(
+/// [`run_once`] at one isolation level (a SQL target's; None elsewhere), its progress bar
+/// saying where it stands (`strategy 2 of 3, run 1 of 5`).
+pub fn run_once_at(
     opts: &Options,
+    level: Option<Isolation>,
     variant: Variant,
     seed: u64,
     position: &str,
 ) -> Result<(RunSummary, Histogram<u64>), Error> {
-    opts.target.open(Once {
-        opts,
-        variant,
-        seed,
-        position,
-    })?
+    opts.target.open_with(
+        &opts.target_options(level),
+        Once {
+            opts,
+            variant,
+            seed,
+            position,
+        },
+    )?
 }
 
 struct Once<'a> {
@@ -227,6 +243,8 @@ trait Place: Sync {
     fn settle(&self, shape: &RunShape) -> Result<(), Error>;
     /// Every slot's final value, after every worker is reaped.
     fn finals(&self, region: &Region, shape: &RunShape) -> Result<Vec<u32>, Error>;
+    /// `--store target`: the record the target keeps (validated: it keeps one).
+    fn records(&self) -> Option<&dyn Records>;
 }
 
 /// The memory target: the region's slots, strategies monomorphized into the loop.
@@ -247,6 +265,9 @@ impl Place for Memory {
     }
     fn finals(&self, region: &Region, _: &RunShape) -> Result<Vec<u32>, Error> {
         Ok(region.values())
+    }
+    fn records(&self) -> Option<&dyn Records> {
+        None
     }
 }
 
@@ -273,6 +294,9 @@ impl<T: Target> Place for Remote<T> {
     }
     fn finals(&self, _: &Region, shape: &RunShape) -> Result<Vec<u32>, Error> {
         self.0.finals(shape)
+    }
+    fn records(&self) -> Option<&dyn Records> {
+        self.0.records()
     }
 }
 
@@ -304,6 +328,7 @@ fn once<P: Place>(
         race_window: opts.race_window,
         hold_after_read: opts.hold_after_read,
         store: None,
+        events: opts.store_target,
         strike: opts.faults.strike,
         kills: if opts.faults.kill > 0 {
             KillPlan::new(seed, opts.workers, opts.ops, opts.faults.kill)
@@ -324,6 +349,17 @@ fn once<P: Place>(
     plan.store = begin_store(opts, &plan, run_id)?;
     let target_shape = shape_of(opts, run_id);
     place.create(&target_shape)?;
+    // `--store target`: the header is written before any fork, as a log's is.
+    let records =
+        match opts.store_target {
+            true => Some(place.records().ok_or_else(|| {
+                Error::Usage("--store target: this target keeps no record".into())
+            })?),
+            false => None,
+        };
+    if let Some(r) = records {
+        r.begin_record(&run_info(opts, &plan, run_id))?;
+    }
 
     let watcher = Watcher {
         label: plan.label(),
@@ -395,17 +431,30 @@ fn once<P: Place>(
     let finals = place.finals(&region, &target_shape)?;
     let in_flight = plan.in_flight(&faults.deaths, &reports);
     let judgement = plan.judge(&region, &finals, &reports, &in_flight);
-    let history = match &plan.store {
-        Some(store) => Some(persist_end_and_verify(
+    let acknowledged = || {
+        reports
+            .iter()
+            .map(|r| plan.acknowledged(&region, r))
+            .collect()
+    };
+    let history = match (&plan.store, records) {
+        (Some(store), _) => Some(persist_end_and_verify(
             store,
             &finals,
-            reports
-                .iter()
-                .map(|r| plan.acknowledged(&region, r))
-                .collect(),
+            acknowledged(),
             killed(&faults, &reports),
         )?),
-        None => None,
+        (None, Some(r)) => Some(record_end_and_verify(
+            r,
+            &RunEnd {
+                run: run_id,
+                fingerprint: crate::history::event::fingerprint(&finals),
+                finals: finals.clone(),
+                completed: acknowledged(),
+                killed: killed(&faults, &reports),
+            },
+        )?),
+        (None, None) => None,
     };
     let (mut run, histogram) = summarise(
         opts,
@@ -416,6 +465,7 @@ fn once<P: Place>(
         faults,
         judgement,
         &finals,
+        run_id,
     );
     if let Some(check) = history {
         // A run whose stored record does not verify failed, whatever memory says; a bug's
@@ -513,7 +563,14 @@ fn begin_store(
     let Some(store) = &opts.store else {
         return Ok(None);
     };
-    let info = RunInfo {
+    let info = run_info(opts, plan, run);
+    Ok(Some(std::sync::Arc::new(RunStore::begin(store, info)?)))
+}
+
+/// One run's header. `plan.label()` is what `torture verify` will call the run (the strategy,
+/// or the scenario and its variant).
+fn run_info(opts: &Options, plan: &Plan, run: u64) -> RunInfo {
+    RunInfo {
         run,
         strategy: plan.label(),
         workers: opts.workers as u32,
@@ -522,8 +579,27 @@ fn begin_store(
         initial: opts.initial,
         seed: plan.seed,
         persist: String::new(),
-    };
-    Ok(Some(std::sync::Arc::new(RunStore::begin(store, info)?)))
+    }
+}
+
+/// `--store target`: writes the run's end into the target, then checks this run's record,
+/// read back from the target alone, exactly as `torture verify URL` would.
+fn record_end_and_verify(records: &dyn Records, end: &RunEnd) -> Result<RunCheck, Error> {
+    records.end_record(end)?;
+    let loaded = records.load_record(Some(end.run))?;
+    let run = loaded
+        .runs
+        .iter()
+        .find(|r| r.info.run == end.run)
+        .ok_or_else(|| {
+            Error::Store(format!(
+                "the target does not hold run {} after it was written",
+                end.run
+            ))
+        })?;
+    // A row that fails its checksum is this run's damage (`RunHistory::damaged`): the
+    // checker's to judge, as a killed worker's torn record in a log.
+    Ok(verify::check_run(run))
 }
 
 /// Saves the run's end (final values, fingerprint, each worker's acknowledged updates, the
@@ -582,6 +658,7 @@ fn summarise(
     faults: FaultReport,
     judgement: Judgement,
     finals: &[u32],
+    run_id: u64,
 ) -> (RunSummary, Histogram<u64>) {
     let mut histogram = latency::new_histogram();
     let (mut retries, mut waits, mut wakes, mut updates) = (0u64, 0u64, 0u64, 0u64);
@@ -623,6 +700,7 @@ fn summarise(
         c.findings.truncate(8);
     }
     let run = RunSummary {
+        run: run_id,
         strategy,
         mode: opts.mode,
         layout: opts.layout,

@@ -35,22 +35,26 @@ pub fn render_text_with(summary: &Summary, detail: Detail) -> String {
     out
 }
 
-/// The main table's column widths, fixed before the first row is known so that rows printed
-/// as their strategies finish line up: the counts as wide as the most the runs can count, the
-/// figures as wide as their formatters write them. A cell wider than that (a loss below
-/// 0.01%) pushes the rest of its row.
+/// The main table's columns and their widths, fixed before the first row is known so that
+/// rows printed as their strategies finish line up: the counts as wide as the most the runs
+/// can count, the figures as wide as their formatters write them. A cell wider than that (a
+/// loss below 0.01%) pushes the rest of its row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Columns {
-    width: [usize; 8],
+    headings: Vec<&'static str>,
+    width: Vec<usize>,
+    /// A SQL target's rows name their isolation level (second column, words).
+    isolation: bool,
+    /// A database or Redis target retries by design (serialization failures, failed EXECs):
+    /// its retries are part of the verdict's price.
+    retries: bool,
 }
-
-/// The main table's headings; the last, the verdict, is free text and unpadded.
-const HEADINGS: [&str; 9] = [
-    "strategy", "expected", "observed", "lost", "loss", "ops/s", "p99", "p99.9", "verdict",
-];
 
 impl Columns {
     pub fn of(config: &Options) -> Columns {
+        let target = &config.target;
+        let isolation = target.is_sql();
+        let retries = isolation || matches!(target, crate::target::TargetSpec::Redis(_));
         let label = config
             .variants()
             .iter()
@@ -67,26 +71,49 @@ impl Columns {
             most = most.saturating_mul(10);
         }
         let n = count(most).len();
-        // loss: `34.3%`, `0.017%`; ops/s: `12.3k`; latency: `1.25 µs`.
-        let figures = [label, n, n, n, 6, 5, 7, 7];
-        let mut width = [0; 8];
-        for (c, w) in width.iter_mut().enumerate() {
-            *w = figures[c].max(HEADINGS[c].chars().count());
+        let mut columns: Vec<(&'static str, usize)> = vec![("strategy", label)];
+        if isolation {
+            let level = config
+                .levels()
+                .iter()
+                .map(|l| l.map_or(1, |l| l.name().chars().count()))
+                .max()
+                .unwrap_or(0);
+            columns.push(("isolation", level));
         }
-        Columns { width }
+        // loss: `34.3%`, `0.017%`; ops/s: `12.3k`; latency: `1.25 µs`.
+        columns.extend([
+            ("expected", n),
+            ("observed", n),
+            ("lost", n),
+            ("loss", 6),
+            ("ops/s", 5),
+            ("p99", 7),
+            ("p99.9", 7),
+        ]);
+        if retries {
+            columns.push(("retries/upd", 4));
+        }
+        columns.push(("verdict", 0));
+        Columns {
+            headings: columns.iter().map(|c| c.0).collect(),
+            width: columns
+                .iter()
+                .map(|&(h, w)| w.max(h.chars().count()))
+                .collect(),
+            isolation,
+            retries,
+        }
     }
 
-    /// One line of the table: the first cell left-aligned, the figures right-aligned, the
-    /// verdict as it is.
+    /// One line of the table: the name (and isolation level) left-aligned, the figures
+    /// right-aligned, the verdict as it is.
     fn line(&self, cells: &[String]) -> String {
+        let words = if self.isolation { 2 } else { 1 };
         let mut line = String::new();
         for (c, cell) in cells.iter().enumerate() {
-            let pad = " ".repeat(
-                self.width
-                    .get(c)
-                    .map_or(0, |w| w.saturating_sub(cell.chars().count())),
-            );
-            if c == 0 || c == cells.len() - 1 {
+            let pad = " ".repeat(self.width[c].saturating_sub(cell.chars().count()));
+            if c < words || c == cells.len() - 1 {
                 line.push_str(cell);
                 line.push_str(&pad);
             } else {
@@ -104,7 +131,7 @@ pub fn render_head(config: &Options, cores: usize, columns: &Columns) -> String 
     let mut out = String::new();
     header(&mut out, config, cores);
     out.push('\n');
-    out.push_str(&columns.line(&row(&HEADINGS)));
+    out.push_str(&columns.line(&row(&columns.headings)));
     out
 }
 
@@ -116,8 +143,11 @@ pub fn render_row(s: &StrategySummary, columns: &Columns) -> String {
             .map_or("–".into(), |p| time_ns(f(p) as f64))
     };
     let updates: u64 = s.runs.iter().map(|r| r.updates).sum();
-    columns.line(&[
-        s.label().into(),
+    let mut cells = vec![s.label().to_string()];
+    if columns.isolation {
+        cells.push(s.isolation.map_or("–", |l| l.name()).into());
+    }
+    cells.extend([
         count(s.expected),
         count(s.observed),
         count(s.lost),
@@ -130,8 +160,12 @@ pub fn render_row(s: &StrategySummary, columns: &Columns) -> String {
         rate(s.ops_per_sec),
         lat(|p| p.p99),
         lat(|p| p.p999),
-        verdict(s),
-    ])
+    ]);
+    if columns.retries {
+        cells.push(format!("{:.2}", s.retries_per_update));
+    }
+    cells.push(verdict(s));
+    columns.line(&cells)
 }
 
 /// Everything after the main table's rows: notes, `--verbose`'s detail, the store, faults.
@@ -142,10 +176,19 @@ pub fn render_tail(summary: &Summary, detail: Detail) -> String {
         out,
         "\nlost = expected - observed, per slot; loss = lost / updates; ops/s = updates / window."
     );
+    for s in summary.strategies.iter().filter(|s| isolation_held(s)) {
+        let _ = writeln!(
+            out,
+            "{} at {}: no update lost: the database refused {:.2} conflicting transactions per update, and each was retried.",
+            s.label(),
+            s.isolation.map_or("", |l| l.name()),
+            s.retries_per_update
+        );
+    }
     for s in summary
         .strategies
         .iter()
-        .filter(|s| s.verdict == Verdict::RaceMissed)
+        .filter(|s| s.verdict == Verdict::RaceMissed && !isolation_held(s))
     {
         let _ = writeln!(
             out,
@@ -194,6 +237,17 @@ fn header(out: &mut String, c: &Options, cores: usize) {
         count(c.initial as u64),
         c.seed,
     );
+    if c.target != crate::target::TargetSpec::Memory {
+        let shown = crate::target::sql::masked(&c.target.to_string());
+        let mut line = format!("          target {shown}");
+        if let Some(ms) = c.lock_ttl_ms {
+            line.push_str(&format!(", lock TTL {ms} ms"));
+        }
+        if c.fencing {
+            line.push_str(", fencing tokens");
+        }
+        let _ = writeln!(out, "{line}");
+    }
 }
 
 /// The verdict column. A scenario's row says whether its invariant (named in the note under
@@ -245,6 +299,8 @@ fn verdict(s: &StrategySummary) -> String {
         }
         Verdict::Exact => format!("exact{}", of_runs(runs)),
         Verdict::RaceCaught => format!("race caught{}", of_runs(s.runs_with_loss)),
+        // The database refused the conflicting writes (serialization failures), retried.
+        Verdict::RaceMissed if isolation_held(s) => "none lost: retried".into(),
         Verdict::RaceMissed => "race missed".into(),
         // Exact in memory, yet failed: its stored record did not verify.
         Verdict::Failed if s.lost == 0 && s.unexpected == 0 => {
@@ -262,6 +318,12 @@ fn verdict(s: &StrategySummary) -> String {
         ),
         Verdict::Failed => format!("FAILED: lost updates{}", of_runs(failed)),
     }
+}
+
+/// A bug's row at an isolation level that lost nothing because the database refused its
+/// conflicting transactions (retried), not because the race was missed.
+fn isolation_held(s: &StrategySummary) -> bool {
+    s.verdict == Verdict::RaceMissed && s.isolation.is_some() && s.retries_per_update > 0.0
 }
 
 /// What the workers did: where the time went and how evenly they progressed. With several
@@ -455,7 +517,11 @@ fn table(out: &mut String, rows: &[Vec<String>], text: Text) {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
             let pad = " ".repeat(width[c] - cell.chars().count());
-            if c == 0 || (c == cols - 1 && text == Text::FirstAndLast) {
+            let words = match text {
+                Text::First => c == 0,
+                Text::FirstAndLast => c == 0 || c == cols - 1,
+            };
+            if words {
                 line.push_str(cell);
                 line.push_str(&pad);
             } else {
