@@ -431,9 +431,12 @@ pub fn point_line(i: usize, n: usize, label_width: usize, p: &BenchPoint) -> Str
     // `3/42`: the bar above says `point 3 of 42`; the line keeps its columns for the figures.
     let at = format!("{}/{}", count(i as u64 + 1), count(n as u64));
     let at_width = 2 * count(n as u64).len() + 1;
-    let p99 = p.latency_ns.as_ref().map_or(String::new(), |l| {
-        format!("  p99 {:>7}", time_ns(l.p99 as f64))
-    });
+    // Untimed points (`latency=off`) have no latency: a dash keeps the verdicts in line.
+    let p99 = p
+        .latency_ns
+        .as_ref()
+        .map_or("–".into(), |l| time_ns(l.p99 as f64));
+    let p99 = format!("  p99 {p99:>7}");
     let result = match (p.status, p.verdict) {
         (PointStatus::Collapsed, _) => "collapsed".to_string(),
         (_, Verdict::Exact) => "exact".into(),
@@ -532,9 +535,18 @@ mod tests {
         // pthread with 4 workers collapsed in the sample.
         assert!(lines[10].ends_with("  collapsed\n"), "{}", lines[10]);
         assert!(lines[4].ends_with("  exact\n"), "{}", lines[4]);
-        // The figures start in the same column on every line.
+        // The figures and the verdicts start in the same column on every line, timed or not.
         let at = |l: &String| l.find("/s").unwrap();
         assert!(lines.iter().all(|l| at(l) == at(&lines[0])), "{lines:#?}");
+        let mut untimed = summary.points[0].clone();
+        untimed.latency_ns = None;
+        let untimed = point_line(0, n, width, &untimed);
+        assert_eq!(
+            untimed.replace("      –", " 300 ns"),
+            lines[0],
+            "{untimed}{}",
+            lines[0]
+        );
         assert!(
             lines.iter().all(|l| l.trim_end().len() <= 100),
             "{lines:#?}"
