@@ -140,6 +140,23 @@ enum Command {
         #[arg(long, value_name = "ID")]
         run: Option<u64>,
     },
+    /// Print a joined run's verdict (--join NAME) from the target alone
+    ///
+    /// Reads every host's figures and the slots' final values from the database and prints the
+    /// summary the run's last host printed. Exit 0: exact (or the race caught); 1: updates
+    /// lost; 2: no such run, or the target cannot be reached; 3: bounds held but a host or
+    /// workers died; 4: the run is not over.
+    Report {
+        /// The database the run coordinated through: postgres://…
+        #[arg(short, long, value_name = "TARGET")]
+        target: TargetSpec,
+        /// The joined run's name, as given to --join
+        #[arg(long, value_name = "NAME")]
+        run: String,
+        /// Print the verdict as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Check what racepool relies on: shared memory and cross-process wakes
     ///
     /// Each check prints a JSON report naming the property it checked and whether it holds.
@@ -410,6 +427,7 @@ fn execute(cli: Cli) -> Result<ExitCode, Error> {
         }) => verify(&path, json, history.as_deref().map(|d| (d, history_format))),
         Some(Command::Bench(args)) => bench(&args),
         Some(Command::Clean { target, run }) => clean(&target, run),
+        Some(Command::Report { target, run, json }) => joined_report(&target, &run, json),
         Some(Command::Selftest { check }) => selftest(check),
     }
 }
@@ -425,6 +443,10 @@ fn clean(target: &TargetSpec, run: Option<u64>) -> Result<ExitCode, Error> {
         fn with<T: Target + 'static>(self, target: T) -> Self::Out {
             target.clean(self.0).map(Some)
         }
+    }
+    // The joined runs (--join) whose slots these were go with them.
+    if let TargetSpec::Postgres(url) = target {
+        racepool::join::db::clean(url, run)?;
     }
     match target.open(Clean(run))?? {
         None => out::print("memory: nothing to clean (a run's region vanishes with it)\n")?,
@@ -529,6 +551,9 @@ fn write_history(
 
 fn torture(args: &RunArgs) -> Result<ExitCode, Error> {
     let options = Options::from_args(args)?;
+    if let Some(join) = racepool::join::Join::from_args(&args.join, &options)? {
+        return joined(&options, &join, args.json);
+    }
     if let Some(dir) = &options.history {
         // Flags were refused above, before the directory is made: a refused run leaves nothing.
         history_dir(dir)?;
@@ -594,6 +619,49 @@ fn torture(args: &RunArgs) -> Result<ExitCode, Error> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// This host's part of a joined run: the host that reports prints the verdict; every other
+/// prints one line naming it. Every host exits with the verdict's code.
+fn joined(options: &Options, join: &racepool::join::Join, json: bool) -> Result<ExitCode, Error> {
+    let outcome = racepool::join::run(options, join)?;
+    let j = &outcome.joined;
+    if outcome.reported_by == outcome.me {
+        if json {
+            out::print(&(serde_json::to_string_pretty(j).expect("the verdict serialises") + "\n"))?;
+        } else {
+            out::print(&j.render())?;
+        }
+    } else {
+        let mine = j.hosts.iter().find(|h| h.host == outcome.me);
+        out::print(&format!(
+            "joined run {}: host {} done ({} updates acknowledged); verdict {} (printed by host {}; torture report --target {} --run {} prints it again)\n",
+            j.name,
+            outcome.me,
+            mine.map_or(0, |h| h.acknowledged),
+            j.verdict_text(),
+            outcome.reported_by,
+            j.url,
+            j.name
+        ))?;
+    }
+    Ok(ExitCode::from(j.exit_code()))
+}
+
+fn joined_report(target: &TargetSpec, run: &str, json: bool) -> Result<ExitCode, Error> {
+    let TargetSpec::Postgres(url) = target else {
+        return Err(Error::Usage(format!(
+            "--target {}: joined runs live in PostgreSQL: give --target postgres://…",
+            target.kind().name()
+        )));
+    };
+    let j = racepool::join::report::load(url, run)?;
+    if json {
+        out::print(&(serde_json::to_string_pretty(&j).expect("the verdict serialises") + "\n"))?;
+    } else {
+        out::print(&j.render())?;
+    }
+    Ok(ExitCode::from(j.exit_code()))
 }
 
 fn bench(args: &BenchArgs) -> Result<ExitCode, Error> {

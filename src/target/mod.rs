@@ -68,12 +68,15 @@ impl TargetSpec {
         match self {
             TargetSpec::Memory => Ok(user.memory()),
             TargetSpec::Dir(path) => Ok(user.with(dir::Dir::new(path.clone()))),
-            TargetSpec::Postgres(_) | TargetSpec::Mysql(_) | TargetSpec::Redis(_) => {
-                Err(Error::Usage(format!(
-                    "--target {self}: {} is not built into this racepool yet",
-                    self.kind().name()
-                )))
+            // Until the wiring of every database target lands (branch wire): PostgreSQL, which
+            // --join needs, at its default isolation.
+            TargetSpec::Postgres(url) => {
+                Ok(user.with(postgres::Postgres::new(url, sql::Isolation::ReadCommitted)))
             }
+            TargetSpec::Mysql(_) | TargetSpec::Redis(_) => Err(Error::Usage(format!(
+                "--target {self}: {} is not built into this racepool yet",
+                self.kind().name()
+            ))),
         }
     }
 
