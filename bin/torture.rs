@@ -626,12 +626,11 @@ fn torture(args: &RunArgs) -> Result<ExitCode, Error> {
 fn joined(options: &Options, join: &racepool::join::Join, json: bool) -> Result<ExitCode, Error> {
     let outcome = racepool::join::run(options, join)?;
     let j = &outcome.joined;
-    if outcome.reported_by == outcome.me {
-        if json {
-            out::print(&(serde_json::to_string_pretty(j).expect("the verdict serialises") + "\n"))?;
-        } else {
-            out::print(&j.render())?;
-        }
+    if json {
+        // Every host prints the same verdict (`reported_by` names the host that judged it).
+        out::print(&(serde_json::to_string_pretty(j).expect("the verdict serialises") + "\n"))?;
+    } else if outcome.reported_by == outcome.me {
+        out::print(&j.render())?;
     } else {
         let mine = j.hosts.iter().find(|h| h.host == outcome.me);
         out::print(&format!(
