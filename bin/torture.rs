@@ -90,16 +90,23 @@ const RUN_AFTER_LONG_HELP: &str = concat!(
 enum Command {
     /// Run the torture test (the default when no command is given)
     #[command(after_help = RUN_AFTER_HELP, after_long_help = RUN_AFTER_LONG_HELP)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Prove from a stored record alone that no update was lost or duplicated
     ///
     /// PATH is the event log (--store log:PATH) or SQLite database (--store sqlite:PATH) a run
-    /// wrote; nothing else is read. A run whose record stops before its end (a cut file, no
-    /// closing record) is incomplete, not verified.
+    /// wrote; URL the database or Redis server a run recorded itself in (--store target).
+    /// Nothing else is read. A run whose record stops before its end (a cut file, no closing
+    /// record, no end row) is incomplete, not verified.
     #[command(after_help = VERIFY_AFTER_HELP)]
     Verify {
-        /// The event log or SQLite database a run wrote with --store
+        /// The event log or SQLite database a run wrote with --store, or the target URL
+        #[arg(value_name = "PATH|URL")]
         path: PathBuf,
+        /// URL only: verify this run alone [default: every run]
+        ///
+        /// Its id, as the run printed it (--json: history.run).
+        #[arg(long, value_name = "ID")]
+        run: Option<u64>,
         /// Print the verdict as JSON
         #[arg(long)]
         json: bool,
@@ -130,10 +137,11 @@ enum Command {
     Bench(BenchArgs),
     /// Remove what runs left on a target: every run's, or one's
     ///
-    /// A dir: target's files (memory keeps nothing); nothing else is touched. Prints how many
-    /// runs it removed. Exit 0: done; 2: the target cannot be reached.
+    /// A dir: target's files, a database's racepool_* rows (and the tables once no run is
+    /// left), a Redis server's racepool:{RUN}:* keys (memory keeps nothing); nothing else is
+    /// touched. Prints how many runs it removed. Exit 0: done; 2: the target cannot be reached.
     Clean {
-        /// The target the runs used: dir:PATH
+        /// The target the runs used: dir:PATH, postgres://…, mysql://… or redis://…
         #[arg(value_name = "TARGET")]
         target: TargetSpec,
         /// Only this run: its id, as its files' names and `torture verify` print it
@@ -172,6 +180,7 @@ Examples:
   torture -s cas --store log:run.log && torture verify run.log
   torture verify run.db --json
   torture verify run.log --history histories
+  torture verify postgres://postgres@localhost/test --run 42
 
 Exit codes (docs/exit-codes.md):
   0    every run in the record verified
@@ -421,10 +430,16 @@ fn execute(cli: Cli) -> Result<ExitCode, Error> {
         Some(Command::Run(args)) => torture(&args),
         Some(Command::Verify {
             path,
+            run,
             json,
             history,
             history_format,
-        }) => verify(&path, json, history.as_deref().map(|d| (d, history_format))),
+        }) => verify(
+            &path,
+            run,
+            json,
+            history.as_deref().map(|d| (d, history_format)),
+        ),
         Some(Command::Bench(args)) => bench(&args),
         Some(Command::Clean { target, run }) => clean(&target, run),
         Some(Command::Report { target, run, json }) => joined_report(&target, &run, json),
@@ -491,12 +506,64 @@ fn json_line(report: &impl serde::Serialize) -> String {
     serde_json::to_string(report).expect("reports serialise") + "\n"
 }
 
-fn verify(path: &Path, json: bool, history: Option<(&Path, Format)>) -> Result<ExitCode, Error> {
+/// The target a `torture verify` argument names, when it is a URL of a target that keeps its
+/// own record (--store target); None: a path.
+fn record_target(path: &Path) -> Option<TargetSpec> {
+    let spec: TargetSpec = path.to_str()?.parse().ok()?;
+    spec.keeps_record().then_some(spec)
+}
+
+/// Every recorded run (or `run`) the target at `spec` holds.
+fn load_target(spec: &TargetSpec, run: Option<u64>) -> Result<racepool::verify::Loaded, Error> {
+    struct Load(Option<u64>);
+    impl WithTarget for Load {
+        type Out = Result<racepool::verify::Loaded, Error>;
+        fn memory(self) -> Self::Out {
+            Err(Error::Usage("memory keeps no record".into()))
+        }
+        fn with<T: Target + 'static>(self, target: T) -> Self::Out {
+            match target.records() {
+                Some(r) => r.load_record(self.0),
+                None => Err(Error::Usage(format!(
+                    "{} keeps no record of its own",
+                    target.kind().name()
+                ))),
+            }
+        }
+    }
+    spec.open(Load(run))?
+}
+
+fn verify(
+    path: &Path,
+    run: Option<u64>,
+    json: bool,
+    history: Option<(&Path, Format)>,
+) -> Result<ExitCode, Error> {
     if let Some((dir, _)) = history {
         history_dir(dir)?;
     }
     let t0 = std::time::Instant::now();
-    let loaded = racepool::verify::load(path)?;
+    let target = record_target(path);
+    let loaded = match (&target, run) {
+        (Some(spec), _) => {
+            let loaded = load_target(spec, run)?;
+            if loaded.runs.is_empty() {
+                return Err(Error::Usage(format!(
+                    "{}: no run recorded with --store target{}",
+                    racepool::target::sql::masked(&spec.to_string()),
+                    run.map_or(String::new(), |r| format!(" has id {r}"))
+                )));
+            }
+            loaded
+        }
+        (None, Some(_)) => {
+            return Err(Error::Usage(
+                "--run applies to a target URL (postgres://, mysql://, redis://); a file is verified whole".into(),
+            ))
+        }
+        (None, None) => racepool::verify::load(path)?,
+    };
     let verdict = racepool::verify::verify(&loaded);
     let secs = t0.elapsed().as_secs_f64();
     if let Some((dir, format)) = history {
@@ -577,6 +644,21 @@ fn torture(args: &RunArgs) -> Result<ExitCode, Error> {
             dir,
             args.history_format,
         )?;
+    }
+    if let (true, Some(dir)) = (options.store_target, &options.history) {
+        let runs: Vec<u64> = summary
+            .strategies
+            .iter()
+            .flat_map(|s| &s.runs)
+            .filter_map(|r| r.history.as_ref().map(|h| h.run))
+            .collect();
+        for run in runs {
+            write_history(
+                &load_target(&options.target, Some(run))?,
+                dir,
+                args.history_format,
+            )?;
+        }
     }
     for s in summary
         .strategies
@@ -752,7 +834,7 @@ mod tests {
             // A run is validated as it would be before it forks (nothing is forked here).
             let run = match &cli.command {
                 None => Some(&cli.run),
-                Some(Command::Run(args)) => Some(args),
+                Some(Command::Run(args)) => Some(&**args),
                 _ => None,
             };
             if let Some(args) = run {

@@ -18,7 +18,9 @@ use crate::pick::Pick;
 use crate::region::{Layout, Region, MAX_REGION_BYTES};
 use crate::store::{Fsync, Persist, StoreConfig, StoreSpec};
 use crate::strategy::StrategyKind;
-use crate::target::TargetSpec;
+use crate::target::redis::{Fencing, RedisOptions};
+use crate::target::sql::Isolation;
+use crate::target::{TargetOptions, TargetSpec};
 use crate::workload::{Fix, ScenarioConfig, ScenarioKind, Variant};
 
 pub use crate::progress::CAP_FACTOR;
@@ -122,7 +124,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0, value_name = "N", help_heading = heading::STRATEGIES)]
     pub race_window: u32,
 
-    /// Where the slots live: memory, dir:PATH or a database URL.
+    /// Where the slots live: memory, dir:PATH or a server URL.
     #[arg(
         short,
         long,
@@ -145,16 +147,44 @@ pub struct RunArgs {
     )]
     pub layout: Layout,
 
+    /// SQL: isolation levels, comma separated; each runs every strategy
+    ///
+    /// read-committed, repeatable-read, serializable [default: read-committed]. Each level is
+    /// a row per strategy. Serialization failures and deadlocks are rolled back, retried and
+    /// counted (retries/upd).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        value_name = "LEVEL",
+        hide_possible_values = true,
+        help_heading = heading::TARGET
+    )]
+    pub isolation: Vec<crate::target::sql::Isolation>,
+    /// Redis lock: the lock key's TTL in ms [default: 1000]
+    ///
+    /// The server frees the lock after MS, whether its holder is done or not: a holder paused
+    /// longer (--pause) writes a stale value over its successor's, unless --fencing.
+    #[arg(long, value_name = "MS", help_heading = heading::TARGET)]
+    pub lock_ttl: Option<u64>,
+    /// Redis lock: fencing tokens; a stale holder's read and write are refused
+    ///
+    /// Each acquisition takes a token from INCR; the slot's scripts refuse a read or write
+    /// whose token is below the highest seen, and the holder starts over.
+    #[arg(long, help_heading = heading::STRATEGIES)]
+    pub fencing: bool,
+
     #[command(flatten)]
     pub scenario: ScenarioArgs,
 
-    /// Persist every winning update and verify it: log:PATH or sqlite:PATH
+    /// Persist and verify every update: log:PATH, sqlite:PATH or target
     ///
     /// log:PATH is an append-only event log; sqlite:PATH a database with the events and a
-    /// slots table. The file is emptied first. `torture verify PATH` checks it again later,
-    /// from the record alone.
+    /// slots table. The file is emptied first. target (postgres, mysql, redis): each event is
+    /// written by the update's own transaction (or atomic step) into the target itself.
+    /// `torture verify PATH|URL` checks it again later, from the record alone.
     #[arg(long, value_name = "STORE", help_heading = heading::STORE)]
-    pub store: Option<StoreSpec>,
+    pub store: Option<StoreArg>,
     /// Sync the log and dir: files: never, end or every
     ///
     /// never: the page cache decides (a crash of the machine may lose the tail). end: once, by
@@ -340,6 +370,15 @@ pub struct Options {
     pub slots: usize,
     /// Where the slots live.
     pub target: TargetSpec,
+    /// `--isolation`: a SQL target's levels, each running every strategy (empty elsewhere).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub isolation: Vec<Isolation>,
+    /// `--lock-ttl`: Redis `lock`'s TTL in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_ttl_ms: Option<u64>,
+    /// `--fencing`: Redis `lock` carries fencing tokens.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fencing: bool,
     pub mode: Mode,
     pub layout: Layout,
     pub seed: u64,
@@ -354,6 +393,10 @@ pub struct Options {
     pub scenario: Option<ScenarioConfig>,
     /// Where every winning update is persisted and then verified; none: memory only.
     pub store: Option<StoreConfig>,
+    /// `--store target`: every winning update's event is written into the target, in the
+    /// update's own transaction, and each run verified from there.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub store_target: bool,
     /// `--fsync`: when a target's updates are made durable (the store's is in `store`).
     pub fsync: Fsync,
     /// Writes each run's stored history for external checkers into this directory.
@@ -370,6 +413,27 @@ pub struct Options {
     pub progress: bool,
     /// `--kill`, `--pause`, `--crash-at`, `--stop-at` (process mode only).
     pub faults: Faults,
+}
+
+/// `--store`: a file of racepool's own, or the target itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreArg {
+    File(StoreSpec),
+    /// `--store target`: the target keeps the record beside its state (`target::RecordStore`).
+    Target,
+}
+
+impl std::str::FromStr for StoreArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<StoreArg, String> {
+        match s {
+            "target" => Ok(StoreArg::Target),
+            _ => s
+                .parse()
+                .map(StoreArg::File)
+                .map_err(|_| format!("'{s}': expected log:PATH, sqlite:PATH or target")),
+        }
+    }
 }
 
 type Checked = Result<(), Error>;
@@ -391,14 +455,14 @@ impl Options {
                 "--stall-timeout must be a positive number of seconds".into(),
             ));
         }
-        let sqlite = matches!(args.store, Some(StoreSpec::Sqlite(_)));
+        let sqlite = matches!(args.store, Some(StoreArg::File(StoreSpec::Sqlite(_))));
         if let (Some(p), false) = (args.persist, sqlite) {
             return Err(Error::Usage(format!(
                 "--persist {} applies to --store sqlite:PATH (an event log only appends)",
                 p.name()
             )));
         }
-        if args.hold_before_persist && args.store.is_none() {
+        if args.hold_before_persist && !matches!(args.store, Some(StoreArg::File(_))) {
             return Err(Error::Usage(
                 "--hold-before-persist scripts how updates reach a store: give --store too".into(),
             ));
@@ -414,6 +478,12 @@ impl Options {
             ops: args.ops,
             slots: args.slots,
             target: args.target.clone(),
+            isolation: match (args.target.is_sql(), args.isolation.is_empty()) {
+                (true, true) => vec![Isolation::default()],
+                _ => args.isolation.clone(),
+            },
+            lock_ttl_ms: args.lock_ttl,
+            fencing: args.fencing,
             mode: args.mode,
             layout: args.layout,
             seed: args.seed,
@@ -423,7 +493,8 @@ impl Options {
             latency: args.latency,
             repeat: args.repeat,
             hold_after_read: args.hold_after_read,
-            store: args.store.clone().map(|spec| StoreConfig {
+            store_target: args.store == Some(StoreArg::Target),
+            store: file_store(&args.store).map(|spec| StoreConfig {
                 spec,
                 fsync: args.fsync,
                 persist: args.persist.unwrap_or(Persist::Monotonic),
@@ -446,6 +517,31 @@ impl Options {
             .apply(&mut options, !args.strategy.is_empty())?;
         options.validate()?;
         Ok(options)
+    }
+
+    /// The isolation levels to run, each every variant: a SQL target's `--isolation`, or one
+    /// pass without a level on any other target.
+    pub fn levels(&self) -> Vec<Option<Isolation>> {
+        if self.isolation.is_empty() {
+            vec![None]
+        } else {
+            self.isolation.iter().copied().map(Some).collect()
+        }
+    }
+
+    /// What the target is asked beyond its URL, for one isolation level.
+    pub fn target_options(&self, level: Option<Isolation>) -> TargetOptions {
+        let mut redis = RedisOptions::default();
+        if let Some(ms) = self.lock_ttl_ms {
+            redis.lock_ttl = Duration::from_millis(ms);
+        }
+        if self.fencing {
+            redis.fencing = Fencing::Tokens;
+        }
+        TargetOptions {
+            isolation: level.unwrap_or_default(),
+            redis,
+        }
     }
 
     /// The rows to run, in order: each strategy, or each of the scenario's variants.
@@ -572,13 +668,58 @@ impl Options {
         if let Some(sc) = &self.scenario {
             self.validate_scenario_target(sc, &target)?;
         }
+        self.validate_target_flags(&target)?;
         if self.target == TargetSpec::Memory {
+            return Ok(());
+        }
+        // Redis `lock` stops a holder past its TTL with --pause: the fencing demonstration.
+        let pause_only = self.faults.kill == 0 && self.faults.strike.is_none();
+        if matches!(self.target, TargetSpec::Redis(_)) && pause_only && !self.hold_after_read {
             return Ok(());
         }
         if self.faults.any() || self.hold_after_read {
             return usage(format!(
-                "{target}: --kill, --pause, --crash-at, --stop-at and --hold-after-read script the memory target's workers; run them on --target memory"
+                "{target}: --kill, --pause, --crash-at, --stop-at and --hold-after-read script the memory target's workers; run them on --target memory (--pause also runs on redis)"
             ));
+        }
+        Ok(())
+    }
+
+    /// The flags that belong to one kind of target: refused on every other, named.
+    fn validate_target_flags(&self, target: &str) -> Checked {
+        let sql = self.target.is_sql();
+        let redis = matches!(self.target, TargetSpec::Redis(_));
+        if !sql && !self.isolation.is_empty() {
+            return usage(format!(
+                "--isolation applies to --target postgres:// and mysql:// (isolation levels are SQL's), not {target}"
+            ));
+        }
+        for (i, l) in self.isolation.iter().enumerate() {
+            if self.isolation[..i].contains(l) {
+                return usage(format!(
+                    "--isolation {} is named twice: use --repeat to run it again",
+                    l.name()
+                ));
+            }
+        }
+        let lock = self.strategies.contains(&StrategyKind::Lock) && self.scenario.is_none();
+        for (flag, given) in [
+            ("--lock-ttl", self.lock_ttl_ms.is_some()),
+            ("--fencing", self.fencing),
+        ] {
+            if given && !redis {
+                return usage(format!(
+                    "{flag} applies to --target redis:// (its lock strategy), not {target}"
+                ));
+            }
+            if given && !lock {
+                return usage(format!(
+                    "{flag} applies to the lock strategy: add lock to --strategy"
+                ));
+            }
+        }
+        if self.lock_ttl_ms == Some(0) {
+            return usage("--lock-ttl must be at least 1 ms");
         }
         Ok(())
     }
@@ -686,8 +827,22 @@ impl Options {
     }
 
     fn validate_store(&self) -> Checked {
-        if self.history.is_some() && self.store.is_none() {
+        if self.history.is_some() && self.store.is_none() && !self.store_target {
             return usage("--history exports what a store recorded: give --store too");
+        }
+        if self.store_target {
+            if !self.target.keeps_record() {
+                return usage(format!(
+                    "--store target keeps the record in a database or Redis (postgres://, mysql://, redis://); --target {} keeps none: use --store log:PATH",
+                    self.target.kind().name()
+                ));
+            }
+            if let Some(sc) = &self.scenario {
+                return usage(format!(
+                    "--store target records the plain counter; --scenario {} is not recorded in the target yet: use --store log:PATH",
+                    sc.kind.name()
+                ));
+            }
         }
         let Some(store) = &self.store else {
             return Ok(());
@@ -909,6 +1064,14 @@ impl ScenarioArgs {
             auditors: self.auditors,
         });
         Ok(())
+    }
+}
+
+/// `--store`'s file, when it names one.
+fn file_store(arg: &Option<StoreArg>) -> Option<StoreSpec> {
+    match arg {
+        Some(StoreArg::File(spec)) => Some(spec.clone()),
+        _ => None,
     }
 }
 

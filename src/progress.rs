@@ -381,8 +381,13 @@ fn pause_one(
         0 => None,
         s => {
             let slot = s as usize - 1;
-            let word = region.slot(slot).lock.load(Relaxed);
-            (step::owner_worker(word) == Some(w)).then_some(slot)
+            if slot < region.slot_count() {
+                let word = region.slot(slot).lock.load(Relaxed);
+                (step::owner_worker(word) == Some(w)).then_some(slot)
+            } else {
+                // A target's lock (Redis): its holder said so itself before it stopped.
+                Some(slot)
+            }
         }
     };
     let at = now_ns();

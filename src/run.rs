@@ -26,7 +26,8 @@ use crate::progress::{WatchOutcome, Watcher};
 use crate::region::Region;
 use crate::report::{Fairness, Percentiles, RunSummary, StrategySummary, Summary, Verdict};
 use crate::store::RunStore;
-use crate::target::{RunShape, Target, WithTarget};
+use crate::target::sql::Isolation;
+use crate::target::{Records, RunShape, Target, WithTarget};
 use crate::verify::{self, RunCheck};
 use crate::worker::{Control, Halt, WorkerReport};
 use crate::workload::{self, Judgement, Plan, Row, Variant, Work};
@@ -37,22 +38,29 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
         store.prepare()?;
     }
     // Before anything forks: a target that cannot take the run refuses it here.
-    opts.target.open(Preflight(opts))??;
+    let levels = opts.levels();
+    opts.target
+        .open_with(&opts.target_options(levels[0]), Preflight(opts))??;
     let mut rows = Vec::new();
-    for variant in opts.variants() {
-        let mut runs = Vec::new();
-        let mut histograms = Vec::new();
-        for r in 0..opts.repeat {
-            let (run, histogram) = run_once(opts, variant, opts.seed.wrapping_add(r as u64))?;
-            runs.push(run);
-            histograms.push(histogram);
-            if pool::interrupted() {
-                break;
+    'levels: for level in levels {
+        for variant in opts.variants() {
+            let mut runs = Vec::new();
+            let mut histograms = Vec::new();
+            for r in 0..opts.repeat {
+                let seed = opts.seed.wrapping_add(r as u64);
+                let (run, histogram) = run_once_at(opts, level, variant, seed)?;
+                runs.push(run);
+                histograms.push(histogram);
+                if pool::interrupted() {
+                    break;
+                }
             }
-        }
-        rows.push(row(opts, variant, runs, histograms));
-        if pool::interrupted() {
-            break;
+            let mut row = row(opts, variant, runs, histograms);
+            row.isolation = level;
+            rows.push(row);
+            if pool::interrupted() {
+                break 'levels;
+            }
         }
     }
     let summary = Summary::new(opts, rows);
@@ -149,11 +157,24 @@ pub fn run_once(
     variant: Variant,
     seed: u64,
 ) -> Result<(RunSummary, Histogram<u64>), Error> {
-    opts.target.open(Once {
-        opts,
-        variant,
-        seed,
-    })?
+    run_once_at(opts, opts.levels()[0], variant, seed)
+}
+
+/// [`run_once`] at one isolation level (a SQL target's; None elsewhere).
+pub fn run_once_at(
+    opts: &Options,
+    level: Option<Isolation>,
+    variant: Variant,
+    seed: u64,
+) -> Result<(RunSummary, Histogram<u64>), Error> {
+    opts.target.open_with(
+        &opts.target_options(level),
+        Once {
+            opts,
+            variant,
+            seed,
+        },
+    )?
 }
 
 struct Once<'a> {
@@ -184,6 +205,8 @@ trait Place: Sync {
     fn settle(&self, shape: &RunShape) -> Result<(), Error>;
     /// Every slot's final value, after every worker is reaped.
     fn finals(&self, region: &Region, shape: &RunShape) -> Result<Vec<u32>, Error>;
+    /// `--store target`: the record the target keeps (validated: it keeps one).
+    fn records(&self) -> Option<&dyn Records>;
 }
 
 /// The memory target: the region's slots, strategies monomorphized into the loop.
@@ -204,6 +227,9 @@ impl Place for Memory {
     }
     fn finals(&self, region: &Region, _: &RunShape) -> Result<Vec<u32>, Error> {
         Ok(region.values())
+    }
+    fn records(&self) -> Option<&dyn Records> {
+        None
     }
 }
 
@@ -231,29 +257,36 @@ impl<T: Target> Place for Remote<T> {
     fn finals(&self, _: &Region, shape: &RunShape) -> Result<Vec<u32>, Error> {
         self.0.finals(shape)
     }
+    fn records(&self) -> Option<&dyn Records> {
+        self.0.records()
+    }
 }
 
 /// What the pool left of one run: the plan it ran, the region, how each worker ended and
 /// what it reported, the deaths. Every worker is reaped and the target settled.
-struct Pooled {
+struct Pooled<'p> {
     plan: Plan,
     region: Region,
     outcome: PoolOutcome,
     interrupted: bool,
     reports: Vec<WorkerReport>,
     faults: FaultReport,
+    /// `--store target`: the target's record of the run.
+    records: Option<&'p dyn Records>,
+    run_id: u64,
+    shape: RunShape,
 }
 
 /// Forks the pool of one run of `variant` against `place` and reaps it: the run's slots are
 /// made here (or, joined, by the host that created the joined run), its workers released
 /// together (joined: when every host's are ready), every worker reaped, the target settled.
-fn pooled<P: Place>(
+fn pooled<'p, P: Place>(
     opts: &Options,
-    place: &P,
+    place: &'p P,
     variant: Variant,
     seed: u64,
     joint: Option<&dyn Joint>,
-) -> Result<(Pooled, RunShape), Error> {
+) -> Result<Pooled<'p>, Error> {
     let run_id = joint.map_or_else(RunStore::new_run_id, |j| j.run_id());
     let mut plan = Plan {
         work: Work::Counter,
@@ -275,6 +308,7 @@ fn pooled<P: Place>(
         race_window: opts.race_window,
         hold_after_read: opts.hold_after_read,
         store: None,
+        events: opts.store_target,
         strike: opts.faults.strike,
         kills: if opts.faults.kill > 0 {
             KillPlan::new(seed, opts.workers, opts.ops, opts.faults.kill)
@@ -294,8 +328,20 @@ fn pooled<P: Place>(
     plan.prepare(&region);
     plan.store = begin_store(opts, &plan, run_id)?;
     let target_shape = shape_of(opts, run_id);
+    // A joined run's slots were made by the host that created it.
     if joint.is_none() {
         place.create(&target_shape)?;
+    }
+    // `--store target`: the header is written before any fork, as a log's is.
+    let records =
+        match opts.store_target {
+            true => Some(place.records().ok_or_else(|| {
+                Error::Usage("--store target: this target keeps no record".into())
+            })?),
+            false => None,
+        };
+    if let Some(r) = records {
+        r.begin_record(&run_info(opts, &plan, run_id))?;
     }
 
     let watcher = Watcher {
@@ -372,17 +418,17 @@ fn pooled<P: Place>(
         }
     }
     plan.settle(&region);
-    Ok((
-        Pooled {
-            plan,
-            region,
-            outcome,
-            interrupted: seen.interrupted,
-            reports,
-            faults,
-        },
-        target_shape,
-    ))
+    Ok(Pooled {
+        plan,
+        region,
+        outcome,
+        interrupted: seen.interrupted,
+        reports,
+        faults,
+        records,
+        run_id,
+        shape: target_shape,
+    })
 }
 
 fn once<P: Place>(
@@ -391,31 +437,44 @@ fn once<P: Place>(
     variant: Variant,
     seed: u64,
 ) -> Result<(RunSummary, Histogram<u64>), Error> {
-    let (
-        Pooled {
-            plan,
-            region,
-            outcome,
-            interrupted,
-            reports,
-            faults,
-        },
-        target_shape,
-    ) = pooled(opts, place, variant, seed, None)?;
+    let Pooled {
+        plan,
+        region,
+        outcome,
+        interrupted,
+        reports,
+        faults,
+        records,
+        run_id,
+        shape: target_shape,
+    } = pooled(opts, place, variant, seed, None)?;
     let finals = place.finals(&region, &target_shape)?;
     let in_flight = plan.in_flight(&faults.deaths, &reports);
     let judgement = plan.judge(&region, &finals, &reports, &in_flight);
-    let history = match &plan.store {
-        Some(store) => Some(persist_end_and_verify(
+    let acknowledged = || {
+        reports
+            .iter()
+            .map(|r| plan.acknowledged(&region, r))
+            .collect()
+    };
+    let history = match (&plan.store, records) {
+        (Some(store), _) => Some(persist_end_and_verify(
             store,
             &finals,
-            reports
-                .iter()
-                .map(|r| plan.acknowledged(&region, r))
-                .collect(),
+            acknowledged(),
             killed(&faults, &reports),
         )?),
-        None => None,
+        (None, Some(r)) => Some(record_end_and_verify(
+            r,
+            &RunEnd {
+                run: run_id,
+                fingerprint: crate::history::event::fingerprint(&finals),
+                finals: finals.clone(),
+                completed: acknowledged(),
+                killed: killed(&faults, &reports),
+            },
+        )?),
+        (None, None) => None,
     };
     let (mut run, histogram) = summarise(
         opts,
@@ -426,6 +485,7 @@ fn once<P: Place>(
         faults,
         judgement,
         &finals,
+        run_id,
     );
     if let Some(check) = history {
         // A run whose stored record does not verify failed, whatever memory says; a bug's
@@ -480,7 +540,7 @@ pub fn host<T: Target>(
     joint: &dyn Joint,
 ) -> Result<(), Error> {
     let place = Remote(target);
-    let (p, _) = pooled(opts, &place, variant, seed, Some(joint))?;
+    let p = pooled(opts, &place, variant, seed, Some(joint))?;
     let mut in_flight = vec![0u64; p.reports.len()];
     for d in &p.faults.deaths {
         if d.in_flight.is_some() {
@@ -666,7 +726,14 @@ fn begin_store(
     let Some(store) = &opts.store else {
         return Ok(None);
     };
-    let info = RunInfo {
+    let info = run_info(opts, plan, run);
+    Ok(Some(std::sync::Arc::new(RunStore::begin(store, info)?)))
+}
+
+/// One run's header. `plan.label()` is what `torture verify` will call the run (the strategy,
+/// or the scenario and its variant).
+fn run_info(opts: &Options, plan: &Plan, run: u64) -> RunInfo {
+    RunInfo {
         run,
         strategy: plan.label(),
         workers: opts.workers as u32,
@@ -675,8 +742,27 @@ fn begin_store(
         initial: opts.initial,
         seed: plan.seed,
         persist: String::new(),
-    };
-    Ok(Some(std::sync::Arc::new(RunStore::begin(store, info)?)))
+    }
+}
+
+/// `--store target`: writes the run's end into the target, then checks this run's record,
+/// read back from the target alone, exactly as `torture verify URL` would.
+fn record_end_and_verify(records: &dyn Records, end: &RunEnd) -> Result<RunCheck, Error> {
+    records.end_record(end)?;
+    let loaded = records.load_record(Some(end.run))?;
+    let run = loaded
+        .runs
+        .iter()
+        .find(|r| r.info.run == end.run)
+        .ok_or_else(|| {
+            Error::Store(format!(
+                "the target does not hold run {} after it was written",
+                end.run
+            ))
+        })?;
+    // A row that fails its checksum is this run's damage (`RunHistory::damaged`): the
+    // checker's to judge, as a killed worker's torn record in a log.
+    Ok(verify::check_run(run))
 }
 
 /// Saves the run's end (final values, fingerprint, each worker's acknowledged updates, the
@@ -735,6 +821,7 @@ fn summarise(
     faults: FaultReport,
     judgement: Judgement,
     finals: &[u32],
+    run_id: u64,
 ) -> (RunSummary, Histogram<u64>) {
     let mut histogram = latency::new_histogram();
     let (mut retries, mut waits, mut wakes, mut updates) = (0u64, 0u64, 0u64, 0u64);
@@ -776,6 +863,7 @@ fn summarise(
         c.findings.truncate(8);
     }
     let run = RunSummary {
+        run: run_id,
         strategy,
         mode: opts.mode,
         layout: opts.layout,

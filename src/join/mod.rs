@@ -131,8 +131,13 @@ impl Join {
         if opts.scenario.is_some() {
             return Err(usage("--join runs the plain counter, not --scenario"));
         }
-        if opts.store.is_some() {
+        if opts.store.is_some() || opts.store_target {
             return Err(usage("--join with --store is not supported yet"));
+        }
+        if opts.levels().len() != 1 {
+            return Err(usage(
+                "--join runs one isolation level: give --isolation LEVEL (one)",
+            ));
         }
         if opts.mode != Mode::Processes {
             return Err(usage("--join needs --mode processes"));
@@ -295,9 +300,9 @@ pub fn run(opts: &Options, join: &Join) -> Result<Outcome, Error> {
     })
 }
 
-/// The isolation level of the run's sessions (PostgreSQL's default unless the options say).
-fn isolation_of(_opts: &Options) -> Isolation {
-    Isolation::ReadCommitted
+/// The isolation level of the run's sessions (`--isolation`, one level; validated).
+fn isolation_of(opts: &Options) -> Isolation {
+    opts.target_options(opts.levels()[0]).isolation
 }
 
 impl Joint for db::Coordinator {

@@ -101,6 +101,12 @@ pub struct StrategySummary {
     /// The scenario row this strategy stands for (`--scenario`): variant, invariant, tallies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scenario: Option<crate::workload::Row>,
+    /// The isolation level the row ran at (a SQL target's `--isolation`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<crate::target::sql::Isolation>,
+    /// Retries per completed update, over every run (SQL: serialization failures, deadlocks,
+    /// cas misses; Redis: failed EXECs, lock acquisitions, fenced refusals).
+    pub retries_per_update: f64,
     #[serde(skip)]
     pub histogram: Histogram<u64>,
 }
@@ -108,6 +114,9 @@ pub struct StrategySummary {
 /// One run of one strategy.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunSummary {
+    /// The run's id: every row, key and file it made on a target carries it (`torture clean
+    /// TARGET --run ID`, `torture verify URL --run ID`).
+    pub run: u64,
     pub strategy: StrategyKind,
     pub mode: Mode,
     pub layout: Layout,
@@ -340,6 +349,8 @@ impl StrategySummary {
             latency_ns: Percentiles::of(&histogram),
             verdict,
             scenario: None,
+            isolation: None,
+            retries_per_update: sum(|r| r.retries) as f64 / sum(|r| r.updates).max(1) as f64,
             histogram,
             runs,
         }

@@ -65,19 +65,45 @@ impl TargetSpec {
     /// The registry: the one place a `--target` becomes its type. Opening checks the spec
     /// only; it connects to nothing (that is `Target::preflight`'s and `Target::connect`'s).
     pub fn open<U: WithTarget>(&self, user: U) -> Result<U::Out, Error> {
+        self.open_with(&TargetOptions::default(), user)
+    }
+
+    /// [`TargetSpec::open`] with what the run asks of the target beyond its URL (the
+    /// isolation level of a SQL target's sessions, a Redis lock's TTL and fencing).
+    pub fn open_with<U: WithTarget>(
+        &self,
+        options: &TargetOptions,
+        user: U,
+    ) -> Result<U::Out, Error> {
         match self {
             TargetSpec::Memory => Ok(user.memory()),
             TargetSpec::Dir(path) => Ok(user.with(dir::Dir::new(path.clone()))),
-            // Until the wiring of every database target lands (branch wire): PostgreSQL, which
-            // --join needs, at its default isolation.
             TargetSpec::Postgres(url) => {
-                Ok(user.with(postgres::Postgres::new(url, sql::Isolation::ReadCommitted)))
+                Ok(user.with(postgres::Postgres::new(url, options.isolation)))
             }
-            TargetSpec::Mysql(_) | TargetSpec::Redis(_) => Err(Error::Usage(format!(
-                "--target {self}: {} is not built into this racepool yet",
-                self.kind().name()
-            ))),
+            TargetSpec::Mysql(url) => Ok(user.with(mysql::Mysql::new(url, options.isolation))),
+            TargetSpec::Redis(url) => Ok(user.with(redis::RedisTarget::open(url, options.redis)?)),
         }
+    }
+
+    /// Whether the target keeps a record of its own (`--store target`, `torture verify URL`).
+    pub fn keeps_record(&self) -> bool {
+        struct Keeps;
+        impl WithTarget for Keeps {
+            type Out = bool;
+            fn memory(self) -> bool {
+                false
+            }
+            fn with<T: Target + 'static>(self, target: T) -> bool {
+                target.records().is_some()
+            }
+        }
+        self.open(Keeps).unwrap_or(false)
+    }
+
+    /// Whether the target is a SQL database (the one kind with isolation levels).
+    pub fn is_sql(&self) -> bool {
+        matches!(self, TargetSpec::Postgres(_) | TargetSpec::Mysql(_))
     }
 
     /// The strategies the target implements, the bug first (memory: `StrategyKind::ALL`).
@@ -100,6 +126,15 @@ impl TargetSpec {
         }
         self.open(Strategies(holds))
     }
+}
+
+/// What a run asks of its target beyond the URL; each target takes what applies to it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TargetOptions {
+    /// `--isolation`: the level of a SQL target's transactions.
+    pub isolation: sql::Isolation,
+    /// `--lock-ttl`, `--fencing`: Redis `lock`.
+    pub redis: redis::RedisOptions,
 }
 
 /// What a run's slots hold, so that a target lays them out for it: independent counters, or
@@ -303,6 +338,12 @@ pub trait Target: Send + Sync {
 
     /// Removes one run's state, or every run's (`run` None). Returns how many runs it removed.
     fn clean(&self, run: Option<u64>) -> Result<u64, Error>;
+
+    /// `--store target`: the record this target keeps beside its state (a [`RecordStore`]),
+    /// if it keeps one.
+    fn records(&self) -> Option<&dyn Records> {
+        None
+    }
 }
 
 /// `--store target`: a target that keeps the run's record beside its state, so that `torture
@@ -318,12 +359,47 @@ pub trait RecordStore: Target {
     fn load(&self, run: Option<u64>) -> Result<Loaded, Error>;
 }
 
+/// [`RecordStore`] as the run pipeline and `torture verify` reach it, whatever the target's
+/// type: [`Target::records`] hands it out.
+pub trait Records {
+    /// [`RecordStore::begin_record`].
+    fn begin_record(&self, info: &RunInfo) -> Result<(), Error>;
+    /// [`RecordStore::end_record`].
+    fn end_record(&self, end: &RunEnd) -> Result<(), Error>;
+    /// [`RecordStore::load`].
+    fn load_record(&self, run: Option<u64>) -> Result<Loaded, Error>;
+}
+
+impl<T: RecordStore> Records for T {
+    fn begin_record(&self, info: &RunInfo) -> Result<(), Error> {
+        RecordStore::begin_record(self, info)
+    }
+    fn end_record(&self, end: &RunEnd) -> Result<(), Error> {
+        RecordStore::end_record(self, end)
+    }
+    fn load_record(&self, run: Option<u64>) -> Result<Loaded, Error> {
+        RecordStore::load(self, run)
+    }
+}
+
 /// A worker's connection to a target: one update per call.
 pub trait Session {
     /// Adds 1 to `slot` the way the session's strategy does, and says what it saw. With
     /// `event`, also writes the event in the same transaction (or the same atomic step) as the
     /// update.
     fn update(&mut self, slot: u32, event: Option<EventDraft>) -> Result<Applied, UpdateError>;
+
+    /// `update`, calling `at` at each named point of the update it reaches (`--pause` stops a
+    /// lock holder at `Point::HoldingLock`). A session without such points ignores `at`.
+    fn update_at(
+        &mut self,
+        slot: u32,
+        event: Option<EventDraft>,
+        at: &mut dyn FnMut(crate::fault::Point),
+    ) -> Result<Applied, UpdateError> {
+        let _ = at;
+        self.update(slot, event)
+    }
 
     /// `update`, calling `won` with what it applied once the update is decided: a lock
     /// strategy calls it before it unlocks (so a store sees a lock's updates in the order they

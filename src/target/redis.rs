@@ -569,6 +569,26 @@ impl Target for RedisTarget {
         .map_err(self.failed("removing the run's keys"))?;
         Ok(runs.len() as u64)
     }
+
+    fn records(&self) -> Option<&dyn super::Records> {
+        Some(self)
+    }
+}
+
+/// `--store target`: the run's hash holds its header and end, its stream the events (see
+/// [`stream`]).
+impl super::RecordStore for RedisTarget {
+    fn begin_record(&self, info: &crate::history::RunInfo) -> Result<(), Error> {
+        let mut info = info.clone();
+        info.persist = "target".into();
+        self.begin(&info)
+    }
+    fn end_record(&self, end: &crate::history::RunEnd) -> Result<(), Error> {
+        self.end(end)
+    }
+    fn load(&self, run: Option<u64>) -> Result<crate::history::Loaded, Error> {
+        RedisTarget::load(self, run).map(stream::into_loaded)
+    }
 }
 
 /// Every slot's value (None where the key is missing), by MGET in pages.
@@ -1141,7 +1161,16 @@ fn event_fields(e: &EventDraft, slot: usize, a: &Applied, pd: u64) -> [String; 1
 
 impl Session for RedisSession {
     fn update(&mut self, slot: u32, event: Option<EventDraft>) -> Result<Applied, UpdateError> {
-        self.update_at(slot, event, &mut |_| {})
+        RedisSession::update_at(self, slot, event, &mut |_| {})
+    }
+
+    fn update_at(
+        &mut self,
+        slot: u32,
+        event: Option<EventDraft>,
+        at: At<'_>,
+    ) -> Result<Applied, UpdateError> {
+        RedisSession::update_at(self, slot, event, at)
     }
 }
 

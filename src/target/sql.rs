@@ -59,10 +59,22 @@ use crate::target::{EventDraft, RecordStore, RunShape, Session, Target, TargetKi
 
 /// `--isolation`: the level every transaction of a run's sessions runs at.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, clap::ValueEnum,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Isolation {
+    /// Both engines' default for racepool (PostgreSQL's own default too).
+    #[default]
     ReadCommitted,
     RepeatableRead,
     Serializable,
@@ -1187,6 +1199,10 @@ impl<D: Driver> Target for Sql<D> {
             })
         })()
         .map_err(|f| self.fail(f))
+    }
+
+    fn records(&self) -> Option<&dyn super::Records> {
+        Some(self)
     }
 }
 

@@ -7,12 +7,16 @@
 //! any other target the step drives the worker's `target::Session`, one call per update.
 
 use super::{Judgement, Plan, StrategyWorker, Worker};
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+
 use crate::check;
+use crate::fault::Point;
 use crate::pick::SlotPicker;
 use crate::probe::Hooks;
+use crate::region::{Header, WorkerArea};
 use crate::region::{Slot, SlotTable};
 use crate::strategy::Strategy;
-use crate::target::{Session, UpdateError};
+use crate::target::{EventDraft, Session, UpdateError};
 use crate::worker::{self, Halt, Outcome, Step, WorkerReport};
 
 /// Where each update's slot comes from.
@@ -92,26 +96,64 @@ impl StrategyWorker for Memory {
 /// One counter update on another target, through the worker's session. The picker moves on
 /// only when an update happened: a refused one is tried again on the same slot as the next
 /// update, so the parent's replay of `completed` choices stays exact.
-pub struct Remote<Se> {
+pub struct Remote<'h, Se> {
     session: Se,
     picker: SlotPicker,
     slots: usize,
     /// The slot of the next update, chosen but not yet applied.
     next: Option<usize>,
+    worker: usize,
+    /// `--store target`: each update carries its event, numbered from 0 by `seq`.
+    events: bool,
+    seq: u64,
+    /// `--pause`: the region's header, whose pause request a lock holder claims, and the
+    /// worker's area, where it says which slot's lock it holds while stopped.
+    pause: Option<(&'h Header, &'h WorkerArea)>,
 }
 
-impl<Se: Session> Remote<Se> {
+impl<'h, Se: Session> Remote<'h, Se> {
     pub fn new(session: Se, plan: &Plan, worker: usize) -> Self {
         Remote {
             session,
             picker: SlotPicker::new(plan.seed, worker, plan.slots, plan.pick),
             slots: plan.slots,
             next: None,
+            worker,
+            events: plan.events,
+            seq: 0,
+            pause: None,
         }
+    }
+
+    /// With `Some(header)`, the session stops itself holding a lock when the watcher asks
+    /// (`--pause`), as a memory worker's probe does.
+    pub fn pausing(mut self, pause: Option<(&'h Header, &'h WorkerArea)>) -> Self {
+        self.pause = pause;
+        self
     }
 }
 
-impl<Se: Session> Step for Remote<Se> {
+/// Claims the watcher's pause request at a lock holder's point and stops there (SIGSTOP): the
+/// watcher resumes it after `--pause`'s MS. It claims with its index + 2, as `probe` does.
+fn pause_holding(header: &Header, area: &WorkerArea, worker: usize, slot: usize, point: Point) {
+    // Relaxed: a request polled here; the claim below is the CAS that decides.
+    if point != Point::HoldingLock || header.pause_request.load(Relaxed) != 1 {
+        return;
+    }
+    // SeqCst: rare; pairs with the watcher's SeqCst request and read in `progress::pause_one`.
+    if header
+        .pause_request
+        .compare_exchange(1, worker as u32 + 2, SeqCst, SeqCst)
+        .is_ok()
+    {
+        // Relaxed: read by the watcher once it sees this process stopped.
+        area.holding.store(slot as u32 + 1, Relaxed);
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+        area.holding.store(0, Relaxed);
+    }
+}
+
+impl<Se: Session> Step for Remote<'_, Se> {
     #[inline]
     fn update(&mut self, _: u64) -> Result<Outcome, Halt> {
         let slot = match self.next {
@@ -120,9 +162,24 @@ impl<Se: Session> Step for Remote<Se> {
             None => self.picker.next_slot(),
         };
         self.next = Some(slot);
-        match self.session.update(slot as u32, None) {
+        let event = self.events.then(|| EventDraft {
+            worker: self.worker as u32,
+            seq: self.seq,
+            invoke_ns: crate::clock::now_ns(),
+        });
+        let result = match self.pause {
+            None => self.session.update(slot as u32, event),
+            Some((header, area)) => {
+                let w = self.worker;
+                self.session.update_at(slot as u32, event, &mut |p| {
+                    pause_holding(header, area, w, slot, p)
+                })
+            }
+        };
+        match result {
             Ok(applied) => {
                 self.next = None;
+                self.seq += u64::from(self.events);
                 Ok(Outcome::Applied(applied))
             }
             Err(UpdateError::Rejected(_)) => Ok(Outcome::Rejected),
@@ -195,6 +252,7 @@ mod tests {
             race_window: 0,
             hold_after_read: false,
             store: None,
+            events: false,
             strike: None,
             kills: Default::default(),
             armed: false,

@@ -333,6 +333,9 @@ pub struct Plan {
     pub hold_after_read: bool,
     /// Where winning updates are persisted; each worker opens its own writer after the fork.
     pub store: Option<Arc<RunStore>>,
+    /// `--store target`: each update writes its event into the target itself, in the same
+    /// transaction or atomic step (`target::EventDraft`).
+    pub events: bool,
     /// `--crash-at` / `--stop-at`, struck on worker `Faults::struck_worker(seed, workers)`.
     pub strike: Option<StrikeAt>,
     /// `--kill`'s victims and when each is killed.

@@ -9,6 +9,7 @@
 //! cache: a session of its own), one arm in [`work`], and `holds` naming their slots.
 
 use super::{counter, Plan, Work};
+use crate::fault::Point;
 use crate::store::{NoStore, Persistence, Recorder};
 use crate::strategy::Applied;
 use crate::target::{EventDraft, RunShape, Session, Target, UpdateError};
@@ -51,7 +52,9 @@ fn connected<T: Target, P: Persistence>(
     };
     match plan.work {
         Work::Counter => {
-            let mut step = counter::Remote::new(session, plan, w);
+            // `--pause` asks, through the region, for the next lock holder to stop itself.
+            let pause = plan.armed.then_some((ctl.header, ctl.area));
+            let mut step = counter::Remote::new(session, plan, w).pausing(pause);
             worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
         }
         Work::Record => {
@@ -85,6 +88,22 @@ impl<Se: Session, P: Persistence> Session for Recorded<'_, Se, P> {
         self.session.update_then(slot, event, |a| {
             persist.won(slot as usize, a.read, a.written, a.retries)
         })
+    }
+
+    fn update_at(
+        &mut self,
+        slot: u32,
+        event: Option<EventDraft>,
+        at: &mut dyn FnMut(Point),
+    ) -> Result<Applied, UpdateError> {
+        if self.persist.failed() {
+            return Err(UpdateError::Fatal("stopped: the store failed".into()));
+        }
+        self.persist.begin();
+        let a = self.session.update_at(slot, event, at)?;
+        self.persist
+            .won(slot as usize, a.read, a.written, a.retries);
+        Ok(a)
     }
 }
 
