@@ -90,7 +90,7 @@ const RUN_AFTER_LONG_HELP: &str = concat!(
 enum Command {
     /// Run the torture test (the default when no command is given)
     #[command(after_help = RUN_AFTER_HELP, after_long_help = RUN_AFTER_LONG_HELP)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Prove from a stored record alone that no update was lost or duplicated
     ///
     /// PATH is the event log (--store log:PATH) or SQLite database (--store sqlite:PATH) a run
@@ -147,6 +147,23 @@ enum Command {
         /// Only this run: its id, as its files' names and `torture verify` print it
         #[arg(long, value_name = "ID")]
         run: Option<u64>,
+    },
+    /// Print a joined run's verdict (--join NAME) from the target alone
+    ///
+    /// Reads every host's figures and the slots' final values from the database and prints the
+    /// summary the run's last host printed. Exit 0: exact (or the race caught); 1: updates
+    /// lost; 2: no such run, or the target cannot be reached; 3: bounds held but a host or
+    /// workers died; 4: the run is not over.
+    Report {
+        /// The database the run coordinated through: postgres://…
+        #[arg(short, long, value_name = "TARGET")]
+        target: TargetSpec,
+        /// The joined run's name, as given to --join
+        #[arg(long, value_name = "NAME")]
+        run: String,
+        /// Print the verdict as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Check what racepool relies on: shared memory and cross-process wakes
     ///
@@ -425,6 +442,7 @@ fn execute(cli: Cli) -> Result<ExitCode, Error> {
         ),
         Some(Command::Bench(args)) => bench(&args),
         Some(Command::Clean { target, run }) => clean(&target, run),
+        Some(Command::Report { target, run, json }) => joined_report(&target, &run, json),
         Some(Command::Selftest { check }) => selftest(check),
     }
 }
@@ -440,6 +458,10 @@ fn clean(target: &TargetSpec, run: Option<u64>) -> Result<ExitCode, Error> {
         fn with<T: Target + 'static>(self, target: T) -> Self::Out {
             target.clean(self.0).map(Some)
         }
+    }
+    // The joined runs (--join) whose slots these were go with them.
+    if let TargetSpec::Postgres(url) = target {
+        racepool::join::db::clean(url, run)?;
     }
     match target.open(Clean(run))?? {
         None => out::print("memory: nothing to clean (a run's region vanishes with it)\n")?,
@@ -596,23 +618,43 @@ fn write_history(
 
 fn torture(args: &RunArgs) -> Result<ExitCode, Error> {
     let options = Options::from_args(args)?;
+    if let Some(join) = racepool::join::Join::from_args(&args.join, &options)? {
+        return joined(&options, &join, args.json);
+    }
     if let Some(dir) = &options.history {
         // Flags were refused above, before the directory is made: a refused run leaves nothing.
         history_dir(dir)?;
     }
-    let summary = racepool::run::run(&options)?;
-    if args.json {
+    let summary = if args.json {
+        // JSON is one document, written whole at the end.
+        let summary = racepool::run::run(&options)?;
         out::print(
             &(serde_json::to_string_pretty(&summary).expect("the summary serialises") + "\n"),
         )?;
+        summary
     } else {
+        // Each strategy's row as soon as it is done (the table's head with the first), the
+        // notes at the end: together exactly `render_text_with`. A run that fails before its
+        // first row prints no table. Printed between runs and flushed: no worker inherits
+        // unwritten output.
+        let columns = report::Columns::of(&options);
+        let mut head = Some(report::render_head(
+            &options,
+            report::Machine::this().cores,
+            &columns,
+        ));
+        let summary = racepool::run::run_each(&options, &mut |row| {
+            let head = head.take().unwrap_or_default();
+            out::print(&(head + &report::render_row(row, &columns)))
+        })?;
         let detail = if args.verbose {
             report::Detail::Full
         } else {
             report::Detail::Brief
         };
-        out::print(&report::render_text_with(&summary, detail))?;
-    }
+        out::print(&(head.unwrap_or_default() + &report::render_tail(&summary, detail)))?;
+        summary
+    };
     if let (Some(store), Some(dir)) = (&options.store, &options.history) {
         write_history(
             &racepool::verify::load(store.spec.path())?,
@@ -678,6 +720,48 @@ fn torture(args: &RunArgs) -> Result<ExitCode, Error> {
     })
 }
 
+/// This host's part of a joined run: the host that reports prints the verdict; every other
+/// prints one line naming it. Every host exits with the verdict's code.
+fn joined(options: &Options, join: &racepool::join::Join, json: bool) -> Result<ExitCode, Error> {
+    let outcome = racepool::join::run(options, join)?;
+    let j = &outcome.joined;
+    if json {
+        // Every host prints the same verdict (`reported_by` names the host that judged it).
+        out::print(&(serde_json::to_string_pretty(j).expect("the verdict serialises") + "\n"))?;
+    } else if outcome.reported_by == outcome.me {
+        out::print(&j.render())?;
+    } else {
+        let mine = j.hosts.iter().find(|h| h.host == outcome.me);
+        out::print(&format!(
+            "joined run {}: host {} done ({} updates acknowledged); verdict {} (printed by host {}; torture report --target {} --run {} prints it again)\n",
+            j.name,
+            outcome.me,
+            mine.map_or(0, |h| h.acknowledged),
+            j.verdict_text(),
+            outcome.reported_by,
+            j.url,
+            j.name
+        ))?;
+    }
+    Ok(ExitCode::from(j.exit_code()))
+}
+
+fn joined_report(target: &TargetSpec, run: &str, json: bool) -> Result<ExitCode, Error> {
+    let TargetSpec::Postgres(url) = target else {
+        return Err(Error::Usage(format!(
+            "--target {}: joined runs live in PostgreSQL: give --target postgres://…",
+            target.kind().name()
+        )));
+    };
+    let j = racepool::join::report::load(url, run)?;
+    if json {
+        out::print(&(serde_json::to_string_pretty(&j).expect("the verdict serialises") + "\n"))?;
+    } else {
+        out::print(&j.render())?;
+    }
+    Ok(ExitCode::from(j.exit_code()))
+}
+
 fn bench(args: &BenchArgs) -> Result<ExitCode, Error> {
     let mut opts = racepool::bench::BenchOptions::defaults(args.quick);
     if args.workers.contains(&0) || args.slots.contains(&0) {
@@ -702,7 +786,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, Error> {
     opts.warmup &= !args.no_warmup;
     opts.seed = args.seed;
     opts.command = std::env::args().collect();
-    let summary = racepool::bench::bench(&opts)?;
+    let summary = racepool::bench::bench_each(&opts, &mut |line| out::print(line))?;
     out::print(&format!(
         "bench: {} point(s) written to {} (report.md, summary.json, summary.csv, machine.json, points.jsonl, 4 plots)\n",
         summary.points.len(),
@@ -767,7 +851,7 @@ mod tests {
             // A run is validated as it would be before it forks (nothing is forked here).
             let run = match &cli.command {
                 None => Some(&cli.run),
-                Some(Command::Run(args)) => Some(args),
+                Some(Command::Run(args)) => Some(&**args),
                 _ => None,
             };
             if let Some(args) = run {

@@ -13,3 +13,14 @@ torture="$(cargo metadata --format-version 1 --no-deps \
     | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/torture"
 loop="$work/loop"
 cc -O2 -o "$loop" benches/c/loop.c -lpthread
+
+# provenance: the lines every generated table starts with, so a table in results/ says what made it.
+provenance() { # SCRIPT ARGS...
+    local cpu
+    cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+    echo "command: $*"
+    echo "commit: $(git describe --always --dirty 2>/dev/null || echo unknown)"
+    echo "machine: ${cpu:-unknown cpu}, $(nproc) cores, $(uname -sr)"
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo
+}

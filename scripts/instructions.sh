@@ -22,6 +22,7 @@
 # Exit: 0 table printed; 2 bad flag or valgrind/cc missing; 1 a run failed.
 # Needs bash, cargo, cc, valgrind (callgrind).
 set -euo pipefail
+args="$*"
 
 ops=1000000
 strategies="atomic cas racy futex-lock spin-lock pthread"
@@ -84,6 +85,7 @@ c_loop() { # strategy ops
     worker_ir "c-$1-$2" "$loop" "$1" 1 "$2" 1
 }
 
+provenance "scripts/instructions.sh $args"
 echo "Instructions per update (callgrind: (Ir at $((2 * ops)) ops - Ir at $ops ops) / $ops;"
 echo "the forked worker only; 1 worker, 1 slot, processes, release build)"
 echo

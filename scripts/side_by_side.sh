@@ -22,6 +22,7 @@ repeat=5
 ops1=5000000
 ops1000=2000
 strategies="atomic cas racy pthread"
+args="$*"
 while [ $# -gt 0 ]; do
     case "$1" in
         --repeat) repeat="${2:?--repeat needs a number}"; shift 2 ;;
@@ -56,6 +57,7 @@ c_loop() { # strategy workers ops
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+provenance "scripts/side_by_side.sh $args"
 echo "racepool / C peer, median of $repeat alternating pairs (updates per second)"
 echo
 echo "| strategy | point | C peer | racepool | racepool / C | target |"

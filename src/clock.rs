@@ -29,6 +29,41 @@ pub fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// CLOCK_REALTIME in nanoseconds since the Unix epoch: the one clock hosts and a database can
+/// be compared on (a joined run measures each host's offset to the database's).
+pub fn realtime_ns() -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_REALTIME always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+}
+
+/// Sleeps until CLOCK_REALTIME reads `at_ns` (returns at once if it is past): an absolute
+/// sleep, so a slow caller is not late by its own delay.
+pub fn sleep_until_realtime(at_ns: i128) {
+    let Ok(secs) = libc::time_t::try_from(at_ns.div_euclid(1_000_000_000)) else {
+        return;
+    };
+    let ts = libc::timespec {
+        tv_sec: secs,
+        tv_nsec: at_ns.rem_euclid(1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: `ts` is a valid timespec; no remainder is asked for with TIMER_ABSTIME. EINTR
+    // (a signal) sleeps again: the moment is absolute.
+    while unsafe {
+        libc::clock_nanosleep(
+            libc::CLOCK_REALTIME,
+            libc::TIMER_ABSTIME,
+            &ts,
+            std::ptr::null_mut(),
+        )
+    } == libc::EINTR
+    {}
+}
+
 /// What a [`Clock`] reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -34,6 +34,9 @@ pub enum Error {
     /// A timed run did not end within `CAP_FACTOR` times its time limit; its workers were
     /// killed. The bench marks such a point "collapsed". Exit 4.
     TimeLimit(String),
+    /// A joined run (`--join`) could not go on: a host missing at the start barrier, or one
+    /// that gave up; every host of the run fails with it. Exit 4.
+    Join(String),
     /// SIGINT arrived before anything could be reported. Exit 130 (128 + SIGINT).
     Interrupted(String),
     /// The results could not be written: stdout (or a history file) is full or closed. Exit 4.
@@ -59,7 +62,8 @@ impl Error {
             | Error::Store(_)
             | Error::TargetFailed(_)
             | Error::TimeLimit(_)
-            | Error::Output(_) => 4,
+            | Error::Output(_)
+            | Error::Join(_) => 4,
             Error::Interrupted(_) => exit::INTERRUPTED as i32,
         }
     }
@@ -76,6 +80,7 @@ impl fmt::Display for Error {
             | Error::TimeLimit(m)
             | Error::Interrupted(m)
             | Error::Target(m)
+            | Error::Join(m)
             | Error::Output(m) => f.write_str(m),
         }
     }

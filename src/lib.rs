@@ -26,6 +26,8 @@ pub mod fault;
 #[cfg(not(loom))]
 pub mod history;
 #[cfg(not(loom))]
+pub mod join;
+#[cfg(not(loom))]
 pub mod latency;
 #[cfg(not(loom))]
 pub mod options;

@@ -308,6 +308,9 @@ pub struct RunArgs {
     /// Needs --store, --slots 1, process mode and atomic or cas.
     #[arg(long, hide_short_help = true, help_heading = heading::TESTING)]
     pub hold_before_persist: bool,
+
+    #[command(flatten)]
+    pub join: crate::join::JoinArgs,
 }
 
 /// The scenario flags, flattened into `torture run` (docs/scenarios.md).

@@ -22,7 +22,7 @@ use crate::history::{Killed, RunEnd, RunInfo};
 use crate::latency::{self, LatencyMode};
 use crate::options::{Mode, Options};
 use crate::pool::{self, child_exit, Exit, PoolOutcome};
-use crate::progress::Watcher;
+use crate::progress::{self, WatchOutcome, Watcher};
 use crate::region::Region;
 use crate::report::{Fairness, Percentiles, RunSummary, StrategySummary, Summary, Verdict};
 use crate::store::RunStore;
@@ -34,6 +34,15 @@ use crate::workload::{self, Judgement, Plan, Row, Variant, Work};
 
 /// Runs every variant `repeat` times and summarises.
 pub fn run(opts: &Options) -> Result<Summary, Error> {
+    run_each(opts, &mut |_| Ok(()))
+}
+
+/// As [`run`], handing each variant's row to `on_row` as soon as its runs are done (the text
+/// output prints it then). An error from `on_row` ends the invocation.
+pub fn run_each(
+    opts: &Options,
+    on_row: &mut dyn FnMut(&StrategySummary) -> Result<(), Error>,
+) -> Result<Summary, Error> {
     if let Some(store) = &opts.store {
         store.prepare()?;
     }
@@ -42,13 +51,31 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
     opts.target
         .open_with(&opts.target_options(levels[0]), Preflight(opts))??;
     let mut rows = Vec::new();
-    'levels: for level in levels {
-        for variant in opts.variants() {
+    let variants = opts.variants();
+    let what = if opts.scenario.is_some() {
+        "variant"
+    } else {
+        "strategy"
+    };
+    // A row per level and variant: the bar counts rows.
+    let n = levels.len() * variants.len();
+    'levels: for (l, &level) in levels.iter().enumerate() {
+        for (v, &variant) in variants.iter().enumerate() {
             let mut runs = Vec::new();
             let mut histograms = Vec::new();
             for r in 0..opts.repeat {
+                let mut position = progress::position(what, l * variants.len() + v, n);
+                if let Some(level) = level {
+                    position = format!("{position}, {}", level.name());
+                }
+                if opts.repeat > 1 {
+                    position = format!(
+                        "{position}, {}",
+                        progress::position("run", r as usize, opts.repeat as usize)
+                    );
+                }
                 let seed = opts.seed.wrapping_add(r as u64);
-                let (run, histogram) = run_once_at(opts, level, variant, seed)?;
+                let (run, histogram) = run_once_at(opts, level, variant, seed, &position)?;
                 runs.push(run);
                 histograms.push(histogram);
                 if pool::interrupted() {
@@ -57,6 +84,7 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
             }
             let mut row = row(opts, variant, runs, histograms);
             row.isolation = level;
+            on_row(&row)?;
             rows.push(row);
             if pool::interrupted() {
                 break 'levels;
@@ -157,15 +185,17 @@ pub fn run_once(
     variant: Variant,
     seed: u64,
 ) -> Result<(RunSummary, Histogram<u64>), Error> {
-    run_once_at(opts, opts.levels()[0], variant, seed)
+    run_once_at(opts, opts.levels()[0], variant, seed, "")
 }
 
-/// [`run_once`] at one isolation level (a SQL target's; None elsewhere).
+/// [`run_once`] at one isolation level (a SQL target's; None elsewhere), its progress bar
+/// saying where it stands (`strategy 2 of 3, run 1 of 5`).
 pub fn run_once_at(
     opts: &Options,
     level: Option<Isolation>,
     variant: Variant,
     seed: u64,
+    position: &str,
 ) -> Result<(RunSummary, Histogram<u64>), Error> {
     opts.target.open_with(
         &opts.target_options(level),
@@ -173,6 +203,7 @@ pub fn run_once_at(
             opts,
             variant,
             seed,
+            position,
         },
     )?
 }
@@ -181,15 +212,22 @@ struct Once<'a> {
     opts: &'a Options,
     variant: Variant,
     seed: u64,
+    position: &'a str,
 }
 
 impl WithTarget for Once<'_> {
     type Out = Result<(RunSummary, Histogram<u64>), Error>;
     fn memory(self) -> Self::Out {
-        once(self.opts, &Memory, self.variant, self.seed)
+        once(self.opts, &Memory, self.variant, self.seed, self.position)
     }
     fn with<T: Target + 'static>(self, target: T) -> Self::Out {
-        once(self.opts, &Remote(target), self.variant, self.seed)
+        once(
+            self.opts,
+            &Remote(target),
+            self.variant,
+            self.seed,
+            self.position,
+        )
     }
 }
 
@@ -262,13 +300,33 @@ impl<T: Target> Place for Remote<T> {
     }
 }
 
-fn once<P: Place>(
+/// What the pool left of one run: the plan it ran, the region, how each worker ended and
+/// what it reported, the deaths. Every worker is reaped and the target settled.
+struct Pooled<'p> {
+    plan: Plan,
+    region: Region,
+    outcome: PoolOutcome,
+    interrupted: bool,
+    reports: Vec<WorkerReport>,
+    faults: FaultReport,
+    /// `--store target`: the target's record of the run.
+    records: Option<&'p dyn Records>,
+    run_id: u64,
+    shape: RunShape,
+}
+
+/// Forks the pool of one run of `variant` against `place` and reaps it: the run's slots are
+/// made here (or, joined, by the host that created the joined run), its workers released
+/// together (joined: when every host's are ready), every worker reaped, the target settled.
+fn pooled<'p, P: Place>(
     opts: &Options,
-    place: &P,
+    place: &'p P,
     variant: Variant,
     seed: u64,
-) -> Result<(RunSummary, Histogram<u64>), Error> {
-    let run_id = RunStore::new_run_id();
+    position: &str,
+    joint: Option<&dyn Joint>,
+) -> Result<Pooled<'p>, Error> {
+    let run_id = joint.map_or_else(RunStore::new_run_id, |j| j.run_id());
     let mut plan = Plan {
         work: Work::Counter,
         variant,
@@ -309,7 +367,10 @@ fn once<P: Place>(
     plan.prepare(&region);
     plan.store = begin_store(opts, &plan, run_id)?;
     let target_shape = shape_of(opts, run_id);
-    place.create(&target_shape)?;
+    // A joined run's slots were made by the host that created it.
+    if joint.is_none() {
+        place.create(&target_shape)?;
+    }
     // `--store target`: the header is written before any fork, as a log's is.
     let records =
         match opts.store_target {
@@ -324,6 +385,7 @@ fn once<P: Place>(
 
     let watcher = Watcher {
         label: plan.label(),
+        position: position.to_string(),
         total: opts.ops * opts.workers as u64,
         stall_timeout: opts.stall_timeout,
         explain_stall: plan.explain_stall(),
@@ -353,11 +415,19 @@ fn once<P: Place>(
         }
     };
     let mut faults = FaultReport::default();
-    let pooled = match opts.mode {
-        Mode::Processes => pool::run_processes(&region, &body, &watcher, &mut |dead| {
-            faults.record(recoverer.recover(&dead))
-        }),
-        Mode::Threads => pool::run_threads(&region, &body, &watcher),
+    let mut on_death = |dead| faults.record(recoverer.recover(&dead));
+    let pooled = match (opts.mode, joint) {
+        (Mode::Processes, None) => pool::run_processes(&region, &body, &watcher, &mut on_death),
+        (Mode::Processes, Some(joint)) => pool::run_processes(
+            &region,
+            &body,
+            &Rendezvous {
+                watcher: &watcher,
+                joint,
+            },
+            &mut on_death,
+        ),
+        (Mode::Threads, _) => pool::run_threads(&region, &body, &watcher),
     };
     // Every worker is reaped (or was never forked): the target tidies what they left, whatever
     // else went wrong; its own failure counts after the workers' (which explain it better).
@@ -388,6 +458,37 @@ fn once<P: Place>(
         }
     }
     plan.settle(&region);
+    Ok(Pooled {
+        plan,
+        region,
+        outcome,
+        interrupted: seen.interrupted,
+        reports,
+        faults,
+        records,
+        run_id,
+        shape: target_shape,
+    })
+}
+
+fn once<P: Place>(
+    opts: &Options,
+    place: &P,
+    variant: Variant,
+    seed: u64,
+    position: &str,
+) -> Result<(RunSummary, Histogram<u64>), Error> {
+    let Pooled {
+        plan,
+        region,
+        outcome,
+        interrupted,
+        reports,
+        faults,
+        records,
+        run_id,
+        shape: target_shape,
+    } = pooled(opts, place, variant, seed, position, None)?;
     let finals = place.finals(&region, &target_shape)?;
     let in_flight = plan.in_flight(&faults.deaths, &reports);
     let judgement = plan.judge(&region, &finals, &reports, &in_flight);
@@ -420,7 +521,7 @@ fn once<P: Place>(
         opts,
         &plan,
         outcome,
-        seen.interrupted,
+        interrupted,
         reports,
         faults,
         judgement,
@@ -436,6 +537,149 @@ fn once<P: Place>(
         run.history = Some(check);
     }
     Ok((run, histogram))
+}
+
+/// One host's share of a joined run (`--join`, see `join`): the run's slots exist already
+/// under its id; the workers are released when every host's are ready; what the host saw goes
+/// back to the target, where the host that finishes last (or `torture report`) judges them all.
+pub trait Joint: Sync {
+    /// The joined run's id: every host's workers update its rows.
+    fn run_id(&self) -> u64;
+    /// In the parent, once every local worker stands at the start barrier, while it has no
+    /// thread: waits for every host's workers. Returns when to release, as CLOCK_REALTIME ns.
+    fn meet(&self) -> Result<i128, Error>;
+    /// On a thread of the parent while the workers run, until `stop`: says this host is alive
+    /// and what its workers have acknowledged (`completed`, read afresh at each beat).
+    fn beat(&self, completed: &dyn Fn() -> Vec<u64>, stop: &std::sync::atomic::AtomicBool);
+    /// After every worker is reaped: this host's figures.
+    fn finish(&self, figures: HostFigures) -> Result<(), Error>;
+}
+
+/// What one host of a joined run saw, for its row in the target.
+pub struct HostFigures {
+    /// Each worker's acknowledged updates.
+    pub completed: Vec<u64>,
+    /// Each worker's updates whose outcome is unknown (a death mid-update, a lost connection).
+    pub in_flight: Vec<u64>,
+    /// The workers that died, and by which signal.
+    pub deaths: Vec<(usize, String)>,
+    pub retries: u64,
+    pub histogram: Histogram<u64>,
+    /// CLOCK_MONOTONIC ns: the release, and each worker's last completion.
+    pub go_ns: u64,
+    pub end_ns: Vec<u64>,
+    pub spawn_ms: f64,
+}
+
+/// One host's share of the joined run `joint`: its workers, released with every host's; its
+/// figures written back through `joint`.
+pub fn host<T: Target>(
+    opts: &Options,
+    target: T,
+    variant: Variant,
+    seed: u64,
+    joint: &dyn Joint,
+) -> Result<(), Error> {
+    let place = Remote(target);
+    let p = pooled(opts, &place, variant, seed, "", Some(joint))?;
+    let mut in_flight = vec![0u64; p.reports.len()];
+    for d in &p.faults.deaths {
+        if d.in_flight.is_some() {
+            in_flight[d.worker] += 1;
+        }
+    }
+    for r in &p.reports {
+        if let Some(Halt::Unknown(_)) = r.halt {
+            in_flight[r.worker] += 1;
+        }
+    }
+    let mut histogram = latency::new_histogram();
+    for r in &p.reports {
+        histogram.add(&r.histogram).expect("same bounds");
+    }
+    joint.finish(HostFigures {
+        completed: p.reports.iter().map(|r| r.completed).collect(),
+        in_flight,
+        deaths: p
+            .faults
+            .deaths
+            .iter()
+            .map(|d| (d.worker, d.signal.clone()))
+            .collect(),
+        retries: p.reports.iter().map(|r| r.retries).sum(),
+        histogram,
+        go_ns: p.outcome.go_ns,
+        end_ns: p.reports.iter().map(|r| r.end_ns).collect(),
+        spawn_ms: p.outcome.spawn_ns as f64 / 1e6,
+    })
+}
+
+/// The watcher of a joined run's host: before anything else, the hosts meet (no thread
+/// exists yet: every fork is done, and the rendezvous' connections open and close in turn);
+/// then a heartbeat thread says this host is alive while the run's own watcher watches, and
+/// the workers are released at the moment the hosts agreed on.
+struct Rendezvous<'a> {
+    watcher: &'a Watcher,
+    joint: &'a dyn Joint,
+}
+
+impl pool::Watch for Rendezvous<'_> {
+    type Seen = WatchOutcome;
+    fn watch<T>(
+        &self,
+        region: &Region,
+        live: Option<&pool::Live>,
+        body: impl FnOnce() -> T,
+    ) -> (T, WatchOutcome) {
+        let release_at = match self.joint.meet() {
+            Ok(at) => at,
+            Err(e) => {
+                // No worker may update: they are told to stop before the release, and killed.
+                // Relaxed: every worker is killed; the word only keeps a worker that runs
+                // before its SIGKILL lands from starting its first update.
+                region
+                    .header()
+                    .stop
+                    .store(1, std::sync::atomic::Ordering::Relaxed);
+                if let Some(live) = live {
+                    live.kill_all();
+                }
+                let out = body();
+                return (
+                    out,
+                    WatchOutcome {
+                        stalled: Some(e),
+                        interrupted: false,
+                        kills_sent: 0,
+                        pauses: Vec::new(),
+                    },
+                );
+            }
+        };
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let completed = || {
+            (0..region.worker_count())
+                // Relaxed: a progress figure, read while the worker writes it.
+                .map(|w| {
+                    region
+                        .worker(w)
+                        .completed
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                })
+                .collect::<Vec<u64>>()
+        };
+        std::thread::scope(|scope| {
+            let beat = scope.spawn(|| self.joint.beat(&completed, &stop));
+            let watched = self.watcher.watch(region, live, || {
+                crate::clock::sleep_until_realtime(release_at);
+                body()
+            });
+            // SeqCst: the heartbeat's only stop signal; nothing else is published with it.
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = beat.join();
+            watched
+        })
+    }
 }
 
 /// Every worker's report: read back from its area, or, for a worker that died, what its

@@ -53,7 +53,7 @@ fn assert_snapshot(name: &str, args: &[&str]) -> Output {
     out
 }
 
-const HELP: [(&str, &[&str]); 15] = [
+const HELP: [(&str, &[&str]); 17] = [
     ("help-h", &["-h"]),
     ("help-long", &["--help"]),
     ("run-h", &["run", "-h"]),
@@ -64,6 +64,8 @@ const HELP: [(&str, &[&str]); 15] = [
     ("bench-help", &["bench", "--help"]),
     ("clean-h", &["clean", "-h"]),
     ("clean-help", &["clean", "--help"]),
+    ("report-h", &["report", "-h"]),
+    ("report-help", &["report", "--help"]),
     ("selftest-h", &["selftest", "-h"]),
     ("selftest-help", &["selftest", "--help"]),
     (

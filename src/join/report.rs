@@ -1,0 +1,522 @@
+//! The joined verdict, from the tables alone: every host's figures, the run's plan and the
+//! slots' final values. The host that finishes last prints it; `torture report --target URL
+//! --run NAME` prints the same from anywhere.
+//!
+//! Expected per slot is the initial value plus every host's acknowledged updates to it, each
+//! host's workers' slot choices replayed from its seed. A host that died (no figures) counts
+//! what its last heartbeat saw as acknowledged and the rest of its plan as in flight: the
+//! verdict is then bounded (acknowledged <= final <= acknowledged + in flight), never exact.
+
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::db::{connect, Figures, EPOCH_NS};
+use crate::check::{bounded_count, Count, SlotCount};
+use crate::error::Error;
+use crate::pick::{Pick, SlotPicker};
+use crate::report::units::{count, percent, rate, time_ns};
+use crate::report::{Percentiles, Verdict};
+use crate::strategy::StrategyKind;
+use crate::target::sql::masked;
+
+/// One host as the tables show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Host {
+    pub host: String,
+    pub index: u32,
+    pub pid: i64,
+    pub workers: usize,
+    #[serde(skip)]
+    pub seed: u64,
+    /// The database's clock minus the host's, measured at registration, and the round trip.
+    pub clock_offset_ns: i64,
+    pub rtt_ns: i64,
+    pub state: String,
+    pub note: Option<String>,
+    /// Acknowledged updates: its figures', or (dead) its last heartbeat's.
+    pub acknowledged: u64,
+    /// Its updates whose outcome is unknown: deaths mid-update; a dead host's whole rest.
+    pub in_flight: u64,
+    pub ops_per_sec: Option<f64>,
+    /// When it released its workers, after the agreed release (database clock), in ns.
+    pub released_late_ns: Option<i64>,
+    #[serde(skip)]
+    pub figures: Option<Figures>,
+    #[serde(skip)]
+    pub progress: Vec<u64>,
+}
+
+/// A joined run's verdict.
+#[derive(Clone, Debug, Serialize)]
+pub struct Joined {
+    pub name: String,
+    pub url: String,
+    pub run: u64,
+    pub strategy: StrategyKind,
+    pub hosts_planned: u32,
+    pub ops: u64,
+    pub slots: usize,
+    pub initial: u32,
+    pub hosts: Vec<Host>,
+    /// Hosts not done: (host, state).
+    pub open: Vec<(String, String)>,
+    pub count: Count,
+    pub wrong_slots: Vec<SlotCount>,
+    /// Updates acknowledged over every host.
+    pub updates: u64,
+    pub in_flight: u64,
+    pub verdict: Verdict,
+    /// The verdict is bounded: a host died or failed, or workers died.
+    pub bounded: bool,
+    /// First release to last completion, on the database's clock.
+    pub window_ms: Option<f64>,
+    /// First host released to last host released, on the database's clock.
+    pub release_skew_ns: Option<i64>,
+    pub ops_per_sec: Option<f64>,
+    pub latency_ns: Option<Percentiles>,
+    pub reported_by: Option<String>,
+}
+
+fn fail(url: &str, m: impl std::fmt::Display) -> Error {
+    Error::Target(format!("{}: {m}", masked(url)))
+}
+
+/// Reads the joined run `name` from the database at `url` and judges it.
+pub fn load(url: &str, name: &str) -> Result<Joined, Error> {
+    let mut c = connect(url, "racepool/report").map_err(|m| fail(url, m))?;
+    let db = |e: postgres::Error| fail(url, e);
+    let exists: i64 = c
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = 'racepool_join_runs'",
+            &[],
+        )
+        .map_err(db)?
+        .get(0);
+    let row = if exists == 0 {
+        None
+    } else {
+        c.query_opt(
+            &format!(
+                "SELECT plan, hosts, run, {}, reported_by FROM racepool_join_runs WHERE name = $1",
+                EPOCH_NS.replace("{}", "release_at")
+            ),
+            &[&name],
+        )
+        .map_err(db)?
+    };
+    let Some(row) = row else {
+        return Err(Error::Usage(format!(
+            "--run {name}: {} holds no joined run of that name",
+            masked(url)
+        )));
+    };
+    let plan: serde_json::Value = serde_json::from_str(row.get::<_, &str>(0))
+        .map_err(|e| fail(url, format!("run {name}'s plan is not JSON: {e}")))?;
+    let hosts_planned = row.get::<_, i32>(1) as u32;
+    let run = row.get::<_, i64>(2) as u64;
+    let release_ns: Option<i64> = row.get(3);
+    let reported_by: Option<String> = row.get(4);
+    let field = |k: &str| plan.get(k).cloned().unwrap_or_default();
+    let ops = field("ops").as_u64().unwrap_or(0);
+    let slots = field("slots").as_u64().unwrap_or(1) as usize;
+    let initial = field("initial").as_u64().unwrap_or(0) as u32;
+    let pick: Pick = field("pick")
+        .as_str()
+        .unwrap_or("uniform")
+        .parse()
+        .unwrap_or(Pick::Uniform);
+    let strategy_name = field("strategies")
+        .get(0)
+        .and_then(|s| s.as_str().map(String::from))
+        .unwrap_or_default();
+    let strategy =
+        <StrategyKind as clap::ValueEnum>::from_str(&strategy_name, true).map_err(|_| {
+            fail(
+                url,
+                format!("run {name}'s strategy '{strategy_name}' is unknown"),
+            )
+        })?;
+
+    let mut hosts = Vec::new();
+    let mut histograms = Vec::new();
+    for r in c
+        .query(
+            "SELECT host, idx, pid, workers, seed, clock_offset_ns, rtt_ns, state, note, \
+             progress, figures, histogram FROM racepool_join_hosts WHERE name = $1 ORDER BY idx",
+            &[&name],
+        )
+        .map_err(db)?
+    {
+        let figures: Option<Figures> = r
+            .get::<_, Option<&str>>(10)
+            .and_then(|f| serde_json::from_str(f).ok());
+        let progress: Vec<u64> = r
+            .get::<_, Option<&str>>(9)
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or_default();
+        if let Some(bytes) = r.get::<_, Option<&[u8]>>(11) {
+            let mut d = hdrhistogram::serialization::Deserializer::new();
+            if let Ok(h) = d.deserialize::<u64, _>(&mut &bytes[..]) {
+                histograms.push(h);
+            }
+        }
+        hosts.push(Host {
+            host: r.get(0),
+            index: r.get::<_, i32>(1) as u32,
+            pid: r.get(2),
+            workers: r.get::<_, i64>(3) as usize,
+            seed: r.get::<_, i64>(4) as u64,
+            clock_offset_ns: r.get(5),
+            rtt_ns: r.get(6),
+            state: r.get(7),
+            note: r.get(8),
+            acknowledged: 0,
+            in_flight: 0,
+            ops_per_sec: None,
+            released_late_ns: None,
+            figures,
+            progress,
+        });
+    }
+    let finals: Vec<u32> = c
+        .query(
+            "SELECT value FROM racepool_slots WHERE run = $1 ORDER BY slot",
+            &[&(run as i64)],
+        )
+        .map_err(db)?
+        .iter()
+        .map(|r| u32::try_from(r.get::<_, i64>(0)).unwrap_or(u32::MAX))
+        .collect();
+    if finals.len() != slots {
+        return Err(fail(
+            url,
+            format!(
+                "joined run {name} (run {run}) has {} of its {slots} rows in racepool_slots",
+                finals.len()
+            ),
+        ));
+    }
+    Ok(judge(
+        Joined {
+            name: name.into(),
+            url: masked(url),
+            run,
+            strategy,
+            hosts_planned,
+            ops,
+            slots,
+            initial,
+            hosts: Vec::new(),
+            open: Vec::new(),
+            count: Count::default(),
+            wrong_slots: Vec::new(),
+            updates: 0,
+            in_flight: 0,
+            verdict: Verdict::Exact,
+            bounded: false,
+            window_ms: None,
+            release_skew_ns: None,
+            ops_per_sec: None,
+            latency_ns: None,
+            reported_by,
+        },
+        hosts,
+        &histograms,
+        release_ns,
+        pick,
+        &finals,
+    ))
+}
+
+/// The verdict over every host's figures.
+fn judge(
+    mut j: Joined,
+    mut hosts: Vec<Host>,
+    histograms: &[Histogram<u64>],
+    release_ns: Option<i64>,
+    pick: Pick,
+    finals: &[u32],
+) -> Joined {
+    let mut acked = vec![0u64; j.slots];
+    let mut upper = vec![0u64; j.slots];
+    for h in &mut hosts {
+        for w in 0..h.workers {
+            let (a, f) = match &h.figures {
+                Some(fig) => (
+                    fig.completed.get(w).copied().unwrap_or(0),
+                    fig.in_flight.get(w).copied().unwrap_or(0),
+                ),
+                // No figures: everything past its last heartbeat is unknown.
+                None => {
+                    let seen = h.progress.get(w).copied().unwrap_or(0).min(j.ops);
+                    (seen, j.ops - seen)
+                }
+            };
+            let picker = SlotPicker::new(h.seed, w, j.slots, pick);
+            picker.clone().replay(a, &mut acked);
+            picker.replay(a + f, &mut upper);
+            h.acknowledged += a;
+            h.in_flight += f;
+        }
+        if let (Some(fig), Some(rel)) = (&h.figures, release_ns) {
+            h.released_late_ns = Some(fig.released_ns - rel);
+            let secs = (fig.ended_ns - fig.released_ns).max(1) as f64 / 1e9;
+            h.ops_per_sec = Some(h.acknowledged as f64 / secs);
+        }
+        if !matches!(h.state.as_str(), "done" | "dead" | "failed") {
+            j.open.push((h.host.clone(), h.state.clone()));
+        }
+    }
+    let in_flight: Vec<u64> = upper.iter().zip(&acked).map(|(u, a)| u - a).collect();
+    let (count, mut wrong) = bounded_count(j.initial, &acked, &in_flight, finals);
+    wrong.truncate(16);
+    j.updates = hosts.iter().map(|h| h.acknowledged).sum();
+    j.in_flight = hosts.iter().map(|h| h.in_flight).sum();
+    j.bounded = j.in_flight > 0
+        || hosts
+            .iter()
+            .any(|h| h.state != "done" || h.figures.as_ref().is_some_and(|f| !f.deaths.is_empty()))
+        || (hosts.len() as u32) < j.hosts_planned;
+    j.verdict = Verdict::of(j.strategy, &count);
+    let done: Vec<&Figures> = hosts.iter().filter_map(|h| h.figures.as_ref()).collect();
+    if let Some(rel) = release_ns {
+        if let Some(end) = done.iter().map(|f| f.ended_ns).max() {
+            let first = done.iter().map(|f| f.released_ns).min().unwrap_or(rel);
+            let window = (end - first).max(1) as f64;
+            j.window_ms = Some(window / 1e6);
+            j.ops_per_sec = Some(j.updates as f64 / (window / 1e9));
+        }
+        if done.len() > 1 {
+            let max = done.iter().map(|f| f.released_ns).max().unwrap_or(0);
+            let min = done.iter().map(|f| f.released_ns).min().unwrap_or(0);
+            j.release_skew_ns = Some(max - min);
+        }
+    }
+    let mut merged = crate::latency::new_histogram();
+    for h in histograms {
+        let _ = merged.add(h);
+    }
+    j.latency_ns = Percentiles::of(&merged);
+    j.count = count;
+    j.wrong_slots = wrong;
+    j.hosts = hosts;
+    j
+}
+
+impl Joined {
+    /// Whether every host is done, dead or failed: the verdict is final.
+    pub fn over(&self) -> bool {
+        self.open.is_empty() && self.hosts.len() as u32 == self.hosts_planned
+    }
+
+    /// The hosts that died or gave up.
+    pub fn lost_hosts(&self) -> Vec<&Host> {
+        self.hosts.iter().filter(|h| h.state != "done").collect()
+    }
+
+    /// The exit code the verdict means (docs/exit-codes.md): 1 a check failed, 3 bounds held
+    /// but a host or workers died, 4 the run is not over, 0 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        if !self.over() {
+            4
+        } else if self.verdict == Verdict::Failed {
+            crate::error::exit::CHECK_FAILED
+        } else if self.bounded {
+            crate::error::exit::UNPLANNED_DEATHS
+        } else {
+            0
+        }
+    }
+
+    /// The verdict in words.
+    pub fn verdict_text(&self) -> String {
+        match self.verdict {
+            Verdict::Exact if self.bounded => "bounds held (not exact: updates in flight)".into(),
+            Verdict::Exact => "exact".into(),
+            Verdict::RaceCaught => "race caught".into(),
+            Verdict::RaceMissed => "race missed".into(),
+            Verdict::Failed if self.count.lost > 0 => "LOST UPDATES".into(),
+            Verdict::Failed => "UNEXPECTED VALUES".into(),
+        }
+    }
+
+    /// The summary, as the last host prints it and `torture report` does.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let workers: usize = self.hosts.iter().map(|h| h.workers).sum();
+        let _ = writeln!(
+            out,
+            "joined run {} (run {}): {} host(s), {} workers in all, {} updates each, {} slot(s), initial {}",
+            self.name,
+            self.run,
+            self.hosts_planned,
+            workers,
+            count(self.ops),
+            self.slots,
+            count(self.initial as u64)
+        );
+        let _ = writeln!(out, "          target {}\n", self.url);
+        let lat = |f: fn(&Percentiles) -> u64| {
+            self.latency_ns
+                .as_ref()
+                .map_or("–".into(), |p| time_ns(f(p) as f64))
+        };
+        let rows = [
+            vec![
+                "strategy".to_string(),
+                "expected".into(),
+                "observed".into(),
+                "lost".into(),
+                "loss".into(),
+                "in flight".into(),
+                "ops/s".into(),
+                "p99".into(),
+                "p99.9".into(),
+                "verdict".into(),
+            ],
+            vec![
+                self.strategy.name().to_string(),
+                count(self.count.expected),
+                count(self.count.observed),
+                count(self.count.lost),
+                percent(self.count.loss_rate(self.updates)),
+                count(self.in_flight),
+                self.ops_per_sec.map_or("–".into(), rate),
+                lat(|p| p.p99),
+                lat(|p| p.p999),
+                self.verdict_text(),
+            ],
+        ];
+        table(&mut out, &rows);
+        let _ = writeln!(
+            out,
+            "\nexpected = initial + every host's acknowledged updates, per slot (each host's slot choices replayed from its seed); lost = expected - observed."
+        );
+        for s in &self.wrong_slots {
+            let _ = writeln!(
+                out,
+                "slot {}: expected {}, observed {}",
+                s.slot,
+                count(s.expected),
+                count(s.observed)
+            );
+        }
+        let _ = writeln!(out);
+        let mut rows = vec![[
+            "host",
+            "#",
+            "workers",
+            "acked",
+            "in flight",
+            "ops/s",
+            "clock offset",
+            "rtt",
+            "released",
+            "state",
+        ]
+        .map(String::from)
+        .to_vec()];
+        for h in &self.hosts {
+            rows.push(vec![
+                h.host.clone(),
+                h.index.to_string(),
+                h.workers.to_string(),
+                count(h.acknowledged),
+                count(h.in_flight),
+                h.ops_per_sec.map_or("–".into(), rate),
+                signed_ms(h.clock_offset_ns),
+                time_ns(h.rtt_ns as f64),
+                h.released_late_ns.map_or("–".into(), signed_ms),
+                h.state.clone(),
+            ]);
+        }
+        table(&mut out, &rows);
+        let _ = writeln!(
+            out,
+            "\nclock offset = database clock - host clock (midpoint of a round trip at registration); released = after the agreed moment, database clock."
+        );
+        match (self.window_ms, self.release_skew_ns) {
+            (Some(w), Some(s)) => {
+                let _ = writeln!(
+                    out,
+                    "window {} (first release to last completion, database clock); release skew across hosts {}",
+                    time_ns(w * 1e6),
+                    time_ns(s as f64)
+                );
+            }
+            (Some(w), None) => {
+                let _ = writeln!(
+                    out,
+                    "window {} (release to last completion, database clock)",
+                    time_ns(w * 1e6)
+                );
+            }
+            _ => {}
+        }
+        for h in self.lost_hosts() {
+            let _ = writeln!(
+                out,
+                "host {} is {}{}: its {} update(s) past what it last reported are in flight; the verdict is bounded, not exact",
+                h.host,
+                h.state,
+                h.note.as_deref().map_or(String::new(), |n| format!(" ({n})")),
+                count(h.in_flight)
+            );
+        }
+        if !self.over() {
+            let open: Vec<String> = self
+                .open
+                .iter()
+                .map(|(h, s)| format!("{h} ({s})"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "the run is not over: {} of {} host(s) registered; still going: {}",
+                self.hosts.len(),
+                self.hosts_planned,
+                if open.is_empty() {
+                    "none".into()
+                } else {
+                    open.join(", ")
+                }
+            );
+        }
+        out
+    }
+}
+
+fn signed_ms(ns: i64) -> String {
+    format!("{:+.3} ms", ns as f64 / 1e6)
+}
+
+/// Columns padded to their widest cell, the first left-aligned, the rest right-aligned.
+fn table(out: &mut String, rows: &[Vec<String>]) {
+    let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            let pad = widths[c] - cell.chars().count();
+            if c == 0 || c + 1 == r.len() {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad));
+            } else {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            }
+            line.push_str("  ");
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
