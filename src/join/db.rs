@@ -297,6 +297,12 @@ pub fn failed(join: &Join, me: &str, why: &str) {
     }
 }
 
+/// Best effort: the creator was refused before anything was made: the run goes (a host
+/// that joined it meanwhile then fails too), and the tables with it when no run is left.
+pub fn withdraw(join: &Join, run: u64) {
+    let _ = clean(&join.url, Some(run));
+}
+
 /// The start barrier across hosts. This host's workers all stand at its own barrier: it says
 /// it is ready, then waits until every host is (the one that sees it sets the release, once)
 /// or until `--join-timeout` (then it fails, naming who is missing). Returns the release as
