@@ -458,6 +458,11 @@ pub struct Figures {
     /// when its last worker finished.
     pub released_ns: i64,
     pub ended_ns: i64,
+    /// On the database's clock: its first and its last worker's first update started.
+    #[serde(default)]
+    pub first_start_ns: i64,
+    #[serde(default)]
+    pub last_start_ns: i64,
     pub spawn_ms: f64,
 }
 
@@ -475,6 +480,8 @@ pub fn finish(co: &Coordinator, f: HostFigures) -> Result<String, Error> {
     };
     let figures = Figures {
         released_ns: to_db(f.go_ns),
+        first_start_ns: to_db(f.start_ns.iter().copied().min().unwrap_or(f.go_ns)),
+        last_start_ns: to_db(f.start_ns.iter().copied().max().unwrap_or(f.go_ns)),
         ended_ns: to_db(
             f.end_ns
                 .iter()

@@ -74,6 +74,9 @@ pub struct Joined {
     pub window_ms: Option<f64>,
     /// First host released to last host released, on the database's clock.
     pub release_skew_ns: Option<i64>,
+    /// First worker to last worker (over every host) starting its first update, on the
+    /// database's clock.
+    pub worker_start_skew_ns: Option<i64>,
     pub ops_per_sec: Option<f64>,
     pub latency_ns: Option<Percentiles>,
     pub reported_by: Option<String>,
@@ -219,6 +222,7 @@ pub fn load(url: &str, name: &str) -> Result<Joined, Error> {
             bounded: false,
             window_ms: None,
             release_skew_ns: None,
+            worker_start_skew_ns: None,
             ops_per_sec: None,
             latency_ns: None,
             reported_by,
@@ -293,6 +297,9 @@ fn judge(
             let max = done.iter().map(|f| f.released_ns).max().unwrap_or(0);
             let min = done.iter().map(|f| f.released_ns).min().unwrap_or(0);
             j.release_skew_ns = Some(max - min);
+            let last = done.iter().map(|f| f.last_start_ns).max().unwrap_or(0);
+            let first = done.iter().map(|f| f.first_start_ns).min().unwrap_or(0);
+            j.worker_start_skew_ns = Some(last - first);
         }
     }
     let mut merged = crate::latency::new_histogram();
@@ -442,9 +449,10 @@ impl Joined {
             (Some(w), Some(s)) => {
                 let _ = writeln!(
                     out,
-                    "window {} (first release to last completion, database clock); release skew across hosts {}",
+                    "window {} (first release to last completion, database clock); release skew across hosts {}; first to last worker started {}",
                     time_ns(w * 1e6),
-                    time_ns(s as f64)
+                    time_ns(s as f64),
+                    time_ns(self.worker_start_skew_ns.unwrap_or(0) as f64)
                 );
             }
             (Some(w), None) => {
