@@ -625,19 +625,36 @@ fn torture(args: &RunArgs) -> Result<ExitCode, Error> {
         // Flags were refused above, before the directory is made: a refused run leaves nothing.
         history_dir(dir)?;
     }
-    let summary = racepool::run::run(&options)?;
-    if args.json {
+    let summary = if args.json {
+        // JSON is one document, written whole at the end.
+        let summary = racepool::run::run(&options)?;
         out::print(
             &(serde_json::to_string_pretty(&summary).expect("the summary serialises") + "\n"),
         )?;
+        summary
     } else {
+        // Each strategy's row as soon as it is done (the table's head with the first), the
+        // notes at the end: together exactly `render_text_with`. A run that fails before its
+        // first row prints no table. Printed between runs and flushed: no worker inherits
+        // unwritten output.
+        let columns = report::Columns::of(&options);
+        let mut head = Some(report::render_head(
+            &options,
+            report::Machine::this().cores,
+            &columns,
+        ));
+        let summary = racepool::run::run_each(&options, &mut |row| {
+            let head = head.take().unwrap_or_default();
+            out::print(&(head + &report::render_row(row, &columns)))
+        })?;
         let detail = if args.verbose {
             report::Detail::Full
         } else {
             report::Detail::Brief
         };
-        out::print(&report::render_text_with(&summary, detail))?;
-    }
+        out::print(&(head.unwrap_or_default() + &report::render_tail(&summary, detail)))?;
+        summary
+    };
     if let (Some(store), Some(dir)) = (&options.store, &options.history) {
         write_history(
             &racepool::verify::load(store.spec.path())?,
@@ -769,7 +786,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, Error> {
     opts.warmup &= !args.no_warmup;
     opts.seed = args.seed;
     opts.command = std::env::args().collect();
-    let summary = racepool::bench::bench(&opts)?;
+    let summary = racepool::bench::bench_each(&opts, &mut |line| out::print(line))?;
     out::print(&format!(
         "bench: {} point(s) written to {} (report.md, summary.json, summary.csv, machine.json, points.jsonl, 4 plots)\n",
         summary.points.len(),

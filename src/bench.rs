@@ -10,20 +10,26 @@
 //! fork happens with no other thread alive.
 
 use std::fs;
-use std::io::{ErrorKind, IsTerminal, Write};
+use std::io::{ErrorKind, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget};
 
 use crate::error::Error;
 use crate::latency::{self, LatencyMode};
 use crate::options::{Mode, Options, CAP_FACTOR};
 use crate::pick::Pick;
+use crate::progress;
 use crate::region::Layout;
 use crate::report::csv::render_csv;
 use crate::report::markdown::render_markdown;
-use crate::report::matrix::{BenchPoint, BenchSettings, BenchSummary, MachineInfo, PointKey};
+use crate::report::matrix::{
+    BenchPoint, BenchSettings, BenchSummary, MachineInfo, PointKey, PointStatus,
+};
 use crate::report::svg::bench_plots;
-use crate::report::{revision, Machine};
+use crate::report::units::{count, percent, rate, time_ns};
+use crate::report::{revision, Machine, Verdict};
 use crate::run::run_once;
 use crate::strategy::StrategyKind;
 use crate::workload::Variant;
@@ -193,6 +199,15 @@ pub fn point_budget(base: Duration, workers: usize) -> Duration {
 
 /// Runs the whole matrix, writing every file after each point. Returns the final summary.
 pub fn bench(opts: &BenchOptions) -> Result<BenchSummary, Error> {
+    bench_each(opts, &mut |_| Ok(()))
+}
+
+/// As [`bench`], handing `on_point` a one-line result ([`point_line`]) as each point is done
+/// and written (the progress bar is lifted meanwhile, so the line lands above it).
+pub fn bench_each(
+    opts: &BenchOptions,
+    on_point: &mut dyn FnMut(&str) -> Result<(), Error>,
+) -> Result<BenchSummary, Error> {
     if opts.repeat == 0 {
         return Err(Error::Usage("--repeat must be at least 1".into()));
     }
@@ -225,14 +240,17 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchSummary, Error> {
     };
 
     let progress = Progress::new(opts, &points);
+    let label_width = points.iter().map(|k| k.label().len()).max().unwrap_or(0);
     for (i, &key) in points.iter().enumerate() {
         progress.show(i, key);
         let point = measure(opts, key)?;
+        let line = point_line(i, points.len(), label_width, &point);
         summary.points.push(point);
         summary.derive();
         write_reports(&opts.out, &summary)?;
+        progress.bar.suspend(|| on_point(&line))?;
     }
-    progress.done();
+    progress.bar.finish_and_clear();
     Ok(summary)
 }
 
@@ -406,12 +424,41 @@ fn utc(secs: u64) -> String {
     )
 }
 
-/// Which point is running and an ETA, on stderr when it is a terminal; drawn between points
-/// from the main thread (no thread may live while a run forks).
+/// One point's result, as it is done: ` 3/42  cas processes w=4 … latency=all
+/// 5.17M/s  p99  241 ns  exact` (or `34.3% lost`, `collapsed`), the label padded to
+/// `label_width` so the figures line up.
+pub fn point_line(i: usize, n: usize, label_width: usize, p: &BenchPoint) -> String {
+    // `3/42`: the bar above says `point 3 of 42`; the line keeps its columns for the figures.
+    let at = format!("{}/{}", count(i as u64 + 1), count(n as u64));
+    let at_width = 2 * count(n as u64).len() + 1;
+    // Untimed points (`latency=off`) have no latency: a dash keeps the verdicts in line.
+    let p99 = p
+        .latency_ns
+        .as_ref()
+        .map_or("–".into(), |l| time_ns(l.p99 as f64));
+    let p99 = format!("  p99 {p99:>7}");
+    let result = match (p.status, p.verdict) {
+        (PointStatus::Collapsed, _) => "collapsed".to_string(),
+        (_, Verdict::Exact) => "exact".into(),
+        // Only the bug is expected to lose: its share lost says the race was caught.
+        (_, Verdict::RaceCaught) => format!("{} lost", percent(p.loss_fraction)),
+        (_, Verdict::RaceMissed) => "race missed".into(),
+        (_, Verdict::Failed) => format!("FAILED: {} lost", count(p.lost)),
+    };
+    format!(
+        "{at:>at_width$}  {:<label_width$}  {:>5}/s{p99}  {result}\n",
+        p.key.label(),
+        rate(p.ops_per_sec),
+    )
+}
+
+/// Which point is running and an ETA, in `progress::style`, on stderr when it is a terminal;
+/// drawn between points from the main thread (no steady tick: indicatif starts no thread, and
+/// no thread may live while a run forks).
 struct Progress {
-    on: bool,
+    bar: ProgressBar,
     start: Instant,
-    /// Estimated cost of each point, and their running sum.
+    /// Estimated cost of each point.
     weights: Vec<f64>,
     total: f64,
 }
@@ -428,8 +475,14 @@ impl Progress {
             })
             .collect();
         let total = weights.iter().sum();
+        let bar = if std::io::stderr().is_terminal() {
+            ProgressBar::with_draw_target(Some(points.len() as u64), ProgressDrawTarget::stderr())
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(progress::style());
         Progress {
-            on: std::io::stderr().is_terminal(),
+            bar,
             start: Instant::now(),
             weights,
             total,
@@ -437,36 +490,75 @@ impl Progress {
     }
 
     fn show(&self, i: usize, key: PointKey) {
-        if !self.on {
-            return;
-        }
         let done: f64 = self.weights[..i].iter().sum();
-        let eta = if done > 0.0 {
-            let secs = self.start.elapsed().as_secs_f64() / done * (self.total - done);
-            format!("{}m{:02}s", secs as u64 / 60, secs as u64 % 60)
-        } else {
-            "…".into()
-        };
-        eprint!(
-            "\r\x1b[2K[{}/{}] {}  ETA {eta}",
-            i + 1,
-            self.weights.len(),
-            key.label()
-        );
-        let _ = std::io::stderr().flush();
-    }
-
-    fn done(&self) {
-        if self.on {
-            eprint!("\r\x1b[2K");
-            let _ = std::io::stderr().flush();
-        }
+        let left =
+            (done > 0.0).then(|| self.start.elapsed().as_secs_f64() / done * (self.total - done));
+        self.bar.set_prefix(progress::prefix(
+            &progress::position("point", i, self.weights.len()),
+            &key.label(),
+        ));
+        self.bar.set_message(progress::eta(left));
+        self.bar.set_position(i as u64);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_point_says_where_it_stands_and_what_it_measured_in_one_aligned_line() {
+        let summary = crate::report::matrix::sample::summary();
+        let n = summary.points.len();
+        let width = summary
+            .points
+            .iter()
+            .map(|p| p.key.label().len())
+            .max()
+            .unwrap();
+        let lines: Vec<String> = summary
+            .points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| point_line(i, n, width, p))
+            .collect();
+        // racy, 1 worker, processes: 1,234,567.891/s, p99 300 ns, 1.7% lost.
+        assert_eq!(
+            lines[0],
+            format!(
+                " 1/12  {:<width$}  1.23M/s  p99  300 ns  1.7% lost\n",
+                "racy processes w=1 slots=1 packed latency=all"
+            )
+        );
+        assert!(lines[2].starts_with(" 3/12  racy "), "{}", lines[2]);
+        assert!(lines[9].starts_with("10/12  pthread "), "{}", lines[9]);
+        // pthread with 4 workers collapsed in the sample.
+        assert!(lines[10].ends_with("  collapsed\n"), "{}", lines[10]);
+        assert!(lines[4].ends_with("  exact\n"), "{}", lines[4]);
+        // The figures and the verdicts start in the same column on every line, timed or not.
+        let at = |l: &String| l.find("/s").unwrap();
+        assert!(lines.iter().all(|l| at(l) == at(&lines[0])), "{lines:#?}");
+        let mut untimed = summary.points[0].clone();
+        untimed.latency_ns = None;
+        let untimed = point_line(0, n, width, &untimed);
+        assert_eq!(
+            untimed.replace("      –", " 300 ns"),
+            lines[0],
+            "{untimed}{}",
+            lines[0]
+        );
+        assert!(
+            lines.iter().all(|l| l.trim_end().len() <= 100),
+            "{lines:#?}"
+        );
+        // The full default bench's widest line still fits 100 columns.
+        let full = BenchOptions::defaults(false).points();
+        let widest = full.iter().map(|k| k.label().len()).max().unwrap();
+        let mut point = summary.points[0].clone();
+        point.key = *full.iter().find(|k| k.label().len() == widest).unwrap();
+        let line = point_line(full.len() - 1, full.len(), widest, &point);
+        assert!(line.trim_end().len() <= 100, "{line}");
+    }
 
     #[test]
     fn utc_dates_are_civil_dates() {

@@ -734,14 +734,15 @@ impl Options {
                 sc.kind.name()
             ));
         }
+        let kind = self.target.kind();
         if let Some(f) = sc
             .fixes
             .iter()
-            .find(|f| !implemented.contains(&f.mechanism()))
+            .find(|f| !f.runs_on(kind) || !implemented.contains(&f.mechanism()))
         {
             let names: Vec<&str> = sc
                 .kind
-                .default_fixes(implemented)
+                .default_fixes(kind, implemented)
                 .iter()
                 .map(|f| f.name())
                 .collect();
@@ -837,12 +838,30 @@ impl Options {
                     self.target.kind().name()
                 ));
             }
-            if let Some(sc) = &self.scenario {
+            if let Some(sc) = self
+                .scenario
+                .as_ref()
+                .filter(|sc| !matches!(sc.kind, ScenarioKind::Votes | ScenarioKind::Cache))
+            {
                 return usage(format!(
-                    "--store target records the plain counter; --scenario {} is not recorded in the target yet: use --store log:PATH",
+                    "--store target records the plain counter, votes and cache; --scenario {} is not recorded in the target yet: use --store log:PATH",
                     sc.kind.name()
                 ));
             }
+        }
+        // Votes and cache on a target record through the target's own sessions only.
+        let own = self
+            .scenario
+            .as_ref()
+            .filter(|sc| matches!(sc.kind, ScenarioKind::Votes | ScenarioKind::Cache));
+        if let (Some(sc), true, true) =
+            (own, self.target != TargetSpec::Memory, self.store.is_some())
+        {
+            return usage(format!(
+                "--store log: or sqlite: with --scenario {} on {}: the target records it itself: use --store target",
+                sc.kind.name(),
+                self.target.kind().name()
+            ));
         }
         let Some(store) = &self.store else {
             return Ok(());
@@ -1040,7 +1059,10 @@ impl ScenarioArgs {
             Vec::new()
         } else if self.fix.is_empty() {
             // The target's own variants (validated with the target: none is a usage error).
-            kind.default_fixes(scenario_strategies(&options.target, kind)?)
+            kind.default_fixes(
+                options.target.kind(),
+                scenario_strategies(&options.target, kind)?,
+            )
         } else {
             self.fix.clone()
         };

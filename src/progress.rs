@@ -16,6 +16,7 @@ use crate::fault::{watcher_rng, Faults, KillPlan, Pause, Victim};
 use crate::pick::SplitMix64;
 use crate::pool::{self, Live, Watch};
 use crate::region::{status, Region};
+use crate::report::units::{count, rate, time_left};
 use crate::step;
 
 /// A timed run still going at this many times its time limit has collapsed and is stopped.
@@ -32,6 +33,8 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct Watcher {
     pub label: String,
+    /// Where this run stands in the invocation, for the bar: `strategy 2 of 3, run 1 of 5`.
+    pub position: String,
     pub total: u64,
     /// No update completed anywhere for this long: the run is declared stalled. Time while a
     /// worker is paused by `--pause` does not count (a paused worker is alive).
@@ -121,12 +124,8 @@ impl Watcher {
         } else {
             ProgressBar::hidden()
         };
-        bar.set_style(
-            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} updates {per_sec}")
-                .expect("static template")
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(self.label.clone());
+        bar.set_style(run_style(self.time_limit));
+        bar.set_prefix(prefix(&self.position, &self.label));
         let go_ns = now_ns();
         let mut out = WatchOutcome::default();
         let mut rng = watcher_rng(self.seed);
@@ -169,6 +168,7 @@ impl Watcher {
                 break;
             }
             let done = completed(region);
+            // Drawn from the parent's samples of the workers' counters: nothing per update.
             bar.set_position(done);
 
             if let Some(limit) = self.time_limit {
@@ -285,6 +285,75 @@ impl Watcher {
         bar.finish_and_clear();
         out
     }
+}
+
+/// The one progress style of `torture run` and `torture bench`: where the invocation stands
+/// and what runs, a bar, then the figures and the ETA (`msg`). Drawn on stderr only.
+pub fn style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix} [{bar:20}] {msg}")
+        .expect("static template")
+        .progress_chars("=> ")
+}
+
+/// [`style`] for one run: its message is [`run_message`] of the bar's own position, length and
+/// time, so each look draws once.
+pub fn run_style(time_limit: Option<Duration>) -> ProgressStyle {
+    style().with_key(
+        "msg",
+        move |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let total = state.len().unwrap_or(0);
+            let _ = w.write_str(&run_message(
+                state.pos(),
+                total,
+                state.elapsed(),
+                time_limit,
+            ));
+        },
+    )
+}
+
+/// `i` (from 0) of `n` as a person counts: `strategy 2 of 3`.
+pub fn position(what: &str, i: usize, n: usize) -> String {
+    format!("{what} {} of {}", count(i as u64 + 1), count(n as u64))
+}
+
+/// The bar's prefix: `strategy 2 of 3: cas`.
+pub fn prefix(position: &str, label: &str) -> String {
+    if position.is_empty() {
+        label.to_string()
+    } else {
+        format!("{position}: {label}")
+    }
+}
+
+/// `ETA 1m05s`, or `ETA –` before there is anything to go by.
+pub fn eta(secs: Option<f64>) -> String {
+    format!("ETA {}", secs.map_or("–".into(), time_left))
+}
+
+/// The run's figures beside its bar: `1,234,567/4,000,000 updates  6.72M/s  ETA 1s`. The ETA
+/// goes by the rate so far, or by the time limit when that comes first.
+pub fn run_message(
+    done: u64,
+    total: u64,
+    elapsed: Duration,
+    time_limit: Option<Duration>,
+) -> String {
+    let secs = elapsed.as_secs_f64();
+    let per_sec = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+    let by_rate = (per_sec > 0.0).then(|| total.saturating_sub(done) as f64 / per_sec);
+    let by_limit = time_limit.map(|l| l.saturating_sub(elapsed).as_secs_f64());
+    let left = match (by_rate, by_limit) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    format!(
+        "{}/{} updates  {}/s  {}",
+        count(done),
+        count(total),
+        rate(per_sec),
+        eta(left)
+    )
 }
 
 /// Raises this (watcher) thread's priority where allowed, so that with a thousand runnable
@@ -506,5 +575,58 @@ fn clk_tck() -> f64 {
         t as f64
     } else {
         100.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bar_says_which_strategy_of_how_many() {
+        assert_eq!(position("strategy", 1, 3), "strategy 2 of 3");
+        assert_eq!(position("point", 1_233, 2_000), "point 1,234 of 2,000");
+        assert_eq!(
+            prefix(
+                &format!("{}, {}", position("strategy", 0, 2), position("run", 4, 5)),
+                "cas"
+            ),
+            "strategy 1 of 2, run 5 of 5: cas"
+        );
+        assert_eq!(prefix("", "cas"), "cas");
+    }
+
+    #[test]
+    fn the_figures_are_human_and_the_eta_follows_the_rate() {
+        // 1,234,567 in 0.2 s: 6.17M/s; 2,765,433 left at that rate take 0.448 s.
+        assert_eq!(
+            run_message(1_234_567, 4_000_000, Duration::from_millis(200), None),
+            "1,234,567/4,000,000 updates  6.17M/s  ETA 0s"
+        );
+        // 1M of 40M in 10 s: 39M left at 100k/s, 390 s.
+        assert_eq!(
+            run_message(1_000_000, 40_000_000, Duration::from_secs(10), None),
+            "1,000,000/40,000,000 updates  100k/s  ETA 6m30s"
+        );
+        // Nothing done yet: no rate to go by.
+        assert_eq!(
+            run_message(0, 1_000, Duration::ZERO, None),
+            "0/1,000 updates  0/s  ETA –"
+        );
+    }
+
+    #[test]
+    fn a_run_by_time_ends_at_its_limit() {
+        // At this rate the updates would take 390 s, but the limit ends the run in 50 s.
+        assert_eq!(
+            run_message(
+                100_000,
+                4_000_000,
+                Duration::from_secs(10),
+                Some(Duration::from_secs(60))
+            ),
+            "100,000/4,000,000 updates  10k/s  ETA 50s"
+        );
+        assert!(eta(Some(125.0)).ends_with("2m05s"), "{}", eta(Some(125.0)));
     }
 }

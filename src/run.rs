@@ -22,7 +22,7 @@ use crate::history::{Killed, RunEnd, RunInfo};
 use crate::latency::{self, LatencyMode};
 use crate::options::{Mode, Options};
 use crate::pool::{self, child_exit, Exit, PoolOutcome};
-use crate::progress::{WatchOutcome, Watcher};
+use crate::progress::{self, WatchOutcome, Watcher};
 use crate::region::Region;
 use crate::report::{Fairness, Percentiles, RunSummary, StrategySummary, Summary, Verdict};
 use crate::store::RunStore;
@@ -34,6 +34,15 @@ use crate::workload::{self, Judgement, Plan, Row, Variant, Work};
 
 /// Runs every variant `repeat` times and summarises.
 pub fn run(opts: &Options) -> Result<Summary, Error> {
+    run_each(opts, &mut |_| Ok(()))
+}
+
+/// As [`run`], handing each variant's row to `on_row` as soon as its runs are done (the text
+/// output prints it then). An error from `on_row` ends the invocation.
+pub fn run_each(
+    opts: &Options,
+    on_row: &mut dyn FnMut(&StrategySummary) -> Result<(), Error>,
+) -> Result<Summary, Error> {
     if let Some(store) = &opts.store {
         store.prepare()?;
     }
@@ -42,13 +51,31 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
     opts.target
         .open_with(&opts.target_options(levels[0]), Preflight(opts))??;
     let mut rows = Vec::new();
-    'levels: for level in levels {
-        for variant in opts.variants() {
+    let variants = opts.variants();
+    let what = if opts.scenario.is_some() {
+        "variant"
+    } else {
+        "strategy"
+    };
+    // A row per level and variant: the bar counts rows.
+    let n = levels.len() * variants.len();
+    'levels: for (l, &level) in levels.iter().enumerate() {
+        for (v, &variant) in variants.iter().enumerate() {
             let mut runs = Vec::new();
             let mut histograms = Vec::new();
             for r in 0..opts.repeat {
+                let mut position = progress::position(what, l * variants.len() + v, n);
+                if let Some(level) = level {
+                    position = format!("{position}, {}", level.name());
+                }
+                if opts.repeat > 1 {
+                    position = format!(
+                        "{position}, {}",
+                        progress::position("run", r as usize, opts.repeat as usize)
+                    );
+                }
                 let seed = opts.seed.wrapping_add(r as u64);
-                let (run, histogram) = run_once_at(opts, level, variant, seed)?;
+                let (run, histogram) = run_once_at(opts, level, variant, seed, &position)?;
                 runs.push(run);
                 histograms.push(histogram);
                 if pool::interrupted() {
@@ -57,6 +84,7 @@ pub fn run(opts: &Options) -> Result<Summary, Error> {
             }
             let mut row = row(opts, variant, runs, histograms);
             row.isolation = level;
+            on_row(&row)?;
             rows.push(row);
             if pool::interrupted() {
                 break 'levels;
@@ -157,15 +185,17 @@ pub fn run_once(
     variant: Variant,
     seed: u64,
 ) -> Result<(RunSummary, Histogram<u64>), Error> {
-    run_once_at(opts, opts.levels()[0], variant, seed)
+    run_once_at(opts, opts.levels()[0], variant, seed, "")
 }
 
-/// [`run_once`] at one isolation level (a SQL target's; None elsewhere).
+/// [`run_once`] at one isolation level (a SQL target's; None elsewhere), its progress bar
+/// saying where it stands (`strategy 2 of 3, run 1 of 5`).
 pub fn run_once_at(
     opts: &Options,
     level: Option<Isolation>,
     variant: Variant,
     seed: u64,
+    position: &str,
 ) -> Result<(RunSummary, Histogram<u64>), Error> {
     opts.target.open_with(
         &opts.target_options(level),
@@ -173,6 +203,7 @@ pub fn run_once_at(
             opts,
             variant,
             seed,
+            position,
         },
     )?
 }
@@ -181,15 +212,22 @@ struct Once<'a> {
     opts: &'a Options,
     variant: Variant,
     seed: u64,
+    position: &'a str,
 }
 
 impl WithTarget for Once<'_> {
     type Out = Result<(RunSummary, Histogram<u64>), Error>;
     fn memory(self) -> Self::Out {
-        once(self.opts, &Memory, self.variant, self.seed)
+        once(self.opts, &Memory, self.variant, self.seed, self.position)
     }
     fn with<T: Target + 'static>(self, target: T) -> Self::Out {
-        once(self.opts, &Remote(target), self.variant, self.seed)
+        once(
+            self.opts,
+            &Remote(target),
+            self.variant,
+            self.seed,
+            self.position,
+        )
     }
 }
 
@@ -276,12 +314,12 @@ impl<T: Target> Place for Remote<T> {
             worker: w,
         };
         if connect_first {
-            return workload::remote::work(&self.0, ctl, plan, shape, gate);
+            return workload::remote::work(&self.0, region, ctl, plan, shape, gate);
         }
         if !gate() {
             return None;
         }
-        workload::remote::work(&self.0, ctl, plan, shape, &|| true)
+        workload::remote::work(&self.0, region, ctl, plan, shape, &|| true)
     }
     fn settle(&self, shape: &RunShape) -> Result<(), Error> {
         self.0.settle(shape)
@@ -317,6 +355,7 @@ fn pooled<'p, P: Place>(
     place: &'p P,
     variant: Variant,
     seed: u64,
+    position: &str,
     joint: Option<&dyn Joint>,
 ) -> Result<Pooled<'p>, Error> {
     let run_id = joint.map_or_else(RunStore::new_run_id, |j| j.run_id());
@@ -378,6 +417,7 @@ fn pooled<'p, P: Place>(
 
     let watcher = Watcher {
         label: plan.label(),
+        position: position.to_string(),
         total: opts.ops * opts.workers as u64,
         stall_timeout: opts.stall_timeout,
         explain_stall: plan.explain_stall(),
@@ -472,6 +512,7 @@ fn once<P: Place>(
     place: &P,
     variant: Variant,
     seed: u64,
+    position: &str,
 ) -> Result<(RunSummary, Histogram<u64>), Error> {
     let Pooled {
         plan,
@@ -483,7 +524,7 @@ fn once<P: Place>(
         records,
         run_id,
         shape: target_shape,
-    } = pooled(opts, place, variant, seed, None)?;
+    } = pooled(opts, place, variant, seed, position, None)?;
     let finals = place.finals(&region, &target_shape)?;
     let in_flight = plan.in_flight(&faults.deaths, &reports);
     let judgement = plan.judge(&region, &finals, &reports, &in_flight);
@@ -578,7 +619,7 @@ pub fn host<T: Target>(
     joint: &dyn Joint,
 ) -> Result<(), Error> {
     let place = Remote(target);
-    let p = pooled(opts, &place, variant, seed, Some(joint))?;
+    let p = pooled(opts, &place, variant, seed, "", Some(joint))?;
     let mut in_flight = vec![0u64; p.reports.len()];
     for d in &p.faults.deaths {
         if d.in_flight.is_some() {

@@ -12,7 +12,7 @@
 //!
 //! The tables (`racepool_join_runs`, `racepool_join_hosts`) and every statement are in [`db`];
 //! the verdict, computed from the tables alone (so `torture report --run NAME` prints it from
-//! anywhere), is in [`report`]. docs/join.md describes the protocol and its failure cases.
+//! anywhere), is in [`report`]. docs/multihost.md describes the protocol and its failure cases.
 //!
 //! Fork safety: every coordination call opens its own connection and closes it before it
 //! returns, and none is open while the parent forks; the heartbeat's connection lives in the

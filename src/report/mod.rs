@@ -15,4 +15,6 @@ pub mod verify;
 pub use summary::{
     Fairness, Machine, Percentiles, RunSummary, Spread, StrategySummary, Summary, Verdict,
 };
-pub use text::{render_text, render_text_with, Detail};
+pub use text::{
+    render_head, render_row, render_tail, render_text, render_text_with, Columns, Detail,
+};

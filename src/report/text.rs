@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::summary::{Fairness, Spread, StrategySummary, Summary, Verdict};
 use super::units::{count, percent, plural, rate, time_ms, time_ns};
-use crate::options::Mode;
+use crate::options::{Mode, Options};
 
 /// How much the run's text says.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,68 +23,154 @@ pub fn render_text(summary: &Summary) -> String {
     render_text_with(summary, Detail::Brief)
 }
 
+/// The whole text: [`render_head`], one [`render_row`] per strategy, then [`render_tail`] (what
+/// `torture run` prints piece by piece as the strategies finish, so the two are the same).
 pub fn render_text_with(summary: &Summary, detail: Detail) -> String {
-    let mut out = String::new();
-    header(&mut out, summary);
-    out.push('\n');
-
-    // A database or Redis target retries by design (serialization failures, failed EXECs):
-    // its retries are part of the verdict's price; SQL rows also name their isolation level.
-    let target = &summary.config.target;
-    let isolation = target.is_sql();
-    let retries = isolation || matches!(target, crate::target::TargetSpec::Redis(_));
-    let mut head = vec!["strategy"];
-    if isolation {
-        head.push("isolation");
-    }
-    head.extend([
-        "expected", "observed", "lost", "loss", "ops/s", "p99", "p99.9",
-    ]);
-    if retries {
-        head.push("retries/upd");
-    }
-    head.push("verdict");
-    let mut rows = vec![row(&head)];
+    let columns = Columns::of(&summary.config);
+    let mut out = render_head(&summary.config, summary.machine.cores, &columns);
     for s in &summary.strategies {
-        let lat = |f: fn(&super::Percentiles) -> u64| {
-            s.latency_ns
-                .as_ref()
-                .map_or("–".into(), |p| time_ns(f(p) as f64))
-        };
-        let updates: u64 = s.runs.iter().map(|r| r.updates).sum();
-        let mut cells = vec![s.label().to_string()];
-        if isolation {
-            cells.push(s.isolation.map_or("–", |l| l.name()).into());
+        out.push_str(&render_row(s, &columns));
+    }
+    out.push_str(&render_tail(summary, detail));
+    out
+}
+
+/// The main table's columns and their widths, fixed before the first row is known so that
+/// rows printed as their strategies finish line up: the counts as wide as the most the runs
+/// can count, the figures as wide as their formatters write them. A cell wider than that (a
+/// loss below 0.01%) pushes the rest of its row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Columns {
+    headings: Vec<&'static str>,
+    width: Vec<usize>,
+    /// A SQL target's rows name their isolation level (second column, words).
+    isolation: bool,
+    /// A database or Redis target retries by design (serialization failures, failed EXECs):
+    /// its retries are part of the verdict's price.
+    retries: bool,
+}
+
+impl Columns {
+    pub fn of(config: &Options) -> Columns {
+        let target = &config.target;
+        let isolation = target.is_sql();
+        let retries = isolation || matches!(target, crate::target::TargetSpec::Redis(_));
+        let label = config
+            .variants()
+            .iter()
+            .map(|v| v.name().chars().count())
+            .max()
+            .unwrap_or(0);
+        // Every slot starts at `initial` and every update adds one: summed over slots and runs.
+        let mut most = (config.initial as u64)
+            .saturating_mul(config.slots as u64)
+            .saturating_add((config.workers as u64).saturating_mul(config.ops))
+            .saturating_mul(config.repeat.max(1) as u64);
+        if config.scenario.is_some() {
+            // A scenario counts units of its own (a ledger's money): room for one more digit.
+            most = most.saturating_mul(10);
         }
-        cells.extend([
-            count(s.expected),
-            count(s.observed),
-            count(s.lost),
-            // A scenario's `lost` counts units of its invariant, not updates.
-            if s.scenario.is_some() {
-                "–".into()
-            } else {
-                percent(s.lost as f64 / updates.max(1) as f64)
-            },
-            rate(s.ops_per_sec),
-            lat(|p| p.p99),
-            lat(|p| p.p999),
+        let n = count(most).len();
+        let mut columns: Vec<(&'static str, usize)> = vec![("strategy", label)];
+        if isolation {
+            let level = config
+                .levels()
+                .iter()
+                .map(|l| l.map_or(1, |l| l.name().chars().count()))
+                .max()
+                .unwrap_or(0);
+            columns.push(("isolation", level));
+        }
+        // loss: `34.3%`, `0.017%`; ops/s: `12.3k`; latency: `1.25 µs`.
+        columns.extend([
+            ("expected", n),
+            ("observed", n),
+            ("lost", n),
+            ("loss", 6),
+            ("ops/s", 5),
+            ("p99", 7),
+            ("p99.9", 7),
         ]);
         if retries {
-            cells.push(format!("{:.2}", s.retries_per_update));
+            columns.push(("retries/upd", 4));
         }
-        cells.push(verdict(s));
-        rows.push(cells);
+        columns.push(("verdict", 0));
+        Columns {
+            headings: columns.iter().map(|c| c.0).collect(),
+            width: columns
+                .iter()
+                .map(|&(h, w)| w.max(h.chars().count()))
+                .collect(),
+            isolation,
+            retries,
+        }
     }
-    table(
-        &mut out,
-        &rows,
-        if isolation {
-            Text::TwoAndLast
+
+    /// One line of the table: the name (and isolation level) left-aligned, the figures
+    /// right-aligned, the verdict as it is.
+    fn line(&self, cells: &[String]) -> String {
+        let words = if self.isolation { 2 } else { 1 };
+        let mut line = String::new();
+        for (c, cell) in cells.iter().enumerate() {
+            let pad = " ".repeat(self.width[c].saturating_sub(cell.chars().count()));
+            if c < words || c == cells.len() - 1 {
+                line.push_str(cell);
+                line.push_str(&pad);
+            } else {
+                line.push_str(&pad);
+                line.push_str(cell);
+            }
+            line.push_str("  ");
+        }
+        format!("{}\n", line.trim_end())
+    }
+}
+
+/// What the text says before any strategy has run: the run's shape and the table's headings.
+pub fn render_head(config: &Options, cores: usize, columns: &Columns) -> String {
+    let mut out = String::new();
+    header(&mut out, config, cores);
+    out.push('\n');
+    out.push_str(&columns.line(&row(&columns.headings)));
+    out
+}
+
+/// One strategy's line of the main table.
+pub fn render_row(s: &StrategySummary, columns: &Columns) -> String {
+    let lat = |f: fn(&super::Percentiles) -> u64| {
+        s.latency_ns
+            .as_ref()
+            .map_or("–".into(), |p| time_ns(f(p) as f64))
+    };
+    let updates: u64 = s.runs.iter().map(|r| r.updates).sum();
+    let mut cells = vec![s.label().to_string()];
+    if columns.isolation {
+        cells.push(s.isolation.map_or("–", |l| l.name()).into());
+    }
+    cells.extend([
+        count(s.expected),
+        count(s.observed),
+        count(s.lost),
+        // A scenario's `lost` counts units of its invariant, not updates.
+        if s.scenario.is_some() {
+            "–".into()
         } else {
-            Text::FirstAndLast
+            percent(s.lost as f64 / updates.max(1) as f64)
         },
-    );
+        rate(s.ops_per_sec),
+        lat(|p| p.p99),
+        lat(|p| p.p999),
+    ]);
+    if columns.retries {
+        cells.push(format!("{:.2}", s.retries_per_update));
+    }
+    cells.push(verdict(s));
+    columns.line(&cells)
+}
+
+/// Everything after the main table's rows: notes, `--verbose`'s detail, the store, faults.
+pub fn render_tail(summary: &Summary, detail: Detail) -> String {
+    let mut out = String::new();
     scenario_notes(summary, &mut out);
     let _ = writeln!(
         out,
@@ -120,8 +206,7 @@ pub fn render_text_with(summary: &Summary, detail: Detail) -> String {
 
 /// `racepool: 50 worker processes × 2,000 updates on 1 slot, 2 cores, 3 runs each`, then the
 /// settings that decide which slots are hit.
-fn header(out: &mut String, summary: &Summary) {
-    let c = &summary.config;
+fn header(out: &mut String, c: &Options, cores: usize) {
     let workers = plural(
         c.workers as u64,
         match c.mode {
@@ -134,7 +219,7 @@ fn header(out: &mut String, summary: &Summary) {
         "racepool: {workers} × {} on {}, {}{}",
         plural(c.ops, "update"),
         plural(c.slots as u64, "slot"),
-        plural(summary.machine.cores as u64, "core"),
+        plural(cores as u64, "core"),
         if c.repeat > 1 {
             format!(", {} runs each", count(c.repeat as u64))
         } else {
@@ -421,8 +506,6 @@ enum Text {
     First,
     /// The first and the last (a name, then free text such as a verdict).
     FirstAndLast,
-    /// The first two (a name and its isolation level) and the last.
-    TwoAndLast,
 }
 
 fn table(out: &mut String, rows: &[Vec<String>], text: Text) {
@@ -437,7 +520,6 @@ fn table(out: &mut String, rows: &[Vec<String>], text: Text) {
             let words = match text {
                 Text::First => c == 0,
                 Text::FirstAndLast => c == 0 || c == cols - 1,
-                Text::TwoAndLast => c <= 1 || c == cols - 1,
             };
             if words {
                 line.push_str(cell);

@@ -9,6 +9,7 @@
 //! | a share | `34.3%`, `0.017%`, `0%` | percent; never rounds a loss to 0 |
 //! | a count | `27,985,559` | every digit, thousands separated |
 //! | a ratio | `1.12×` | two decimals |
+//! | a time left (ETA) | `7s`, `1m05s`, `2h03m` | whole seconds, the two largest units |
 //!
 //! Trailing zeros after the point are dropped (`1 µs`, not `1.00 µs`), so ticks and cells stay
 //! short. The data formats keep raw numbers and name the unit in the key instead (`p99_ns`,
@@ -109,6 +110,19 @@ pub fn ratio(r: f64) -> String {
     }
 }
 
+/// A time still to wait (a progress bar's ETA), in whole seconds: `7s`, `1m05s`, `2h03m`.
+pub fn time_left(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return "–".into();
+    }
+    let s = secs.round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
 /// `x` with `digits` significant figures, trailing zeros after the point dropped.
 fn significant(x: f64, digits: i32) -> String {
     if x == 0.0 {
@@ -177,5 +191,15 @@ mod tests {
         assert_eq!(plural(1, "worker process"), "1 worker process");
         assert_eq!(plural(50, "worker process"), "50 worker processes");
         assert_eq!(ratio(1.123), "1.12×");
+    }
+
+    #[test]
+    fn time_left_is_whole_seconds_in_two_units() {
+        assert_eq!(time_left(0.2), "0s");
+        assert_eq!(time_left(7.4), "7s");
+        assert_eq!(time_left(59.6), "1m00s");
+        assert_eq!(time_left(65.0), "1m05s");
+        assert_eq!(time_left(7_380.0), "2h03m");
+        assert_eq!(time_left(f64::INFINITY), "–");
     }
 }

@@ -148,6 +148,12 @@ pub enum Holds {
     /// `--scenario record`: the slots are the fields of one record; each update adds 1 to the
     /// worker's own field, by the variant's way of rewriting the record.
     Record,
+    /// `--scenario votes`: the slots are a poll's options; each update is a ballot (its text
+    /// as the voter sent it) that the target accepts or refuses ([`Session::vote`]).
+    Poll,
+    /// `--scenario cache`: slot 0 is a cached value, the others its related entries, written
+    /// and read together ([`CacheOps`], from [`Target::connect_cache`]).
+    Cache,
 }
 
 /// Which system a target is.
@@ -304,7 +310,7 @@ pub trait Target: Send + Sync {
     fn strategies_for(&self, holds: Holds) -> &'static [StrategyKind] {
         match holds {
             Holds::Counters => self.strategies(),
-            Holds::Record => &[],
+            Holds::Record | Holds::Poll | Holds::Cache => &[],
         }
     }
 
@@ -344,6 +350,35 @@ pub trait Target: Send + Sync {
     fn records(&self) -> Option<&dyn Records> {
         None
     }
+
+    /// `--scenario cache`: worker `worker`'s cache session for `fix`, after the fork (a target
+    /// whose `strategies_for(Holds::Cache)` names the fix's mechanism).
+    fn connect_cache(
+        &self,
+        shape: &RunShape,
+        worker: usize,
+        fix: crate::workload::Fix,
+    ) -> Result<Box<dyn CacheOps>, UpdateError> {
+        let _ = (shape, worker);
+        Err(UpdateError::Fatal(format!(
+            "{} does not run --scenario cache --fix {}",
+            self.kind().name(),
+            fix.name()
+        )))
+    }
+}
+
+/// A cache worker's connection (`--scenario cache` on a target): a writer writes a new version
+/// into the value and every related entry, a reader reads them and says what it saw, each the
+/// fix's way.
+pub trait CacheOps {
+    /// Writes the next version everywhere; an update of slot 0 from version - 1 to version.
+    /// With `event`, its event is written in the same atomic step (`--store target`).
+    fn write(&mut self, event: Option<EventDraft>) -> Result<Applied, UpdateError>;
+    /// Reads the value and the related entries: what it saw, and how often it started over.
+    fn read(&mut self) -> Result<(crate::history::Seen, u32), UpdateError>;
+    /// `--store target`: records a reader's batch of reads.
+    fn record_reads(&mut self, reads: &crate::history::Reads) -> Result<(), UpdateError>;
 }
 
 /// `--store target`: a target that keeps the run's record beside its state, so that `torture
@@ -388,6 +423,23 @@ pub trait Session {
     /// `event`, also writes the event in the same transaction (or the same atomic step) as the
     /// update.
     fn update(&mut self, slot: u32, event: Option<EventDraft>) -> Result<Applied, UpdateError>;
+
+    /// `--scenario votes` (a session of a target whose slots hold a poll): one ballot, the
+    /// option id as the voter typed it. The target decides: a ballot naming no option is
+    /// `UpdateError::Rejected` with the reason the votes workload counts (`non-numeric`,
+    /// `trailing-garbage`, `out-of-range`); an accepted one adds 1 to its option with the
+    /// session's strategy (`Applied::written` is the vote's `votes_after`) and, with
+    /// `--store target`, writes the vote's event in the same transaction.
+    fn vote(&mut self, ballot: &str) -> Result<Applied, UpdateError> {
+        let _ = ballot;
+        Err(UpdateError::Fatal("this target takes no ballots".into()))
+    }
+
+    /// Releases that found the session's lock gone or someone else's so far: the holder
+    /// outlived its lock (Redis `lock` past its TTL). 0 for a session without such locks.
+    fn robbed(&self) -> u64 {
+        0
+    }
 
     /// `update`, calling `at` at each named point of the update it reaches (`--pause` stops a
     /// lock holder at `Point::HoldingLock`). A session without such points ignores `at`.

@@ -458,6 +458,45 @@ impl Target for RedisTarget {
         STRATEGIES
     }
 
+    /// Counters, and the cache: two-step (racy), multi (atomic), script, watch (cas).
+    fn strategies_for(&self, holds: super::Holds) -> &'static [StrategyKind] {
+        match holds {
+            super::Holds::Counters => STRATEGIES,
+            super::Holds::Cache => &[
+                StrategyKind::Racy,
+                StrategyKind::Atomic,
+                StrategyKind::Script,
+                StrategyKind::Cas,
+            ],
+            super::Holds::Record | super::Holds::Poll => &[],
+        }
+    }
+
+    fn connect_cache(
+        &self,
+        shape: &RunShape,
+        worker: usize,
+        fix: crate::workload::Fix,
+    ) -> Result<Box<dyn super::CacheOps>, UpdateError> {
+        use crate::workload::Fix;
+        let fix = match fix {
+            Fix::TwoStep => cache::CacheFix::TwoStep,
+            Fix::Multi => cache::CacheFix::Multi,
+            Fix::Script => cache::CacheFix::Script,
+            Fix::Watch => cache::CacheFix::Watch,
+            other => {
+                return Err(UpdateError::Fatal(format!(
+                    "redis does not run --scenario cache --fix {}",
+                    other.name()
+                )))
+            }
+        };
+        // The inherent `connect_cache` (it takes the Redis fix itself).
+        Ok(Box::new(RedisTarget::connect_cache(
+            self, shape, worker, fix,
+        )?))
+    }
+
     fn preflight(&self, shape: &RunShape, strategies: &[StrategyKind]) -> Result<(), Error> {
         if let Some(s) = strategies.iter().find(|s| !STRATEGIES.contains(s)) {
             let names: Vec<&str> = STRATEGIES.iter().map(|s| s.name()).collect();
@@ -1171,6 +1210,10 @@ impl Session for RedisSession {
         at: At<'_>,
     ) -> Result<Applied, UpdateError> {
         RedisSession::update_at(self, slot, event, at)
+    }
+
+    fn robbed(&self) -> u64 {
+        self.stats.robbed
     }
 }
 

@@ -55,7 +55,9 @@ use crate::history::loaded::{Closure, Damage, Defect, Missing, Place, Tail, Writ
 use crate::history::{Event, Killed, RunEnd, RunInfo};
 use crate::history::{Loaded, RunHistory};
 use crate::strategy::{Applied, StrategyKind};
-use crate::target::{EventDraft, RecordStore, RunShape, Session, Target, TargetKind, UpdateError};
+use crate::target::{
+    EventDraft, Holds, RecordStore, RunShape, Session, Target, TargetKind, UpdateError,
+};
 
 /// `--isolation`: the level every transaction of a run's sessions runs at.
 #[derive(
@@ -398,6 +400,13 @@ impl Tables {
         match self {
             Tables::Counter => "counter",
             Tables::Poll => "votes",
+        }
+    }
+    /// The tables of a run whose slots hold `holds` (a record is not a SQL target's).
+    fn of_holds(holds: Holds) -> Tables {
+        match holds {
+            Holds::Poll => Tables::Poll,
+            Holds::Counters | Holds::Record | Holds::Cache => Tables::Counter,
         }
     }
     fn of_workload(s: &str) -> Option<Tables> {
@@ -1102,6 +1111,15 @@ impl<D: Driver> Target for Sql<D> {
         &STRATEGIES
     }
 
+    /// Counters, and a poll's options (`--scenario votes`: the ballots checked by the votes
+    /// table's constraints).
+    fn strategies_for(&self, holds: Holds) -> &'static [StrategyKind] {
+        match holds {
+            Holds::Counters | Holds::Poll => &STRATEGIES,
+            Holds::Record | Holds::Cache => &[],
+        }
+    }
+
     fn preflight(&self, shape: &RunShape, strategies: &[StrategyKind]) -> Result<(), Error> {
         if let Some(s) = strategies.iter().find(|s| !STRATEGIES.contains(s)) {
             return Err(Error::Usage(format!(
@@ -1135,16 +1153,17 @@ impl<D: Driver> Target for Sql<D> {
     }
 
     fn create(&self, shape: &RunShape) -> Result<(), Error> {
-        self.create_tables(shape, Tables::Counter)
+        self.create_tables(shape, Tables::of_holds(shape.holds))
     }
 
+    /// A poll's session (`shape.holds` is `Poll`) takes ballots ([`Session::vote`]).
     fn connect(
         &self,
         shape: &RunShape,
         worker: usize,
         strategy: StrategyKind,
     ) -> Result<SqlSession<D>, UpdateError> {
-        self.session(shape, worker, strategy, Tables::Counter)
+        self.session(shape, worker, strategy, Tables::of_holds(shape.holds))
     }
 
     fn finals(&self, shape: &RunShape) -> Result<Vec<u32>, Error> {
@@ -1479,6 +1498,29 @@ impl<D: Driver> Session for SqlSession<D> {
         });
         self.apply(Arg::Int(slot as i64), Some(slot), draft)
     }
+
+    /// See [`Voter`]: the vote row is the event, written in the vote's transaction.
+    fn vote(&mut self, ballot: &str) -> Result<Applied, UpdateError> {
+        if self.tables != Tables::Poll {
+            return Err(UpdateError::Fatal(format!(
+                "run {}'s slots are counters, not a poll's options",
+                self.run
+            )));
+        }
+        let draft = Draft {
+            seq: self.votes,
+            invoke_ns: crate::clock::now_ns(),
+        };
+        // Only for the event's hash, and only used once the database found the option: a
+        // ballot it accepted is a whole number this parse reads the same way.
+        let number = ballot
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| u32::try_from(n).ok());
+        let applied = self.apply(Arg::Text(ballot), number, Some(draft))?;
+        self.votes += 1;
+        Ok(applied)
+    }
 }
 
 /// A worker's voting session on a poll (`Sql::connect_voter`).
@@ -1495,19 +1537,7 @@ pub struct Voter<D: Driver>(SqlSession<D>);
 
 impl<D: Driver> Voter<D> {
     pub fn vote(&mut self, ballot: &str) -> Result<Applied, UpdateError> {
-        let draft = Draft {
-            seq: self.0.votes,
-            invoke_ns: crate::clock::now_ns(),
-        };
-        // Only for the event's hash, and only used once the database found the option: a
-        // ballot it accepted is a whole number this parse reads the same way.
-        let number = ballot
-            .parse::<i64>()
-            .ok()
-            .and_then(|n| u32::try_from(n).ok());
-        let applied = self.0.apply(Arg::Text(ballot), number, Some(draft))?;
-        self.0.votes += 1;
-        Ok(applied)
+        Session::vote(&mut self.0, ballot)
     }
 }
 

@@ -25,10 +25,11 @@ use std::sync::atomic::{fence, AtomicU64};
 use super::{global, widen, Check, Env, Fix, Judgement, Plan, ScenarioKind, Variant};
 use crate::check::Count;
 use crate::futex::Scope;
-use crate::history::Seen;
+use crate::history::{Reads, Seen};
 use crate::region::Region;
 use crate::strategy::{Applied, LockWord};
-use crate::worker::WorkerReport;
+use crate::target::{CacheOps, EventDraft, UpdateError};
+use crate::worker::{Halt, Outcome, Step, WorkerReport};
 
 /// Tally words of a cache worker.
 mod tally {
@@ -318,7 +319,7 @@ impl<S: Scope> super::Scenario for Cache<S> {
 }
 
 /// Torn reads must be 0 for a fix (and the final state must be one version throughout).
-pub fn check(plan: &Plan, region: &Region, reports: &[WorkerReport]) -> Judgement {
+pub fn check(plan: &Plan, region: &Region, finals: &[u32], reports: &[WorkerReport]) -> Judgement {
     let sum = |k: usize| super::tally_sum(region, reports, k);
     let (reads, torn, new_beside_stale, writes) = (
         sum(tally::READS),
@@ -337,8 +338,8 @@ pub fn check(plan: &Plan, region: &Region, reports: &[WorkerReport]) -> Judgemen
         let (v, r) = unpack(region.scratch()[global::PACKED].load(Relaxed));
         (v, vec![r])
     } else {
-        let values = region.values();
-        (values[0], values[1..].to_vec())
+        // The region's slots, or the target's keys.
+        (finals[0], finals[1..].to_vec())
     };
     let final_torn = related.iter().any(|&r| r != value) as u64;
     if torn > 0 {
@@ -368,5 +369,115 @@ pub fn check(plan: &Plan, region: &Region, reports: &[WorkerReport]) -> Judgemen
         count,
         wrong_slots: Vec::new(),
         check: Some(c),
+    }
+}
+
+/// A cache worker on a target other than memory (Redis): a writer writes a new version the
+/// fix's way, a reader reads and checks what it saw, through the target's [`CacheOps`]. The
+/// tallies are the memory worker's, so the check is the same; with `--store target` each
+/// write carries its event and reads are recorded in batches, as the memory recorder does.
+pub struct RemoteCache<'a> {
+    ops: Box<dyn CacheOps>,
+    writer: bool,
+    worker: usize,
+    events: bool,
+    /// The writer's next event's sequence number.
+    seq: u64,
+    /// The reader's reads not yet recorded.
+    reads: Reads,
+    tally: [u64; 4],
+    tally_words: &'a [AtomicU64],
+}
+
+/// Reads per recorded batch (as the memory recorder's).
+const READS_PER_BATCH: usize = 256;
+
+impl<'a> RemoteCache<'a> {
+    pub fn new(ops: Box<dyn CacheOps>, region: &'a Region, plan: &Plan, worker: usize) -> Self {
+        let writers = match plan.work {
+            super::Work::Cache { writers } => writers,
+            _ => unreachable!("a cache worker runs a cache plan"),
+        };
+        let layout = super::Layout {
+            workers: region.worker_count(),
+        };
+        RemoteCache {
+            ops,
+            writer: worker < writers,
+            worker,
+            events: plan.events,
+            seq: 0,
+            reads: Reads {
+                worker: worker as u32,
+                first: 0,
+                seen: Vec::new(),
+            },
+            tally: [0; 4],
+            tally_words: &region.scratch()[layout.tally(worker)],
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), UpdateError> {
+        if self.reads.seen.is_empty() {
+            return Ok(());
+        }
+        self.ops.record_reads(&self.reads)?;
+        self.reads.first += self.reads.seen.len() as u64;
+        self.reads.seen.clear();
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<Applied, UpdateError> {
+        if self.writer {
+            let event = self.events.then(|| EventDraft {
+                worker: self.worker as u32,
+                seq: self.seq,
+                invoke_ns: crate::clock::now_ns(),
+            });
+            let applied = self.ops.write(event)?;
+            self.seq += u64::from(self.events);
+            self.tally[tally::WRITES] += 1;
+            return Ok(applied);
+        }
+        let (seen, retries) = self.ops.read()?;
+        self.tally[tally::READS] += 1;
+        if seen.lo != seen.value || seen.hi != seen.value {
+            self.tally[tally::TORN] += 1;
+            if seen.lo < seen.value {
+                self.tally[tally::NEW_BESIDE_STALE] += 1;
+            }
+        }
+        if self.events {
+            self.reads.seen.push(seen);
+            if self.reads.seen.len() >= READS_PER_BATCH {
+                self.flush()?;
+            }
+        }
+        Ok(Applied {
+            read: seen.value,
+            retries,
+            ..Applied::default()
+        })
+    }
+}
+
+impl Step for RemoteCache<'_> {
+    fn update(&mut self, _: u64) -> Result<Outcome, Halt> {
+        match self.step() {
+            Ok(a) => Ok(Outcome::Applied(a)),
+            Err(UpdateError::Unknown(m)) => Err(Halt::Unknown(m)),
+            Err(UpdateError::Fatal(m)) => Err(Halt::Fatal(m)),
+            Err(UpdateError::Rejected(r)) => Err(Halt::Fatal(format!("cache refused: {r}"))),
+        }
+    }
+
+    fn finish(&mut self) {
+        // The last batch: a failure leaves reads unrecorded, which verify then reports
+        // (fewer reads recorded than the reader acknowledged), never a silent "verified".
+        let _ = self.flush();
+        for (word, v) in self.tally_words.iter().zip(self.tally) {
+            // Relaxed: published by the worker's Release store of DONE (see `super::tally`).
+            word.store(v, Relaxed);
+        }
     }
 }

@@ -106,6 +106,8 @@ pub struct Remote<'h, Se> {
     /// `--store target`: each update carries its event, numbered from 0 by `seq`.
     events: bool,
     seq: u64,
+    /// The worker's area, where `finish` reports the session's robbed releases.
+    area: Option<&'h WorkerArea>,
     /// `--pause`: the region's header, whose pause request a lock holder claims, and the
     /// worker's area, where it says which slot's lock it holds while stopped.
     pause: Option<(&'h Header, &'h WorkerArea)>,
@@ -121,8 +123,16 @@ impl<'h, Se: Session> Remote<'h, Se> {
             worker,
             events: plan.events,
             seq: 0,
+            area: None,
             pause: None,
         }
+    }
+
+    /// Reports the session's robbed releases (a lock that expired under its holder) into
+    /// `area` at the end, where the run's fault report counts lock steals.
+    pub fn reporting(mut self, area: &'h WorkerArea) -> Self {
+        self.area = Some(area);
+        self
     }
 
     /// With `Some(header)`, the session stops itself holding a lock when the watcher asks
@@ -185,6 +195,15 @@ impl<Se: Session> Step for Remote<'_, Se> {
             Err(UpdateError::Rejected(_)) => Ok(Outcome::Rejected),
             Err(UpdateError::Unknown(m)) => Err(Halt::Unknown(m)),
             Err(UpdateError::Fatal(m)) => Err(Halt::Fatal(m)),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(area) = self.area {
+            let robbed = u32::try_from(self.session.robbed()).unwrap_or(u32::MAX);
+            // Relaxed: a counter the parent reads after the worker is done (its Release store
+            // of DONE publishes it).
+            area.robbed.fetch_add(robbed, Relaxed);
         }
     }
 }

@@ -51,7 +51,7 @@ use crate::probe::{Hooks, Probe, Quiet};
 use crate::region::Region;
 use crate::store::{NoStore, Persistence, Recorder, RunStore};
 use crate::strategy::{self, Applied, Mode, Strategy, StrategyKind, WithStrategy};
-use crate::target::Holds;
+use crate::target::{Holds, TargetKind};
 use crate::worker::{self, Control, Halt, Outcome, Step, WorkerReport};
 
 pub use ledger::MAX_ACCOUNTS;
@@ -97,7 +97,9 @@ impl ScenarioKind {
     pub fn holds(self) -> Option<Holds> {
         match self {
             ScenarioKind::Record => Some(Holds::Record),
-            ScenarioKind::Votes | ScenarioKind::Cache | ScenarioKind::Ledger => None,
+            ScenarioKind::Votes => Some(Holds::Poll),
+            ScenarioKind::Cache => Some(Holds::Cache),
+            ScenarioKind::Ledger => None,
         }
     }
 
@@ -114,11 +116,11 @@ impl ScenarioKind {
     /// The variants run when --fix is not given, on a target that implements `implemented`:
     /// the bug first, then every fix that terminates (unordered-locks deadlocks by design, so
     /// it is asked for by name) and whose mechanism the target has.
-    pub fn default_fixes(self, implemented: &[StrategyKind]) -> Vec<Fix> {
+    pub fn default_fixes(self, target: TargetKind, implemented: &[StrategyKind]) -> Vec<Fix> {
         Fix::ALL
             .into_iter()
             .filter(|f| f.scenario() == self && *f != Fix::UnorderedLocks)
-            .filter(|f| implemented.contains(&f.mechanism()))
+            .filter(|f| f.runs_on(target) && implemented.contains(&f.mechanism()))
             .collect()
     }
 }
@@ -157,10 +159,16 @@ pub enum Fix {
     LinkCas,
     /// record on dir: one file per field, each update one `O_APPEND` record to its own.
     FieldFiles,
+    /// cache on Redis: writers and readers each in one MULTI/EXEC.
+    Multi,
+    /// cache on Redis: writers in one Lua script, readers in one MGET.
+    Script,
+    /// cache on Redis: MULTI/EXEC writers; readers WATCH, read, retry on a nil EXEC.
+    Watch,
 }
 
 impl Fix {
-    pub const ALL: [Fix; 15] = [
+    pub const ALL: [Fix; 18] = [
         Fix::WholeRecord,
         Fix::RecordLock,
         Fix::FieldAtomic,
@@ -176,6 +184,9 @@ impl Fix {
         Fix::Flock,
         Fix::LinkCas,
         Fix::FieldFiles,
+        Fix::Multi,
+        Fix::Script,
+        Fix::Watch,
     ];
 
     pub fn name(self) -> &'static str {
@@ -195,6 +206,9 @@ impl Fix {
             Fix::Flock => "flock",
             Fix::LinkCas => "link-cas",
             Fix::FieldFiles => "field-files",
+            Fix::Multi => "multi",
+            Fix::Script => "script",
+            Fix::Watch => "watch",
         }
     }
 
@@ -207,7 +221,13 @@ impl Fix {
             | Fix::Flock
             | Fix::LinkCas
             | Fix::FieldFiles => ScenarioKind::Record,
-            Fix::TwoStep | Fix::PairLock | Fix::Seqlock | Fix::PackedWord => ScenarioKind::Cache,
+            Fix::TwoStep
+            | Fix::PairLock
+            | Fix::Seqlock
+            | Fix::PackedWord
+            | Fix::Multi
+            | Fix::Script
+            | Fix::Watch => ScenarioKind::Cache,
             Fix::TwoRmw | Fix::OrderedLocks | Fix::GlobalLock | Fix::UnorderedLocks => {
                 ScenarioKind::Ledger
             }
@@ -228,11 +248,23 @@ impl Fix {
             | Fix::OrderedLocks
             | Fix::GlobalLock
             | Fix::UnorderedLocks => StrategyKind::FutexLock,
-            Fix::FieldAtomic | Fix::PackedWord => StrategyKind::Atomic,
-            Fix::VersionCas | Fix::Seqlock => StrategyKind::Cas,
+            Fix::FieldAtomic | Fix::PackedWord | Fix::Multi => StrategyKind::Atomic,
+            Fix::VersionCas | Fix::Seqlock | Fix::Watch => StrategyKind::Cas,
+            Fix::Script => StrategyKind::Script,
             Fix::Flock => StrategyKind::Flock,
             Fix::LinkCas => StrategyKind::LinkCas,
             Fix::FieldFiles => StrategyKind::Append,
+        }
+    }
+
+    /// Whether the variant runs on a target of `kind` (its mechanism must be one the target
+    /// implements too): the cache's shared-memory fixes on memory only, its Redis fixes on
+    /// Redis only.
+    pub fn runs_on(self, kind: TargetKind) -> bool {
+        match self {
+            Fix::PairLock | Fix::Seqlock | Fix::PackedWord => kind == TargetKind::Memory,
+            Fix::Multi | Fix::Script | Fix::Watch => kind == TargetKind::Redis,
+            _ => true,
         }
     }
 
@@ -471,9 +503,9 @@ impl Plan {
     ) -> Judgement {
         match &self.work {
             Work::Counter => counter::check(self, finals, reports, in_flight),
-            Work::Votes { .. } => votes::check(self, region, reports),
+            Work::Votes { .. } => votes::check(self, region, finals, reports),
             Work::Record => record::check(self, region, finals, reports),
-            Work::Cache { .. } => cache::check(self, region, reports),
+            Work::Cache { .. } => cache::check(self, region, finals, reports),
             Work::Ledger { .. } => ledger::check(self, region, reports),
         }
     }

@@ -4,12 +4,14 @@
 //!
 //! Which workloads run here: the plain counter, and each scenario whose slots the target can
 //! hold (`ScenarioKind::holds`, `Target::strategies_for`): record, whose worker adds 1 to its
-//! own field through the same `Session::update` as a counter worker to its slot. Votes and
-//! cache join the same way: a step over the session (votes: the counter's, with its ballots;
-//! cache: a session of its own), one arm in [`work`], and `holds` naming their slots.
+//! own field through the same `Session::update` as a counter worker to its slot, and votes,
+//! whose worker sends each ballot as typed through `Session::vote` (a database's constraints
+//! refuse the bad ones). Cache would join the same way: a step over a session of its own, one
+//! arm in [`work`], and `holds` naming its slots.
 
-use super::{counter, Plan, Work};
+use super::{counter, Plan, Variant, Work};
 use crate::fault::Point;
+use crate::region::Region;
 use crate::store::{NoStore, Persistence, Recorder};
 use crate::strategy::Applied;
 use crate::target::{EventDraft, RunShape, Session, Target, UpdateError};
@@ -19,17 +21,18 @@ use crate::worker::{self, Control, Halt, Outcome, Step, WorkerReport};
 /// (the start barrier; false: the parent is gone, None).
 pub fn work<T: Target>(
     target: &T,
+    region: &Region,
     ctl: Control<'_>,
     plan: &Plan,
     shape: &RunShape,
     gate: &dyn Fn() -> bool,
 ) -> Option<WorkerReport> {
     match plan.store.as_deref() {
-        None => connected(target, ctl, plan, shape, &NoStore, gate),
+        None => connected(target, region, ctl, plan, shape, &NoStore, gate),
         Some(store) => {
             // Opened here, in the worker (after the fork): never a file of the parent's.
             let recorder = Recorder::open(store, ctl.worker);
-            let report = connected(target, ctl, plan, shape, &recorder, gate);
+            let report = connected(target, region, ctl, plan, shape, &recorder, gate);
             recorder.finish();
             report
         }
@@ -38,6 +41,7 @@ pub fn work<T: Target>(
 
 fn connected<T: Target, P: Persistence>(
     target: &T,
+    region: &Region,
     ctl: Control<'_>,
     plan: &Plan,
     shape: &RunShape,
@@ -45,6 +49,24 @@ fn connected<T: Target, P: Persistence>(
     gate: &dyn Fn() -> bool,
 ) -> Option<WorkerReport> {
     let w = ctl.worker;
+    if let (Work::Cache { .. }, Variant::Fix(fix)) = (&plan.work, plan.variant) {
+        // A cache session of its own (no counter session beside it): after the fork too.
+        let connected = target.connect_cache(shape, w, fix);
+        // A worker that could not connect still arrives: it halts at its first update.
+        if !gate() {
+            return None;
+        }
+        return Some(match connected {
+            Ok(ops) => {
+                let mut step = super::cache::RemoteCache::new(ops, region, plan, w);
+                worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
+            }
+            Err(e) => {
+                let mut step = Unconnected(Some(format!("connecting: {e}")));
+                worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
+            }
+        });
+    }
     // Connected here, in the worker (after the fork): never a connection of the parent's.
     let connected = target.connect(shape, w, plan.variant.mechanism());
     // A worker that could not connect still arrives: it halts at its first update.
@@ -68,7 +90,13 @@ fn connected<T: Target, P: Persistence>(
         Work::Counter => {
             // `--pause` asks, through the region, for the next lock holder to stop itself.
             let pause = plan.armed.then_some((ctl.header, ctl.area));
-            let mut step = counter::Remote::new(session, plan, w).pausing(pause);
+            let mut step = counter::Remote::new(session, plan, w)
+                .pausing(pause)
+                .reporting(ctl.area);
+            worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
+        }
+        Work::Votes { .. } => {
+            let mut step = super::votes::RemoteVote::new(session, region, plan, w);
             worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
         }
         Work::Record => {
@@ -102,6 +130,16 @@ impl<Se: Session, P: Persistence> Session for Recorded<'_, Se, P> {
         self.session.update_then(slot, event, |a| {
             persist.won(slot as usize, a.read, a.written, a.retries)
         })
+    }
+
+    fn robbed(&self) -> u64 {
+        self.session.robbed()
+    }
+
+    /// Ballots are recorded by the target itself (`--store target`) or not at all: a file
+    /// store is refused for votes on a target (`Options::validate`).
+    fn vote(&mut self, ballot: &str) -> Result<Applied, UpdateError> {
+        self.session.vote(ballot)
     }
 
     fn update_at(

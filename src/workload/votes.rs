@@ -17,6 +17,7 @@ use crate::pick::{Pick, SlotPicker};
 use crate::probe::Hooks;
 use crate::region::{Region, SlotTable};
 use crate::strategy::{Applied, Strategy};
+use crate::target::{Session, UpdateError};
 use crate::worker::{self, Halt, Outcome, Step, WorkerReport};
 
 /// Why a ballot was refused.
@@ -257,22 +258,14 @@ impl<S: Strategy, H: Hooks> Step for Vote<'_, S, H> {
         let applied = self.strategy.apply(slot, &self.hooks);
         self.tally[tally::ACCEPTED] += 1;
         // votes_after: the value this vote left behind.
-        let votes_after = applied.written as u64;
-        let first = self.bitmap[option];
-        let len = self.bitmap[option + 1] - first;
-        match votes_after.checked_sub(self.initial as u64 + 1) {
-            Some(k) if k < len => {
-                let bit = first + k;
-                let word = &self.words[(bit / 64) as usize];
-                // Relaxed: the parent reads the bitmap only after every worker is done (reaped,
-                // or its report read), which orders it; fetch_or alone makes each bit's first
-                // setter unique.
-                if word.fetch_or(1 << (bit % 64), Relaxed) & (1 << (bit % 64)) != 0 {
-                    self.tally[tally::REPEATS] += 1;
-                }
-            }
-            _ => self.tally[tally::OUT_OF_SEQUENCE] += 1,
-        }
+        mark(
+            self.bitmap,
+            self.words,
+            self.initial,
+            option,
+            applied.written,
+            &mut self.tally,
+        );
         Ok(Outcome::Applied(applied))
     }
 
@@ -284,9 +277,125 @@ impl<S: Strategy, H: Hooks> Step for Vote<'_, S, H> {
     }
 }
 
+/// One ballot on a target other than memory: the ballot goes to the target as the voter typed
+/// it, and the target (its constraints) accepts or refuses it; the tallies and the
+/// `votes_after` bitmap are the memory voter's, so the check is the same.
+pub struct RemoteVote<'a, Se> {
+    session: Se,
+    ballots: Ballots,
+    text: String,
+    tally: [u64; 7],
+    bitmap: &'a [u64],
+    initial: u32,
+    words: &'a [AtomicU64],
+    tally_words: &'a [AtomicU64],
+}
+
+impl<'a, Se: Session> RemoteVote<'a, Se> {
+    pub fn new(session: Se, region: &'a Region, plan: &'a Plan, worker: usize) -> Self {
+        let Work::Votes {
+            invalid_rate,
+            bitmap,
+        } = &plan.work
+        else {
+            unreachable!("a votes worker runs a votes plan")
+        };
+        let layout = Layout {
+            workers: region.worker_count(),
+        };
+        RemoteVote {
+            session,
+            ballots: Ballots::new(plan.seed, worker, plan.slots, plan.pick, *invalid_rate),
+            text: String::with_capacity(64),
+            tally: [0; 7],
+            bitmap,
+            initial: plan.initial,
+            words: &region.scratch()[layout.array_start()..],
+            tally_words: &region.scratch()[layout.tally(worker)],
+        }
+    }
+}
+
+impl<Se: Session> Step for RemoteVote<'_, Se> {
+    #[inline]
+    fn update(&mut self, _: u64) -> Result<Outcome, Halt> {
+        let meant = self.ballots.next(&mut self.text);
+        let applied = match self.session.vote(&self.text) {
+            Ok(a) => a,
+            Err(UpdateError::Rejected(reason)) => {
+                match Rejection::ALL.iter().position(|r| r.name() == reason) {
+                    Some(k) => {
+                        self.tally[tally::REJECTED + k] += 1;
+                        if meant != Err(Rejection::ALL[k]) {
+                            self.tally[tally::MISPARSED] += 1;
+                        }
+                    }
+                    None => self.tally[tally::MISPARSED] += 1,
+                }
+                // A refused ballot is one of the worker's ballots, as on memory (the check
+                // replays `completed` ballots).
+                return Ok(Outcome::Applied(Applied::default()));
+            }
+            Err(UpdateError::Unknown(m)) => return Err(Halt::Unknown(m)),
+            Err(UpdateError::Fatal(m)) => return Err(Halt::Fatal(m)),
+        };
+        let Ok(option) = meant else {
+            // The target accepted a ballot the voter's parser refuses.
+            self.tally[tally::MISPARSED] += 1;
+            self.tally[tally::ACCEPTED] += 1;
+            return Ok(Outcome::Applied(applied));
+        };
+        self.tally[tally::ACCEPTED] += 1;
+        mark(
+            self.bitmap,
+            self.words,
+            self.initial,
+            option,
+            applied.written,
+            &mut self.tally,
+        );
+        Ok(Outcome::Applied(applied))
+    }
+
+    fn finish(&mut self) {
+        for (word, v) in self.tally_words.iter().zip(self.tally) {
+            // Relaxed: published by the worker's Release store of DONE (see `super::tally`).
+            word.store(v, Relaxed);
+        }
+    }
+}
+
+/// Marks `votes_after` (`written`) of a vote for `option` in the bitmap: a repeat or an
+/// impossible value is tallied.
+fn mark(
+    bitmap: &[u64],
+    words: &[AtomicU64],
+    initial: u32,
+    option: usize,
+    written: u32,
+    tally: &mut [u64; 7],
+) {
+    let votes_after = written as u64;
+    let first = bitmap[option];
+    let len = bitmap[option + 1] - first;
+    match votes_after.checked_sub(initial as u64 + 1) {
+        Some(k) if k < len => {
+            let bit = first + k;
+            let word = &words[(bit / 64) as usize];
+            // Relaxed: the parent reads the bitmap only after every worker is done (reaped, or
+            // its report read), which orders it; fetch_or alone makes each bit's first setter
+            // unique.
+            if word.fetch_or(1 << (bit % 64), Relaxed) & (1 << (bit % 64)) != 0 {
+                tally[tally::REPEATS] += 1;
+            }
+        }
+        _ => tally[tally::OUT_OF_SEQUENCE] += 1,
+    }
+}
+
 /// The incident's check: totals exact (rejected ballots excluded), each rejection counted
 /// under its reason, and per option `votes_after` running initial+1 … final.
-pub fn check(plan: &Plan, region: &Region, reports: &[WorkerReport]) -> Judgement {
+pub fn check(plan: &Plan, region: &Region, finals: &[u32], reports: &[WorkerReport]) -> Judgement {
     let Work::Votes {
         invalid_rate,
         bitmap,
@@ -294,7 +403,8 @@ pub fn check(plan: &Plan, region: &Region, reports: &[WorkerReport]) -> Judgemen
     else {
         unreachable!("checked as votes: a votes plan")
     };
-    let options = region.slot_count();
+    // The options' final counts: the region's, or the target's rows.
+    let options = finals.len();
     let mut accepted = vec![0u64; options];
     let mut rejected = [0u64; 3];
     let mut counted = [0u64; 7];
@@ -305,8 +415,8 @@ pub fn check(plan: &Plan, region: &Region, reports: &[WorkerReport]) -> Judgemen
             *c += super::tally(region, r.worker, k);
         }
     }
-    let values = region.values();
-    let (count, wrong) = check::count(plan.initial, &accepted, &values);
+    let values = finals;
+    let (count, wrong) = check::count(plan.initial, &accepted, values);
     let mut c = Check {
         scenario: "votes",
         variant: plan.variant.name(),

@@ -126,7 +126,7 @@ impl Dir {
     fn made(&self, shape: &RunShape) -> Vec<(PathBuf, Vec<u8>)> {
         let files = self.files(shape.run);
         match shape.holds {
-            Holds::Counters => (0..shape.slots as u32)
+            Holds::Counters | Holds::Poll | Holds::Cache => (0..shape.slots as u32)
                 .map(|s| {
                     let line = format::value_line(shape.initial).to_vec();
                     (files.path(Name::Slot(s)), line)
@@ -198,7 +198,7 @@ impl Dir {
     fn settled_files(&self, shape: &RunShape) -> Vec<PathBuf> {
         let files = self.files(shape.run);
         match shape.holds {
-            Holds::Counters => (0..shape.slots as u32)
+            Holds::Counters | Holds::Poll | Holds::Cache => (0..shape.slots as u32)
                 .map(|s| files.path(Name::Slot(s)))
                 .collect(),
             Holds::Record => std::iter::once(files.path(Name::Record))
@@ -229,6 +229,7 @@ impl Target for Dir {
     fn strategies_for(&self, holds: Holds) -> &'static [StrategyKind] {
         match holds {
             Holds::Counters => &COUNTER,
+            Holds::Poll | Holds::Cache => &[],
             Holds::Record => &RECORD,
         }
     }
@@ -314,7 +315,9 @@ impl Target for Dir {
             remove_if_there(&path).map_err(|e| Dir::failed("removing", &path, e))?;
         }
         let chains: Vec<Chain> = match shape.holds {
-            Holds::Counters => (0..shape.slots as u32).map(Chain::Slot).collect(),
+            Holds::Counters | Holds::Poll | Holds::Cache => {
+                (0..shape.slots as u32).map(Chain::Slot).collect()
+            }
             Holds::Record => vec![Chain::Record],
         };
         let mut folded = false;
@@ -354,7 +357,7 @@ impl Target for Dir {
         let files = self.files(shape.run);
         let initial = shape.initial;
         match shape.holds {
-            Holds::Counters => (0..shape.slots as u32)
+            Holds::Counters | Holds::Poll | Holds::Cache => (0..shape.slots as u32)
                 .map(|s| {
                     let path = files.path(Name::Slot(s));
                     let value = slot_value(&path).map_err(|e| Dir::failed("reading", &path, e))?;
@@ -484,7 +487,7 @@ impl DirSession {
             None
         };
         let lines = match shape.holds {
-            Holds::Counters => 1,
+            Holds::Counters | Holds::Poll | Holds::Cache => 1,
             Holds::Record => shape.slots,
         };
         let chains = LinkCas::new(files.clone(), worker, shape.initial, dir);
@@ -641,15 +644,17 @@ impl Session for DirSession {
             }
         };
         let applied = match (self.how, self.holds) {
-            (How::Rewrite(lock), Holds::Counters) => {
+            (How::Rewrite(lock), Holds::Counters | Holds::Poll | Holds::Cache) => {
                 self.rewrite(Name::Slot(slot), 0, lock, &mut inside)?
             }
             (How::Rewrite(lock), Holds::Record) => {
                 self.rewrite(Name::Record, slot as usize, lock, &mut inside)?
             }
-            (How::Append, Holds::Counters) => self.append(Name::Slot(slot), VALUE)?,
+            (How::Append, Holds::Counters | Holds::Poll | Holds::Cache) => {
+                self.append(Name::Slot(slot), VALUE)?
+            }
             (How::Append, Holds::Record) => self.append(Name::Field(slot), 0)?,
-            (How::LinkCas, Holds::Counters) => {
+            (How::LinkCas, Holds::Counters | Holds::Poll | Holds::Cache) => {
                 let file = self.take(Name::Slot(slot), Open::ReadWrite)?;
                 let applied = self.chains.add_to_slot(slot, &file);
                 self.keep(Name::Slot(slot), file);

@@ -472,6 +472,19 @@ impl CacheSession {
     }
 }
 
+impl crate::target::CacheOps for CacheSession {
+    fn write(&mut self, event: Option<EventDraft>) -> Result<Applied, UpdateError> {
+        let version = self.ticket()?;
+        CacheSession::write(self, version, event)
+    }
+    fn read(&mut self) -> Result<(Seen, u32), UpdateError> {
+        CacheSession::read(self).map(|r| (r.seen, r.retries))
+    }
+    fn record_reads(&mut self, reads: &Reads) -> Result<(), UpdateError> {
+        CacheSession::record_reads(self, reads)
+    }
+}
+
 impl Drop for CacheSession {
     /// Writes the completion time of this writer's last event (see `stream`); best effort.
     fn drop(&mut self) {
