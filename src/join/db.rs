@@ -563,6 +563,13 @@ pub fn finish(co: &Coordinator, f: HostFigures) -> Result<String, Error> {
         )
         .map_err(db)?;
         tx.commit().map_err(db)?;
+        if crate::pool::interrupted() {
+            // This host's figures are written: the others judge without waiting for it.
+            return Err(Error::Interrupted(format!(
+                "--join {}: interrupted while waiting for the other hosts; torture report --run {} prints the verdict once they are done",
+                join.name, join.name
+            )));
+        }
         std::thread::sleep(POLL * 4);
     }
 }

@@ -528,3 +528,226 @@ fn table(out: &mut String, rows: &[Vec<String>]) {
         let _ = writeln!(out, "{}", line.trim_end());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joined(strategy: StrategyKind, ops: u64) -> Joined {
+        Joined {
+            name: "t".into(),
+            url: "postgres://h/db".into(),
+            run: 1,
+            strategy,
+            hosts_planned: 2,
+            ops,
+            slots: 1,
+            initial: 0,
+            hosts: Vec::new(),
+            open: Vec::new(),
+            count: Count::default(),
+            wrong_slots: Vec::new(),
+            updates: 0,
+            in_flight: 0,
+            verdict: Verdict::Exact,
+            bounded: false,
+            window_ms: None,
+            release_skew_ns: None,
+            worker_start_skew_ns: None,
+            ops_per_sec: None,
+            latency_ns: None,
+            reported_by: None,
+        }
+    }
+
+    fn host(index: u32, state: &str, workers: usize, figures: Option<Figures>) -> Host {
+        Host {
+            host: format!("h{index}"),
+            index,
+            pid: 100 + index as i64,
+            workers,
+            seed: super::super::host_seed(1, index),
+            clock_offset_ns: 0,
+            rtt_ns: 0,
+            state: state.into(),
+            note: None,
+            acknowledged: 0,
+            in_flight: 0,
+            ops_per_sec: None,
+            released_late_ns: None,
+            figures,
+            progress: Vec::new(),
+        }
+    }
+
+    fn done(workers: usize, ops: u64) -> Option<Figures> {
+        Some(Figures {
+            completed: vec![ops; workers],
+            in_flight: vec![0; workers],
+            released_ns: 1_000,
+            ended_ns: 2_000_000_000,
+            first_start_ns: 1_000,
+            last_start_ns: 5_000,
+            ..Figures::default()
+        })
+    }
+
+    #[test]
+    fn expected_is_the_sum_over_hosts_and_exact_when_every_update_is_there() {
+        let hosts = vec![
+            host(0, "done", 3, done(3, 10)),
+            host(1, "done", 2, done(2, 10)),
+        ];
+        let j = judge(
+            joined(StrategyKind::Atomic, 10),
+            hosts,
+            &[],
+            Some(0),
+            Pick::Uniform,
+            &[50],
+        );
+        assert_eq!((j.count.expected, j.count.lost, j.updates), (50, 0, 50));
+        assert_eq!(
+            (j.verdict, j.bounded, j.exit_code()),
+            (Verdict::Exact, false, 0)
+        );
+        // One update short on the slot: an exact strategy fails (exit 1).
+        let hosts = vec![
+            host(0, "done", 3, done(3, 10)),
+            host(1, "done", 2, done(2, 10)),
+        ];
+        let j = judge(
+            joined(StrategyKind::Atomic, 10),
+            hosts,
+            &[],
+            Some(0),
+            Pick::Uniform,
+            &[49],
+        );
+        assert_eq!(
+            (j.count.lost, j.verdict, j.exit_code()),
+            (1, Verdict::Failed, 1)
+        );
+        // racy losing is the race caught (exit 0).
+        let hosts = vec![
+            host(0, "done", 3, done(3, 10)),
+            host(1, "done", 2, done(2, 10)),
+        ];
+        let j = judge(
+            joined(StrategyKind::Racy, 10),
+            hosts,
+            &[],
+            Some(0),
+            Pick::Uniform,
+            &[20],
+        );
+        assert_eq!(
+            (j.count.lost, j.verdict, j.exit_code()),
+            (30, Verdict::RaceCaught, 0)
+        );
+    }
+
+    #[test]
+    fn a_dead_host_bounds_the_verdict_by_its_last_heartbeat_and_its_plan() {
+        let make = || {
+            let mut dead = host(1, "dead", 2, None);
+            dead.progress = vec![4, 6];
+            vec![host(0, "done", 3, done(3, 10)), dead]
+        };
+        // Survivors' 30, the dead host's 10 seen, 10 more in flight: 40..=50 hold.
+        for observed in [40, 45, 50] {
+            let j = judge(
+                joined(StrategyKind::Cas, 10),
+                make(),
+                &[],
+                Some(0),
+                Pick::Uniform,
+                &[observed],
+            );
+            assert_eq!(
+                (j.in_flight, j.count.lost, j.count.unexpected),
+                (10, 0, 0),
+                "{observed}"
+            );
+            assert_eq!(
+                (j.verdict, j.bounded, j.exit_code()),
+                (Verdict::Exact, true, 3)
+            );
+            assert!(j.verdict_text().starts_with("bounds held"));
+            assert!(j.render().contains("host h1 is dead"));
+        }
+        // Below what the dead host's heartbeat saw acknowledged: lost, whatever it did later.
+        let j = judge(
+            joined(StrategyKind::Cas, 10),
+            make(),
+            &[],
+            Some(0),
+            Pick::Uniform,
+            &[39],
+        );
+        assert_eq!(
+            (j.count.lost, j.verdict, j.exit_code()),
+            (1, Verdict::Failed, 1)
+        );
+        // Above its whole plan: unexpected.
+        let j = judge(
+            joined(StrategyKind::Cas, 10),
+            make(),
+            &[],
+            Some(0),
+            Pick::Uniform,
+            &[51],
+        );
+        assert_eq!((j.count.unexpected, j.verdict), (1, Verdict::Failed));
+    }
+
+    #[test]
+    fn every_hosts_slot_choices_are_replayed_from_its_own_seed() {
+        let slots = 4;
+        let mut expect = vec![0u64; slots];
+        for (index, workers) in [(0u32, 2usize), (1, 3)] {
+            for w in 0..workers {
+                SlotPicker::new(super::super::host_seed(1, index), w, slots, Pick::Uniform)
+                    .replay(25, &mut expect);
+            }
+        }
+        let finals: Vec<u32> = expect.iter().map(|&v| v as u32).collect();
+        let hosts = vec![
+            host(0, "done", 2, done(2, 25)),
+            host(1, "done", 3, done(3, 25)),
+        ];
+        let mut j = joined(StrategyKind::Lock, 25);
+        j.slots = slots;
+        let j = judge(j, hosts, &[], Some(0), Pick::Uniform, &finals);
+        assert_eq!(
+            (j.count.expected, j.count.lost, j.verdict),
+            (125, 0, Verdict::Exact)
+        );
+        // The same finals judged as if every host had host 0's seed are wrong somewhere.
+        let mut same_seed = vec![
+            host(0, "done", 2, done(2, 25)),
+            host(1, "done", 3, done(3, 25)),
+        ];
+        same_seed[1].seed = same_seed[0].seed;
+        let mut j = joined(StrategyKind::Lock, 25);
+        j.slots = slots;
+        let j = judge(j, same_seed, &[], Some(0), Pick::Uniform, &finals);
+        assert!(j.count.wrong_slots > 0);
+    }
+
+    #[test]
+    fn a_run_with_a_host_still_going_is_not_over() {
+        let hosts = vec![host(0, "done", 1, done(1, 10)), host(1, "running", 1, None)];
+        let j = judge(
+            joined(StrategyKind::Atomic, 10),
+            hosts,
+            &[],
+            Some(0),
+            Pick::Uniform,
+            &[15],
+        );
+        assert!(!j.over());
+        assert_eq!(j.exit_code(), 4);
+        assert!(j.render().contains("the run is not over"));
+    }
+}
