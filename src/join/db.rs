@@ -463,6 +463,9 @@ pub struct Figures {
     pub first_start_ns: i64,
     #[serde(default)]
     pub last_start_ns: i64,
+    /// On the database's clock: when each worker finished (its rate's end).
+    #[serde(default)]
+    pub worker_ended_ns: Vec<i64>,
     pub spawn_ms: f64,
 }
 
@@ -482,6 +485,7 @@ pub fn finish(co: &Coordinator, f: HostFigures) -> Result<String, Error> {
         released_ns: to_db(f.go_ns),
         first_start_ns: to_db(f.start_ns.iter().copied().min().unwrap_or(f.go_ns)),
         last_start_ns: to_db(f.start_ns.iter().copied().max().unwrap_or(f.go_ns)),
+        worker_ended_ns: f.end_ns.iter().map(|&e| to_db(e.max(f.go_ns))).collect(),
         ended_ns: to_db(
             f.end_ns
                 .iter()

@@ -17,7 +17,7 @@ use crate::check::{bounded_count, Count, SlotCount};
 use crate::error::Error;
 use crate::pick::{Pick, SlotPicker};
 use crate::report::units::{count, percent, rate, time_ns};
-use crate::report::{Percentiles, Verdict};
+use crate::report::{Fairness, Percentiles, Verdict};
 use crate::strategy::StrategyKind;
 use crate::target::sql::masked;
 
@@ -66,6 +66,8 @@ pub struct Joined {
     pub wrong_slots: Vec<SlotCount>,
     /// Updates acknowledged over every host.
     pub updates: u64,
+    /// Retries over every host that wrote its figures (serialization failures, cas misses).
+    pub retries: u64,
     pub in_flight: u64,
     pub verdict: Verdict,
     /// The verdict is bounded: a host died or failed, or workers died.
@@ -78,6 +80,8 @@ pub struct Joined {
     /// database's clock.
     pub worker_start_skew_ns: Option<i64>,
     pub ops_per_sec: Option<f64>,
+    /// Every live worker's rate over every host (from its host's release to its own finish).
+    pub fairness: Fairness,
     pub latency_ns: Option<Percentiles>,
     pub reported_by: Option<String>,
 }
@@ -217,6 +221,7 @@ pub fn load(url: &str, name: &str) -> Result<Joined, Error> {
             count: Count::default(),
             wrong_slots: Vec::new(),
             updates: 0,
+            retries: 0,
             in_flight: 0,
             verdict: Verdict::Exact,
             bounded: false,
@@ -224,6 +229,7 @@ pub fn load(url: &str, name: &str) -> Result<Joined, Error> {
             release_skew_ns: None,
             worker_start_skew_ns: None,
             ops_per_sec: None,
+            fairness: Fairness::default(),
             latency_ns: None,
             reported_by,
         },
@@ -278,6 +284,11 @@ fn judge(
     let (count, mut wrong) = bounded_count(j.initial, &acked, &in_flight, finals);
     wrong.truncate(16);
     j.updates = hosts.iter().map(|h| h.acknowledged).sum();
+    j.retries = hosts
+        .iter()
+        .filter_map(|h| h.figures.as_ref())
+        .map(|f| f.retries)
+        .sum();
     j.in_flight = hosts.iter().map(|h| h.in_flight).sum();
     j.bounded = j.in_flight > 0
         || hosts
@@ -302,6 +313,16 @@ fn judge(
             j.worker_start_skew_ns = Some(last - first);
         }
     }
+    // A dead worker's rate says when it died, not how fairly it was served.
+    let mut rates = Vec::new();
+    for f in &done {
+        for (w, (&n, &end)) in f.completed.iter().zip(&f.worker_ended_ns).enumerate() {
+            if !f.deaths.iter().any(|d| d.0 == w) {
+                rates.push(n as f64 / ((end - f.released_ns).max(1) as f64 / 1e9));
+            }
+        }
+    }
+    j.fairness = Fairness::of(rates);
     let mut merged = crate::latency::new_histogram();
     for h in histograms {
         let _ = merged.add(h);
@@ -382,6 +403,7 @@ impl Joined {
                 "ops/s".into(),
                 "p99".into(),
                 "p99.9".into(),
+                "retries/upd".into(),
                 "verdict".into(),
             ],
             vec![
@@ -394,6 +416,7 @@ impl Joined {
                 self.ops_per_sec.map_or("–".into(), rate),
                 lat(|p| p.p99),
                 lat(|p| p.p999),
+                format!("{:.2}", self.retries as f64 / self.updates.max(1) as f64),
                 self.verdict_text(),
             ],
         ];
@@ -463,6 +486,17 @@ impl Joined {
                 );
             }
             _ => {}
+        }
+        if self.fairness.median_ops_per_sec > 0.0 {
+            let f = &self.fairness;
+            let _ = writeln!(
+                out,
+                "worker ops/s over every host: min {}, median {}, max {}; {} starved (below a tenth of the median)",
+                rate(f.min_ops_per_sec),
+                rate(f.median_ops_per_sec),
+                rate(f.max_ops_per_sec),
+                f.starved
+            );
         }
         for h in self.lost_hosts() {
             let _ = writeln!(
@@ -548,6 +582,7 @@ mod tests {
             count: Count::default(),
             wrong_slots: Vec::new(),
             updates: 0,
+            retries: 0,
             in_flight: 0,
             verdict: Verdict::Exact,
             bounded: false,
@@ -555,6 +590,7 @@ mod tests {
             release_skew_ns: None,
             worker_start_skew_ns: None,
             ops_per_sec: None,
+            fairness: Fairness::default(),
             latency_ns: None,
             reported_by: None,
         }
@@ -588,6 +624,7 @@ mod tests {
             ended_ns: 2_000_000_000,
             first_start_ns: 1_000,
             last_start_ns: 5_000,
+            worker_ended_ns: vec![1_000_001_000; workers],
             ..Figures::default()
         })
     }
