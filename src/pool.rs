@@ -268,11 +268,18 @@ impl Live {
     }
 }
 
-/// Runs `worker(w)` in one forked process per worker while `watch` watches; tells `on_death`
-/// of every worker a signal killed, before reaping it. `worker` returns the child's exit code.
+/// What worker `w` runs: `worker(w, gate)`, its exit code back. `gate` is the start barrier:
+/// it arrives, waits for the release and returns true (false: the parent is gone, and the
+/// worker returns `child_exit::PARENT_GONE` without starting). A worker calls it once, when
+/// it is ready to start: at once, or after connecting to its target (a joined run's workers
+/// connect first, so that the release starts updates, not connections).
+pub type Body<'a> = dyn Fn(usize, &dyn Fn() -> bool) -> i32 + Sync + 'a;
+
+/// Runs `worker(w, gate)` in one forked process per worker while `watch` watches; tells
+/// `on_death` of every worker a signal killed, before reaping it.
 pub fn run_processes<W: Watch>(
     region: &Region,
-    worker: &(dyn Fn(usize) -> i32 + Sync),
+    worker: &Body<'_>,
     watch: &W,
     on_death: &mut dyn FnMut(Dead),
 ) -> Result<(PoolOutcome, W::Seen), Error> {
@@ -409,11 +416,11 @@ fn reap_all(live: &Live, go_ns: u64, on_death: &mut dyn FnMut(Dead)) -> Vec<Exit
         .collect()
 }
 
-/// Runs `worker(w)` on one thread per worker in this process (private futexes) while `watch`
+/// Runs `worker(w, gate)` on one thread per worker in this process (private futexes) while `watch`
 /// watches. No worker can die alone here: every exit is `child_exit::OK` or its failure code.
 pub fn run_threads<W: Watch>(
     region: &Region,
-    worker: &(dyn Fn(usize) -> i32 + Sync),
+    worker: &Body<'_>,
     watch: &W,
 ) -> Result<(PoolOutcome, W::Seen), Error> {
     let workers = region.worker_count();
@@ -428,10 +435,12 @@ pub fn run_threads<W: Watch>(
                 .name(format!("worker-{w}"))
                 .stack_size(256 * 1024)
                 .spawn_scoped(scope, move || {
-                    barrier::arrive(region.header());
-                    barrier::wait_go::<Private>(region.header(), || true);
-                    running(region, w);
-                    worker(w)
+                    worker(w, &|| {
+                        barrier::arrive(region.header());
+                        barrier::wait_go::<Private>(region.header(), || true);
+                        running(region, w);
+                        true
+                    })
                 })
                 .map_err(|e| {
                     // Release the workers already waiting so the scope can join them.
@@ -478,7 +487,7 @@ fn running(region: &Region, w: usize) {
     region.worker(w).status.store(status::RUNNING, Relaxed);
 }
 
-fn child_main(region: &Region, w: usize, parent: Pid, worker: &(dyn Fn(usize) -> i32 + Sync)) -> ! {
+fn child_main(region: &Region, w: usize, parent: Pid, worker: &Body<'_>) -> ! {
     // Die with the parent. The ppid check covers a parent that died before the prctl.
     let _ = prctl::set_pdeathsig(Signal::SIGKILL);
     // SIGINT is the parent's to handle (the terminal sends it to the whole group).
@@ -493,14 +502,15 @@ fn child_main(region: &Region, w: usize, parent: Pid, worker: &(dyn Fn(usize) ->
             .worker(w)
             .pid
             .store(getpid().as_raw() as u32, Relaxed);
-        let ran = catch_unwind(AssertUnwindSafe(|| {
+        let gate = || {
             barrier::arrive(region.header());
             if !barrier::wait_go::<Shared>(region.header(), parent_alive) {
-                return child_exit::PARENT_GONE;
+                return false;
             }
             running(region, w);
-            worker(w)
-        }));
+            true
+        };
+        let ran = catch_unwind(AssertUnwindSafe(|| worker(w, &gate)));
         ran.unwrap_or(child_exit::PANICKED)
     };
     // SAFETY: `_exit` ends the child at once without running the parent's atexit handlers or

@@ -237,8 +237,18 @@ trait Place: Sync {
     fn region_slots(&self, slots: usize) -> usize;
     /// Makes the run's slots (the region's are made with it).
     fn create(&self, shape: &RunShape) -> Result<(), Error>;
-    /// Worker `w`'s whole run, in the worker (after the fork).
-    fn work(&self, region: &Region, w: usize, plan: &Plan, shape: &RunShape) -> WorkerReport;
+    /// Worker `w`'s whole run, in the worker (after the fork): it passes `gate` (the start
+    /// barrier) first, or, with `connect_first`, once connected to its target. None: the
+    /// parent is gone before the release.
+    fn work(
+        &self,
+        region: &Region,
+        w: usize,
+        plan: &Plan,
+        shape: &RunShape,
+        gate: &dyn Fn() -> bool,
+        connect_first: bool,
+    ) -> Option<WorkerReport>;
     /// After every worker is reaped, whatever happened: tidies what they left (`Target::settle`).
     fn settle(&self, shape: &RunShape) -> Result<(), Error>;
     /// Every slot's final value, after every worker is reaped.
@@ -257,8 +267,16 @@ impl Place for Memory {
     fn create(&self, _: &RunShape) -> Result<(), Error> {
         Ok(())
     }
-    fn work(&self, region: &Region, w: usize, plan: &Plan, _: &RunShape) -> WorkerReport {
-        workload::work(region, w, plan)
+    fn work(
+        &self,
+        region: &Region,
+        w: usize,
+        plan: &Plan,
+        _: &RunShape,
+        gate: &dyn Fn() -> bool,
+        _: bool,
+    ) -> Option<WorkerReport> {
+        gate().then(|| workload::work(region, w, plan))
     }
     fn settle(&self, _: &RunShape) -> Result<(), Error> {
         Ok(())
@@ -281,13 +299,27 @@ impl<T: Target> Place for Remote<T> {
     fn create(&self, shape: &RunShape) -> Result<(), Error> {
         self.0.create(shape)
     }
-    fn work(&self, region: &Region, w: usize, plan: &Plan, shape: &RunShape) -> WorkerReport {
+    fn work(
+        &self,
+        region: &Region,
+        w: usize,
+        plan: &Plan,
+        shape: &RunShape,
+        gate: &dyn Fn() -> bool,
+        connect_first: bool,
+    ) -> Option<WorkerReport> {
         let ctl = Control {
             header: region.header(),
             area: region.worker(w),
             worker: w,
         };
-        workload::remote::work(&self.0, region, ctl, plan, shape)
+        if connect_first {
+            return workload::remote::work(&self.0, region, ctl, plan, shape, gate);
+        }
+        if !gate() {
+            return None;
+        }
+        workload::remote::work(&self.0, region, ctl, plan, shape, &|| true)
     }
     fn settle(&self, shape: &RunShape) -> Result<(), Error> {
         self.0.settle(shape)
@@ -406,8 +438,12 @@ fn pooled<'p, P: Place>(
         nth_slot: &nth_slot,
         ops: opts.ops,
     };
-    let body = |w: usize| -> i32 {
-        let report = place.work(&region, w, &plan, &target_shape);
+    let body = |w: usize, gate: &dyn Fn() -> bool| -> i32 {
+        // A joined run's workers connect before the barrier: the hosts' release starts updates.
+        let Some(report) = place.work(&region, w, &plan, &target_shape, gate, joint.is_some())
+        else {
+            return child_exit::PARENT_GONE;
+        };
         if report.publish(region.worker(w)) {
             child_exit::OK
         } else {
@@ -565,8 +601,10 @@ pub struct HostFigures {
     pub deaths: Vec<(usize, String)>,
     pub retries: u64,
     pub histogram: Histogram<u64>,
-    /// CLOCK_MONOTONIC ns: the release, and each worker's last completion.
+    /// CLOCK_MONOTONIC ns: the release, each worker's first update's start and its last
+    /// completion.
     pub go_ns: u64,
+    pub start_ns: Vec<u64>,
     pub end_ns: Vec<u64>,
     pub spawn_ms: f64,
 }
@@ -609,6 +647,7 @@ pub fn host<T: Target>(
         retries: p.reports.iter().map(|r| r.retries).sum(),
         histogram,
         go_ns: p.outcome.go_ns,
+        start_ns: p.reports.iter().map(|r| r.start_ns).collect(),
         end_ns: p.reports.iter().map(|r| r.end_ns).collect(),
         spawn_ms: p.outcome.spawn_ns as f64 / 1e6,
     })
@@ -671,14 +710,47 @@ impl pool::Watch for Rendezvous<'_> {
         std::thread::scope(|scope| {
             let beat = scope.spawn(|| self.joint.beat(&completed, &stop));
             let watched = self.watcher.watch(region, live, || {
+                // Released hosts' workers already hold the CPUs: under CFS this thread would
+                // wake ms late behind them. At the lowest real-time priority it wakes on time;
+                // it only sleeps, releases and reaps until it drops back after the run.
+                let raised = PolicyGuard::fifo();
                 crate::clock::sleep_until_realtime(release_at);
-                body()
+                let out = body();
+                drop(raised);
+                out
             });
             // SeqCst: the heartbeat's only stop signal; nothing else is published with it.
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = beat.join();
             watched
         })
+    }
+}
+
+/// This thread at SCHED_FIFO priority 1 while it lives, back to SCHED_OTHER after. Best
+/// effort: without CAP_SYS_NICE nothing changes.
+struct PolicyGuard {
+    raised: bool,
+}
+
+impl PolicyGuard {
+    fn fifo() -> PolicyGuard {
+        let param = libc::sched_param { sched_priority: 1 };
+        // SAFETY: gettid and sched_setscheduler have no memory preconditions; `param` is a
+        // valid sched_param for the call; the TID addresses this thread alone.
+        let raised =
+            unsafe { libc::sched_setscheduler(libc::gettid(), libc::SCHED_FIFO, &param) } == 0;
+        PolicyGuard { raised }
+    }
+}
+
+impl Drop for PolicyGuard {
+    fn drop(&mut self) {
+        if self.raised {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: as in `fifo`; SCHED_OTHER takes priority 0.
+            unsafe { libc::sched_setscheduler(libc::gettid(), libc::SCHED_OTHER, &param) };
+        }
     }
 }
 

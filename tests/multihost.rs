@@ -386,3 +386,26 @@ fn a_host_killed_mid_run_is_named_dead_and_the_verdict_is_bounded() {
     assert!(t.contains("bounds held"), "{t}");
     clean(&url, &v);
 }
+
+#[test]
+fn a_run_the_server_cannot_take_whole_is_refused_before_anything_forks() {
+    let Some(url) = url("a_run_the_server_cannot_take_whole_is_refused_before_anything_forks")
+    else {
+        return;
+    };
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let name = name("toobig");
+    // 3 hosts of 40 workers: more than max_connections (100), though one host's 40 fit.
+    let o = common::output(&[
+        "run", "--target", &url, "--join", &name, "--hosts", "3", "-w", "40", "-s", "atomic", "-n",
+        "10",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("--hosts 3: 40 workers on every host: --workers 120"),
+        "{}",
+        text(&o)
+    );
+    // Nothing was left: the run is gone with its refusal.
+    assert!(report(&url, &name).is_none());
+}

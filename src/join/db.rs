@@ -297,6 +297,12 @@ pub fn failed(join: &Join, me: &str, why: &str) {
     }
 }
 
+/// Best effort: the creator was refused before anything was made: the run goes (a host
+/// that joined it meanwhile then fails too), and the tables with it when no run is left.
+pub fn withdraw(join: &Join, run: u64) {
+    let _ = clean(&join.url, Some(run));
+}
+
 /// The start barrier across hosts. This host's workers all stand at its own barrier: it says
 /// it is ready, then waits until every host is (the one that sees it sets the release, once)
 /// or until `--join-timeout` (then it fails, naming who is missing). Returns the release as
@@ -452,6 +458,14 @@ pub struct Figures {
     /// when its last worker finished.
     pub released_ns: i64,
     pub ended_ns: i64,
+    /// On the database's clock: its first and its last worker's first update started.
+    #[serde(default)]
+    pub first_start_ns: i64,
+    #[serde(default)]
+    pub last_start_ns: i64,
+    /// On the database's clock: when each worker finished (its rate's end).
+    #[serde(default)]
+    pub worker_ended_ns: Vec<i64>,
     pub spawn_ms: f64,
 }
 
@@ -469,6 +483,9 @@ pub fn finish(co: &Coordinator, f: HostFigures) -> Result<String, Error> {
     };
     let figures = Figures {
         released_ns: to_db(f.go_ns),
+        first_start_ns: to_db(f.start_ns.iter().copied().min().unwrap_or(f.go_ns)),
+        last_start_ns: to_db(f.start_ns.iter().copied().max().unwrap_or(f.go_ns)),
+        worker_ended_ns: f.end_ns.iter().map(|&e| to_db(e.max(f.go_ns))).collect(),
         ended_ns: to_db(
             f.end_ns
                 .iter()
@@ -550,6 +567,13 @@ pub fn finish(co: &Coordinator, f: HostFigures) -> Result<String, Error> {
         )
         .map_err(db)?;
         tx.commit().map_err(db)?;
+        if crate::pool::interrupted() {
+            // This host's figures are written: the others judge without waiting for it.
+            return Err(Error::Interrupted(format!(
+                "--join {}: interrupted while waiting for the other hosts; torture report --run {} prints the verdict once they are done",
+                join.name, join.name
+            )));
+        }
         std::thread::sleep(POLL * 4);
     }
 }

@@ -12,7 +12,7 @@
 //!
 //! The tables (`racepool_join_runs`, `racepool_join_hosts`) and every statement are in [`db`];
 //! the verdict, computed from the tables alone (so `torture report --run NAME` prints it from
-//! anywhere), is in [`report`]. docs/join.md describes the protocol and its failure cases.
+//! anywhere), is in [`report`]. docs/multihost.md describes the protocol and its failure cases.
 //!
 //! Fork safety: every coordination call opens its own connection and closes it before it
 //! returns, and none is open while the parent forks; the heartbeat's connection lives in the
@@ -261,6 +261,25 @@ pub fn run(opts: &Options, join: &Join) -> Result<Outcome, Error> {
     target.preflight(&shape, &[variant.mechanism()])?;
     let reg = db::register(join, &plan, &me, opts.workers, opts.seed)?;
     shape.run = reg.run;
+    if reg.creator && join.hosts > 1 {
+        // The first host asks for every host's connections (none is open yet): a run the
+        // server cannot take whole is refused before anyone forks.
+        let all = RunShape {
+            workers: opts.workers * join.hosts as usize,
+            ..shape.clone()
+        };
+        if let Err(e) = target.preflight(&all, &[variant.mechanism()]) {
+            let e = match e {
+                Error::Usage(m) => Error::Usage(format!(
+                    "--join {} --hosts {}: {} workers on every host: {m}",
+                    join.name, join.hosts, opts.workers
+                )),
+                other => other,
+            };
+            db::withdraw(join, reg.run);
+            return Err(e);
+        }
+    }
     let coordinator = db::Coordinator {
         join: join.clone(),
         me: me.clone(),

@@ -17,7 +17,7 @@ use crate::check::{bounded_count, Count, SlotCount};
 use crate::error::Error;
 use crate::pick::{Pick, SlotPicker};
 use crate::report::units::{count, percent, rate, time_ns};
-use crate::report::{Percentiles, Verdict};
+use crate::report::{Fairness, Percentiles, Verdict};
 use crate::strategy::StrategyKind;
 use crate::target::sql::masked;
 
@@ -66,6 +66,8 @@ pub struct Joined {
     pub wrong_slots: Vec<SlotCount>,
     /// Updates acknowledged over every host.
     pub updates: u64,
+    /// Retries over every host that wrote its figures (serialization failures, cas misses).
+    pub retries: u64,
     pub in_flight: u64,
     pub verdict: Verdict,
     /// The verdict is bounded: a host died or failed, or workers died.
@@ -74,7 +76,12 @@ pub struct Joined {
     pub window_ms: Option<f64>,
     /// First host released to last host released, on the database's clock.
     pub release_skew_ns: Option<i64>,
+    /// First worker to last worker (over every host) starting its first update, on the
+    /// database's clock.
+    pub worker_start_skew_ns: Option<i64>,
     pub ops_per_sec: Option<f64>,
+    /// Every live worker's rate over every host (from its host's release to its own finish).
+    pub fairness: Fairness,
     pub latency_ns: Option<Percentiles>,
     pub reported_by: Option<String>,
 }
@@ -214,12 +221,15 @@ pub fn load(url: &str, name: &str) -> Result<Joined, Error> {
             count: Count::default(),
             wrong_slots: Vec::new(),
             updates: 0,
+            retries: 0,
             in_flight: 0,
             verdict: Verdict::Exact,
             bounded: false,
             window_ms: None,
             release_skew_ns: None,
+            worker_start_skew_ns: None,
             ops_per_sec: None,
+            fairness: Fairness::default(),
             latency_ns: None,
             reported_by,
         },
@@ -274,6 +284,11 @@ fn judge(
     let (count, mut wrong) = bounded_count(j.initial, &acked, &in_flight, finals);
     wrong.truncate(16);
     j.updates = hosts.iter().map(|h| h.acknowledged).sum();
+    j.retries = hosts
+        .iter()
+        .filter_map(|h| h.figures.as_ref())
+        .map(|f| f.retries)
+        .sum();
     j.in_flight = hosts.iter().map(|h| h.in_flight).sum();
     j.bounded = j.in_flight > 0
         || hosts
@@ -293,8 +308,21 @@ fn judge(
             let max = done.iter().map(|f| f.released_ns).max().unwrap_or(0);
             let min = done.iter().map(|f| f.released_ns).min().unwrap_or(0);
             j.release_skew_ns = Some(max - min);
+            let last = done.iter().map(|f| f.last_start_ns).max().unwrap_or(0);
+            let first = done.iter().map(|f| f.first_start_ns).min().unwrap_or(0);
+            j.worker_start_skew_ns = Some(last - first);
         }
     }
+    // A dead worker's rate says when it died, not how fairly it was served.
+    let mut rates = Vec::new();
+    for f in &done {
+        for (w, (&n, &end)) in f.completed.iter().zip(&f.worker_ended_ns).enumerate() {
+            if !f.deaths.iter().any(|d| d.0 == w) {
+                rates.push(n as f64 / ((end - f.released_ns).max(1) as f64 / 1e9));
+            }
+        }
+    }
+    j.fairness = Fairness::of(rates);
     let mut merged = crate::latency::new_histogram();
     for h in histograms {
         let _ = merged.add(h);
@@ -375,6 +403,7 @@ impl Joined {
                 "ops/s".into(),
                 "p99".into(),
                 "p99.9".into(),
+                "retries/upd".into(),
                 "verdict".into(),
             ],
             vec![
@@ -387,6 +416,7 @@ impl Joined {
                 self.ops_per_sec.map_or("–".into(), rate),
                 lat(|p| p.p99),
                 lat(|p| p.p999),
+                format!("{:.2}", self.retries as f64 / self.updates.max(1) as f64),
                 self.verdict_text(),
             ],
         ];
@@ -442,9 +472,10 @@ impl Joined {
             (Some(w), Some(s)) => {
                 let _ = writeln!(
                     out,
-                    "window {} (first release to last completion, database clock); release skew across hosts {}",
+                    "window {} (first release to last completion, database clock); release skew across hosts {}; first to last worker started {}",
                     time_ns(w * 1e6),
-                    time_ns(s as f64)
+                    time_ns(s as f64),
+                    time_ns(self.worker_start_skew_ns.unwrap_or(0) as f64)
                 );
             }
             (Some(w), None) => {
@@ -455,6 +486,17 @@ impl Joined {
                 );
             }
             _ => {}
+        }
+        if self.fairness.median_ops_per_sec > 0.0 {
+            let f = &self.fairness;
+            let _ = writeln!(
+                out,
+                "worker ops/s over every host: min {}, median {}, max {}; {} starved (below a tenth of the median)",
+                rate(f.min_ops_per_sec),
+                rate(f.median_ops_per_sec),
+                rate(f.max_ops_per_sec),
+                f.starved
+            );
         }
         for h in self.lost_hosts() {
             let _ = writeln!(
@@ -518,5 +560,231 @@ fn table(out: &mut String, rows: &[Vec<String>]) {
             line.push_str("  ");
         }
         let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joined(strategy: StrategyKind, ops: u64) -> Joined {
+        Joined {
+            name: "t".into(),
+            url: "postgres://h/db".into(),
+            run: 1,
+            strategy,
+            hosts_planned: 2,
+            ops,
+            slots: 1,
+            initial: 0,
+            hosts: Vec::new(),
+            open: Vec::new(),
+            count: Count::default(),
+            wrong_slots: Vec::new(),
+            updates: 0,
+            retries: 0,
+            in_flight: 0,
+            verdict: Verdict::Exact,
+            bounded: false,
+            window_ms: None,
+            release_skew_ns: None,
+            worker_start_skew_ns: None,
+            ops_per_sec: None,
+            fairness: Fairness::default(),
+            latency_ns: None,
+            reported_by: None,
+        }
+    }
+
+    fn host(index: u32, state: &str, workers: usize, figures: Option<Figures>) -> Host {
+        Host {
+            host: format!("h{index}"),
+            index,
+            pid: 100 + index as i64,
+            workers,
+            seed: super::super::host_seed(1, index),
+            clock_offset_ns: 0,
+            rtt_ns: 0,
+            state: state.into(),
+            note: None,
+            acknowledged: 0,
+            in_flight: 0,
+            ops_per_sec: None,
+            released_late_ns: None,
+            figures,
+            progress: Vec::new(),
+        }
+    }
+
+    fn done(workers: usize, ops: u64) -> Option<Figures> {
+        Some(Figures {
+            completed: vec![ops; workers],
+            in_flight: vec![0; workers],
+            released_ns: 1_000,
+            ended_ns: 2_000_000_000,
+            first_start_ns: 1_000,
+            last_start_ns: 5_000,
+            worker_ended_ns: vec![1_000_001_000; workers],
+            ..Figures::default()
+        })
+    }
+
+    #[test]
+    fn expected_is_the_sum_over_hosts_and_exact_when_every_update_is_there() {
+        let hosts = vec![
+            host(0, "done", 3, done(3, 10)),
+            host(1, "done", 2, done(2, 10)),
+        ];
+        let j = judge(
+            joined(StrategyKind::Atomic, 10),
+            hosts,
+            &[],
+            Some(0),
+            Pick::Uniform,
+            &[50],
+        );
+        assert_eq!((j.count.expected, j.count.lost, j.updates), (50, 0, 50));
+        assert_eq!(
+            (j.verdict, j.bounded, j.exit_code()),
+            (Verdict::Exact, false, 0)
+        );
+        // One update short on the slot: an exact strategy fails (exit 1).
+        let hosts = vec![
+            host(0, "done", 3, done(3, 10)),
+            host(1, "done", 2, done(2, 10)),
+        ];
+        let j = judge(
+            joined(StrategyKind::Atomic, 10),
+            hosts,
+            &[],
+            Some(0),
+            Pick::Uniform,
+            &[49],
+        );
+        assert_eq!(
+            (j.count.lost, j.verdict, j.exit_code()),
+            (1, Verdict::Failed, 1)
+        );
+        // racy losing is the race caught (exit 0).
+        let hosts = vec![
+            host(0, "done", 3, done(3, 10)),
+            host(1, "done", 2, done(2, 10)),
+        ];
+        let j = judge(
+            joined(StrategyKind::Racy, 10),
+            hosts,
+            &[],
+            Some(0),
+            Pick::Uniform,
+            &[20],
+        );
+        assert_eq!(
+            (j.count.lost, j.verdict, j.exit_code()),
+            (30, Verdict::RaceCaught, 0)
+        );
+    }
+
+    #[test]
+    fn a_dead_host_bounds_the_verdict_by_its_last_heartbeat_and_its_plan() {
+        let make = || {
+            let mut dead = host(1, "dead", 2, None);
+            dead.progress = vec![4, 6];
+            vec![host(0, "done", 3, done(3, 10)), dead]
+        };
+        // Survivors' 30, the dead host's 10 seen, 10 more in flight: 40..=50 hold.
+        for observed in [40, 45, 50] {
+            let j = judge(
+                joined(StrategyKind::Cas, 10),
+                make(),
+                &[],
+                Some(0),
+                Pick::Uniform,
+                &[observed],
+            );
+            assert_eq!(
+                (j.in_flight, j.count.lost, j.count.unexpected),
+                (10, 0, 0),
+                "{observed}"
+            );
+            assert_eq!(
+                (j.verdict, j.bounded, j.exit_code()),
+                (Verdict::Exact, true, 3)
+            );
+            assert!(j.verdict_text().starts_with("bounds held"));
+            assert!(j.render().contains("host h1 is dead"));
+        }
+        // Below what the dead host's heartbeat saw acknowledged: lost, whatever it did later.
+        let j = judge(
+            joined(StrategyKind::Cas, 10),
+            make(),
+            &[],
+            Some(0),
+            Pick::Uniform,
+            &[39],
+        );
+        assert_eq!(
+            (j.count.lost, j.verdict, j.exit_code()),
+            (1, Verdict::Failed, 1)
+        );
+        // Above its whole plan: unexpected.
+        let j = judge(
+            joined(StrategyKind::Cas, 10),
+            make(),
+            &[],
+            Some(0),
+            Pick::Uniform,
+            &[51],
+        );
+        assert_eq!((j.count.unexpected, j.verdict), (1, Verdict::Failed));
+    }
+
+    #[test]
+    fn every_hosts_slot_choices_are_replayed_from_its_own_seed() {
+        let slots = 4;
+        let mut expect = vec![0u64; slots];
+        for (index, workers) in [(0u32, 2usize), (1, 3)] {
+            for w in 0..workers {
+                SlotPicker::new(super::super::host_seed(1, index), w, slots, Pick::Uniform)
+                    .replay(25, &mut expect);
+            }
+        }
+        let finals: Vec<u32> = expect.iter().map(|&v| v as u32).collect();
+        let hosts = vec![
+            host(0, "done", 2, done(2, 25)),
+            host(1, "done", 3, done(3, 25)),
+        ];
+        let mut j = joined(StrategyKind::Lock, 25);
+        j.slots = slots;
+        let j = judge(j, hosts, &[], Some(0), Pick::Uniform, &finals);
+        assert_eq!(
+            (j.count.expected, j.count.lost, j.verdict),
+            (125, 0, Verdict::Exact)
+        );
+        // The same finals judged as if every host had host 0's seed are wrong somewhere.
+        let mut same_seed = vec![
+            host(0, "done", 2, done(2, 25)),
+            host(1, "done", 3, done(3, 25)),
+        ];
+        same_seed[1].seed = same_seed[0].seed;
+        let mut j = joined(StrategyKind::Lock, 25);
+        j.slots = slots;
+        let j = judge(j, same_seed, &[], Some(0), Pick::Uniform, &finals);
+        assert!(j.count.wrong_slots > 0);
+    }
+
+    #[test]
+    fn a_run_with_a_host_still_going_is_not_over() {
+        let hosts = vec![host(0, "done", 1, done(1, 10)), host(1, "running", 1, None)];
+        let j = judge(
+            joined(StrategyKind::Atomic, 10),
+            hosts,
+            &[],
+            Some(0),
+            Pick::Uniform,
+            &[15],
+        );
+        assert!(!j.over());
+        assert_eq!(j.exit_code(), 4);
+        assert!(j.render().contains("the run is not over"));
     }
 }

@@ -17,20 +17,22 @@ use crate::strategy::Applied;
 use crate::target::{EventDraft, RunShape, Session, Target, UpdateError};
 use crate::worker::{self, Control, Halt, Outcome, Step, WorkerReport};
 
-/// Worker `w`'s whole run against `target`, in the worker.
+/// Worker `w`'s whole run against `target`, in the worker: it connects, then passes `gate`
+/// (the start barrier; false: the parent is gone, None).
 pub fn work<T: Target>(
     target: &T,
     region: &Region,
     ctl: Control<'_>,
     plan: &Plan,
     shape: &RunShape,
-) -> WorkerReport {
+    gate: &dyn Fn() -> bool,
+) -> Option<WorkerReport> {
     match plan.store.as_deref() {
-        None => connected(target, region, ctl, plan, shape, &NoStore),
+        None => connected(target, region, ctl, plan, shape, &NoStore, gate),
         Some(store) => {
             // Opened here, in the worker (after the fork): never a file of the parent's.
             let recorder = Recorder::open(store, ctl.worker);
-            let report = connected(target, region, ctl, plan, shape, &recorder);
+            let report = connected(target, region, ctl, plan, shape, &recorder, gate);
             recorder.finish();
             report
         }
@@ -44,11 +46,17 @@ fn connected<T: Target, P: Persistence>(
     plan: &Plan,
     shape: &RunShape,
     persist: &P,
-) -> WorkerReport {
+    gate: &dyn Fn() -> bool,
+) -> Option<WorkerReport> {
     let w = ctl.worker;
     if let (Work::Cache { .. }, Variant::Fix(fix)) = (&plan.work, plan.variant) {
         // A cache session of its own (no counter session beside it): after the fork too.
-        return match target.connect_cache(shape, w, fix) {
+        let connected = target.connect_cache(shape, w, fix);
+        // A worker that could not connect still arrives: it halts at its first update.
+        if !gate() {
+            return None;
+        }
+        return Some(match connected {
             Ok(ops) => {
                 let mut step = super::cache::RemoteCache::new(ops, region, plan, w);
                 worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
@@ -57,17 +65,28 @@ fn connected<T: Target, P: Persistence>(
                 let mut step = Unconnected(Some(format!("connecting: {e}")));
                 worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
             }
-        };
+        });
     }
     // Connected here, in the worker (after the fork): never a connection of the parent's.
-    let session = match target.connect(shape, w, plan.variant.mechanism()) {
+    let connected = target.connect(shape, w, plan.variant.mechanism());
+    // A worker that could not connect still arrives: it halts at its first update.
+    if !gate() {
+        return None;
+    }
+    let session = match connected {
         Ok(session) => Recorded { session, persist },
         Err(e) => {
             let mut step = Unconnected(Some(format!("connecting: {e}")));
-            return worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock);
+            return Some(worker::run(
+                &mut step,
+                ctl,
+                plan.ops,
+                plan.latency,
+                plan.clock,
+            ));
         }
     };
-    match plan.work {
+    Some(match plan.work {
         Work::Counter => {
             // `--pause` asks, through the region, for the next lock holder to stop itself.
             let pause = plan.armed.then_some((ctl.header, ctl.area));
@@ -88,7 +107,7 @@ fn connected<T: Target, P: Persistence>(
             worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
         }
         _ => unreachable!("validated: {} runs on memory only", plan.label()),
-    }
+    })
 }
 
 /// A session whose winning updates are persisted: each update's invoke time is taken before
