@@ -392,8 +392,15 @@ fn racy_loss_has_witnesses<D: Engine>(test: &str) {
     assert!(!c.verified);
     assert_eq!(c.persisted, o.total(), "every acknowledged event is stored");
     assert_eq!(c.acknowledged, Some(o.total()));
-    // Every lost update is a value won twice: the two readers of one value, named.
-    assert_eq!(c.duplicates, o.total() - finals[0] as u64);
+    // Every value up to the final one was written (each write read its predecessor), so the
+    // values won twice are at most the updates lost; a stale write that rolled the row back
+    // loses the values above it too, so they can be fewer. A loss needs at least one.
+    let lost = o.total() - finals[0] as u64;
+    assert!(
+        (1..=lost).contains(&c.duplicates),
+        "duplicates {} within 1..={lost}",
+        c.duplicates
+    );
     let w = c
         .witness_list
         .iter()
