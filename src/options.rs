@@ -39,6 +39,7 @@ pub mod heading {
     pub const FAULTS: &str = "Faults";
     pub const OUTPUT: &str = "Output";
     pub const TESTING: &str = "Testing hooks";
+    pub const JOIN: &str = "Join (several hosts, one run)";
 }
 
 /// The flags of `torture run` (also the default command). Each doc comment's first paragraph
@@ -310,7 +311,27 @@ pub struct RunArgs {
     pub hold_before_persist: bool,
 
     #[command(flatten)]
-    pub join: crate::join::JoinArgs,
+    pub join: JoinArgs,
+}
+
+/// The join flags of `torture run`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct JoinArgs {
+    /// Join the run NAME across hosts, coordinated through --target
+    ///
+    /// Every host runs the same command (its own workers); the hosts are released together,
+    /// and the host that finishes last prints one verdict for all of them. PostgreSQL only.
+    #[arg(long, value_name = "NAME", help_heading = heading::JOIN)]
+    pub join: Option<String>,
+    /// --join: how many hosts take part
+    #[arg(long, value_name = "H", help_heading = heading::JOIN)]
+    pub hosts: Option<u32>,
+    /// --join: how long to wait for every host [default: 60]
+    ///
+    /// At the start barrier: a host missing after SECS fails the run for everyone, named. At
+    /// the end: a host silent for SECS (no heartbeat) is named dead and the verdict is bounded.
+    #[arg(long, value_name = "SECS", help_heading = heading::JOIN)]
+    pub join_timeout: Option<f64>,
 }
 
 /// The scenario flags, flattened into `torture run` (docs/scenarios.md).

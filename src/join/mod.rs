@@ -24,34 +24,11 @@ pub mod report;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::options::{Mode, Options};
+use crate::options::{JoinArgs, Mode, Options};
 use crate::run::{HostFigures, Joint};
 use crate::target::postgres::Postgres;
 use crate::target::sql::Isolation;
 use crate::target::{RunShape, Target, TargetSpec};
-
-/// The `--help` section of the join flags.
-pub const HEADING: &str = "Join (several hosts, one run)";
-
-/// The join flags of `torture run`.
-#[derive(clap::Args, Clone, Debug, Default)]
-pub struct JoinArgs {
-    /// Join the run NAME across hosts, coordinated through --target
-    ///
-    /// Every host runs the same command (its own workers); the hosts are released together,
-    /// and the host that finishes last prints one verdict for all of them. PostgreSQL only.
-    #[arg(long, value_name = "NAME", help_heading = HEADING)]
-    pub join: Option<String>,
-    /// --join: how many hosts take part
-    #[arg(long, value_name = "H", help_heading = HEADING)]
-    pub hosts: Option<u32>,
-    /// --join: how long to wait for every host [default: 60]
-    ///
-    /// At the start barrier: a host missing after SECS fails the run for everyone, named. At
-    /// the end: a host silent for SECS (no heartbeat) is named dead and the verdict is bounded.
-    #[arg(long, value_name = "SECS", help_heading = HEADING)]
-    pub join_timeout: Option<f64>,
-}
 
 /// A validated `--join`.
 #[derive(Clone, Debug)]
