@@ -41,6 +41,9 @@ pub mod postgres;
 pub mod redis;
 pub mod sql;
 
+/// The cache scenario's variants a server runs (`--fix`), in the target's own terms.
+pub use redis::cache::CacheFix;
+
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -357,7 +360,7 @@ pub trait Target: Send + Sync {
         &self,
         shape: &RunShape,
         worker: usize,
-        fix: crate::workload::Fix,
+        fix: CacheFix,
     ) -> Result<Box<dyn CacheOps>, UpdateError> {
         let _ = (shape, worker);
         Err(UpdateError::Fatal(format!(

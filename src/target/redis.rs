@@ -476,21 +476,8 @@ impl Target for RedisTarget {
         &self,
         shape: &RunShape,
         worker: usize,
-        fix: crate::workload::Fix,
+        fix: cache::CacheFix,
     ) -> Result<Box<dyn super::CacheOps>, UpdateError> {
-        use crate::workload::Fix;
-        let fix = match fix {
-            Fix::TwoStep => cache::CacheFix::TwoStep,
-            Fix::Multi => cache::CacheFix::Multi,
-            Fix::Script => cache::CacheFix::Script,
-            Fix::Watch => cache::CacheFix::Watch,
-            other => {
-                return Err(UpdateError::Fatal(format!(
-                    "redis does not run --scenario cache --fix {}",
-                    other.name()
-                )))
-            }
-        };
         // The inherent `connect_cache` (it takes the Redis fix itself).
         Ok(Box::new(RedisTarget::connect_cache(
             self, shape, worker, fix,

@@ -9,12 +9,12 @@
 //! refuse the bad ones). Cache would join the same way: a step over a session of its own, one
 //! arm in [`work`], and `holds` naming its slots.
 
-use super::{counter, Plan, Variant, Work};
+use super::{counter, Fix, Plan, Variant, Work};
 use crate::fault::Point;
 use crate::region::Region;
 use crate::store::{NoStore, Persistence, Recorder};
 use crate::strategy::Applied;
-use crate::target::{EventDraft, RunShape, Session, Target, UpdateError};
+use crate::target::{CacheFix, EventDraft, RunShape, Session, Target, UpdateError};
 use crate::worker::{self, Control, Halt, Outcome, Step, WorkerReport};
 
 /// Worker `w`'s whole run against `target`, in the worker: it connects, then passes `gate`
@@ -51,7 +51,18 @@ fn connected<T: Target, P: Persistence>(
     let w = ctl.worker;
     if let (Work::Cache { .. }, Variant::Fix(fix)) = (&plan.work, plan.variant) {
         // A cache session of its own (no counter session beside it): after the fork too.
-        let connected = target.connect_cache(shape, w, fix);
+        let connected = match fix {
+            Fix::TwoStep => Ok(CacheFix::TwoStep),
+            Fix::Multi => Ok(CacheFix::Multi),
+            Fix::Script => Ok(CacheFix::Script),
+            Fix::Watch => Ok(CacheFix::Watch),
+            other => Err(UpdateError::Fatal(format!(
+                "{} does not run --scenario cache --fix {}",
+                target.kind().name(),
+                other.name()
+            ))),
+        }
+        .and_then(|fix| target.connect_cache(shape, w, fix));
         // A worker that could not connect still arrives: it halts at its first update.
         if !gate() {
             return None;
