@@ -18,9 +18,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget};
 
 use crate::error::Error;
 use crate::latency::{self, LatencyMode};
-use crate::options::{Mode, Options, CAP_FACTOR};
+use crate::options::{Mode, Options};
 use crate::pick::Pick;
 use crate::progress;
+use crate::progress::CAP_FACTOR;
 use crate::region::Layout;
 use crate::report::csv::render_csv;
 use crate::report::markdown::render_markdown;

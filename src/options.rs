@@ -23,7 +23,6 @@ use crate::target::sql::Isolation;
 use crate::target::{TargetOptions, TargetSpec};
 use crate::workload::{Fix, ScenarioConfig, ScenarioKind, Variant};
 
-pub use crate::progress::CAP_FACTOR;
 pub use crate::strategy::Mode;
 
 /// The `--help` sections of `torture run`, in the order they print: clap prints a section where

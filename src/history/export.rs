@@ -31,7 +31,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::verify::{Loaded, RunHistory, Shape};
+use super::loaded::{Loaded, RunHistory, Shape};
 
 /// The file format: Jepsen's EDN (one op map a line) or elle-cli's JSON (one array).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -316,3 +316,24 @@ impl From<LoadError> for crate::error::Error {
         crate::error::Error::Usage(e.to_string())
     }
 }
+
+/// What a run's records are made of, from the scenario its header names ("ledger two-rmw").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Events of slots moving v to v+1: the counter, votes and record.
+    Counter,
+    /// Transfers chaining each account's versions.
+    Ledger,
+    /// Writes of the value's version, and readers' reads.
+    Cache,
+}
+
+impl Shape {
+    pub fn of(strategy: &str) -> Shape {
+        match strategy.split(' ').next() {
+            Some("ledger") => Shape::Ledger,
+            Some("cache") => Shape::Cache,
+            _ => Shape::Counter,
+        }
+    }
+}

@@ -36,9 +36,9 @@ mod verdict;
 use std::path::Path;
 
 use crate::history::loaded::{Closure, Tail};
-pub use crate::history::loaded::{LoadError, Loaded, RunHistory};
+pub use crate::history::loaded::{LoadError, Loaded, RunHistory, Shape};
 pub use problem::{FinalMismatch, Problem, RecordProblem, Rejection, TornRead, Witness};
-pub use verdict::{RunCheck, Shape, Status, Verification};
+pub use verdict::{RunCheck, Status, Verification};
 
 /// Loads any store by looking at its first bytes: SQLite databases name themselves.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::problem::{FinalMismatch, Problem, RecordProblem, TornRead, Witness};
-use crate::history::loaded::{Closure, Missing, Place};
+use crate::history::loaded::{Closure, Missing, Place, Shape};
 use crate::history::RunHistory;
 
 /// A run's standing.
@@ -130,27 +130,6 @@ impl RunCheck {
 
     pub fn shape(&self) -> Shape {
         Shape::of(&self.strategy)
-    }
-}
-
-/// What a run's records are made of, from the scenario its header names ("ledger two-rmw").
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Shape {
-    /// Events of slots moving v to v+1: the counter, votes and record.
-    Counter,
-    /// Transfers chaining each account's versions.
-    Ledger,
-    /// Writes of the value's version, and readers' reads.
-    Cache,
-}
-
-impl Shape {
-    pub fn of(strategy: &str) -> Shape {
-        match strategy.split(' ').next() {
-            Some("ledger") => Shape::Ledger,
-            Some("cache") => Shape::Cache,
-            _ => Shape::Counter,
-        }
     }
 }
 
