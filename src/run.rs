@@ -482,7 +482,7 @@ fn pooled<'p, P: Place>(
     faults.note_pid_reuse(&outcome.pids);
 
     let reports = collect(&region, &outcome, &mut faults)?;
-    settled?;
+    settled.map_err(mid_run)?;
     if let Some(d) = faults.deaths.iter().find(|d| !d.planned) {
         if !plan.bounds_deaths() {
             return Err(Error::Worker(format!(
@@ -525,7 +525,7 @@ fn once<P: Place>(
         run_id,
         shape: target_shape,
     } = pooled(opts, place, variant, seed, position, None)?;
-    let finals = place.finals(&region, &target_shape)?;
+    let finals = place.finals(&region, &target_shape).map_err(mid_run)?;
     let in_flight = plan.in_flight(&faults.deaths, &reports);
     let judgement = plan.judge(&region, &finals, &reports, &in_flight);
     let acknowledged = || {
@@ -806,6 +806,15 @@ fn collect(
         )));
     }
     Ok(reports)
+}
+
+/// A target that fails after the workers are reaped (tidying, reading the finals) failed during
+/// the run as far as the user can tell: one wording for every way it shows.
+fn mid_run(e: Error) -> Error {
+    match e {
+        Error::TargetFailed(m) => Error::TargetFailed(format!("the target failed mid-run: {m}")),
+        e => e,
+    }
 }
 
 /// The workers the end record names as dead (or whose last outcome is unknown), each with
