@@ -832,7 +832,15 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, Error> {
     opts.budget = args.budget_ms.map_or(opts.budget, Duration::from_millis);
     opts.warmup &= !args.no_warmup;
     opts.seed = args.seed;
-    opts.command = std::env::args().collect();
+    // Recorded in machine.json and report.md: a URL's password is masked.
+    opts.command = std::env::args()
+        .map(|a| {
+            a.split(',')
+                .map(racepool::target::sql::masked)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
     let summary = racepool::bench::bench_each(&opts, &mut |line| out::print(line))?;
     out::print(&format!(
         "bench: {} point(s) written to {} (report.md, summary.json, summary.csv, machine.json, points.jsonl, plots)\n",

@@ -938,6 +938,41 @@ mod tests {
     }
 
     #[test]
+    fn a_target_bench_runs_each_level_and_worker_count_of_the_targets_own_strategies() {
+        let mut opts = BenchOptions::defaults(false);
+        opts.targets = vec![
+            "postgres://u@h/db".parse().unwrap(),
+            "redis://h:6379".parse().unwrap(),
+        ];
+        opts.strategies = Vec::new();
+        opts.workers = vec![1, 8];
+        let points = opts.points();
+        // PostgreSQL: 3 levels × 2 worker counts × 5 strategies; Redis: 2 × 5.
+        assert_eq!(points.len(), 30 + 10);
+        assert!(points[..30]
+            .iter()
+            .all(|k| k.engine == TargetKind::Postgres));
+        assert_eq!(points[0].isolation, Some(Isolation::ReadCommitted));
+        assert_eq!(points[29].isolation, Some(Isolation::Serializable));
+        assert!(points[30..].iter().all(|k| k.isolation.is_none()));
+        // Named strategies: those a target implements; one no target runs is refused.
+        opts.strategies = vec![StrategyKind::Atomic, StrategyKind::Advisory];
+        let points = opts.points();
+        assert_eq!(points.len(), 3 * 2 * 2 + 2);
+        assert_eq!(peer_of(&opts, points[0]), Some("pgbench"));
+        assert_eq!(peer_of(&opts, points[1]), None);
+        assert_eq!(peer_of(&opts, points[4]), None, "only at the first level");
+        assert_eq!(peer_of(&opts, points[12]), Some("redis-benchmark"));
+        opts.strategies = vec![StrategyKind::Pthread];
+        let e = opts.check_input().unwrap_err().to_string();
+        assert!(e.contains("--strategy pthread"), "{e}");
+        opts.strategies = Vec::new();
+        opts.targets.push("postgres://other/db".parse().unwrap());
+        let e = opts.check_input().unwrap_err().to_string();
+        assert!(e.contains("postgres twice"), "{e}");
+    }
+
+    #[test]
     fn utc_dates_are_civil_dates() {
         assert_eq!(utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");

@@ -457,6 +457,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hermitage_expects_racy_to_lose_where_the_level_lets_it() {
+        let key = |engine, isolation, strategy, workers| PointKey {
+            strategy,
+            mode: Mode::Processes,
+            layout: Layout::Packed,
+            slots: 1,
+            workers,
+            latency: LatencyMode::All,
+            engine,
+            isolation,
+        };
+        use Isolation::*;
+        use TargetKind::*;
+        let racy = |e, l| Expected::of(&key(e, l, StrategyKind::Racy, 8));
+        assert_eq!(racy(Postgres, Some(ReadCommitted)), Expected::Loses);
+        assert_eq!(racy(Postgres, Some(RepeatableRead)), Expected::Exact);
+        assert_eq!(racy(Postgres, Some(Serializable)), Expected::Exact);
+        assert_eq!(racy(Mysql, Some(ReadCommitted)), Expected::Loses);
+        assert_eq!(racy(Mysql, Some(RepeatableRead)), Expected::Loses);
+        assert_eq!(racy(Mysql, Some(Serializable)), Expected::Exact);
+        assert_eq!(racy(Redis, None), Expected::Loses);
+        assert_eq!(racy(Dir, None), Expected::Loses);
+        // One worker has nobody to race; a correct strategy is exact everywhere.
+        let alone = key(Mysql, Some(ReadCommitted), StrategyKind::Racy, 1);
+        assert_eq!(Expected::of(&alone), Expected::Exact);
+        for s in [StrategyKind::Atomic, StrategyKind::Cas, StrategyKind::Lock] {
+            let k = key(Postgres, Some(ReadCommitted), s, 50);
+            assert_eq!(Expected::of(&k), Expected::Exact);
+        }
+    }
+
+    #[test]
     fn spread_has_median_and_quartiles() {
         let s = Spread::of([5.0, 1.0, 3.0, 2.0, 4.0]);
         assert_eq!(
