@@ -356,9 +356,10 @@ struct BenchArgs {
     /// make as many per client.
     #[arg(long, value_name = "N", help_heading = "Runs")]
     ops: Option<u64>,
-    /// Stop each run after MS [default: 150; quick: 100]
+    /// Stop each run after MS [default: 150; quick: 100; targets: none]
     ///
-    /// A run stops by time, not by count: its workers finish the update in flight and stop.
+    /// A run stops by time, not by count: its workers finish the update in flight and stop. On
+    /// a target, runs go by --ops and MS only caps one that is not done by then.
     #[arg(long, value_name = "MS", help_heading = "Runs")]
     budget_ms: Option<u64>,
     /// Skip the unmeasured warm-up run before each point
@@ -823,6 +824,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, Error> {
     or(&args.target, &mut opts.targets);
     or(&args.isolation, &mut opts.isolation);
     opts.ops = args.ops.unwrap_or(opts.ops);
+    opts.target_budget = args.budget_ms.map(Duration::from_millis);
     or(&args.strategy, &mut opts.strategies);
     or(&args.workers, &mut opts.workers);
     or(&args.slots, &mut opts.slots);

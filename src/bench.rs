@@ -63,6 +63,9 @@ pub struct BenchOptions {
     pub isolation: Vec<Isolation>,
     /// `--ops`: a target's runs make this many updates per worker (they run by count).
     pub ops: u64,
+    /// `--budget-ms` on a target: a run whose count is not done by then is told to stop (its
+    /// workers finish the update in flight); None: by count alone.
+    pub target_budget: Option<Duration>,
 }
 
 /// A target bench's defaults, where the memory bench's do not fit a network round trip.
@@ -115,6 +118,7 @@ impl BenchOptions {
             targets: vec![TargetSpec::Memory],
             isolation: Isolation::ALL.to_vec(),
             ops: TARGET_OPS,
+            target_budget: None,
         }
     }
 
@@ -343,8 +347,11 @@ impl BenchOptions {
             latency: LatencyMode::All,
             repeat: 1,
             hold_after_read: false,
-            stall_timeout: Duration::from_secs(30),
-            time_limit: None,
+            // Longer than the cap of a run by time, so the cap, not the watchdog, ends it.
+            stall_timeout: self.target_budget.map_or(Duration::from_secs(30), |b| {
+                (b * CAP_FACTOR * 2).max(Duration::from_secs(30))
+            }),
+            time_limit: self.target_budget,
             progress: false,
             scenario: None,
             store: None,
@@ -383,6 +390,10 @@ impl BenchOptions {
                 Vec::new()
             },
             ops_per_worker: targets.then_some(self.ops),
+            target_budget_ms: self
+                .target_budget
+                .filter(|_| targets)
+                .map(|b| b.as_secs_f64() * 1e3),
         }
     }
 }
@@ -604,12 +615,22 @@ fn measure_target(
     let mut runs = Vec::new();
     let mut histogram = latency::new_histogram();
     let mut peer_runs: Vec<(f64, f64)> = Vec::new();
+    let mut collapsed = false;
     for r in 0..opts.repeat {
-        let (run, h) = run_once(
+        let (run, h) = match run_once(
             &config,
             Variant::Strategy(key.strategy),
             opts.seed.wrapping_add(r as u64),
-        )?;
+        ) {
+            Ok(done) => done,
+            // Still going at CAP_FACTOR × --budget-ms: its workers were killed.
+            Err(Error::TimeLimit(why)) => {
+                collapsed = true;
+                notes.push(format!("{}: {why}.", key.label()));
+                break;
+            }
+            Err(e) => return Err(e),
+        };
         spec.open(Clean(run.run))??;
         histogram.add(&h).expect("same bounds");
         runs.push(run);
@@ -633,7 +654,7 @@ fn measure_target(
             }
         }
     }
-    let mut point = BenchPoint::of(key, &runs, &histogram, false);
+    let mut point = BenchPoint::of(key, &runs, &histogram, collapsed);
     if let Some(tool) = peer.filter(|_| !peer_runs.is_empty()) {
         let tps = Spread::of(peer_runs.iter().map(|f| f.0));
         point.peer = Some(PeerPoint {

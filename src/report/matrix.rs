@@ -72,6 +72,9 @@ pub struct BenchSettings {
     /// Updates per worker in each run of a target's point (a target's points run by count,
     /// not by time; None when only memory was benched).
     pub ops_per_worker: Option<u64>,
+    /// `--budget-ms` on targets: a run whose count is not done by then is told to stop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_budget_ms: Option<f64>,
 }
 
 /// What identifies one point of the matrix.
@@ -629,6 +632,7 @@ pub(crate) mod sample {
                 targets: vec![TargetKind::Memory],
                 isolation: Vec::new(),
                 ops_per_worker: None,
+                target_budget_ms: None,
             },
             points,
             all_exact: false,

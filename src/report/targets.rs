@@ -37,6 +37,11 @@ fn as_expected(p: &BenchPoint) -> bool {
     }
 }
 
+/// The updates a point's runs were to make: workers × ops, every run.
+fn planned(st: &super::matrix::BenchSettings, p: &BenchPoint) -> u64 {
+    st.ops_per_worker.unwrap_or(0) * p.key.workers as u64 * p.runs as u64
+}
+
 fn level(p: &BenchPoint) -> &'static str {
     p.key.isolation.map_or("–", |l| l.name())
 }
@@ -52,7 +57,14 @@ pub fn render_targets(summary: &BenchSummary) -> String {
             engines.push(p.key.engine);
         }
     }
-    let names: Vec<&str> = engines.iter().map(|e| e.name()).collect();
+    let mut names: Vec<&str> = engines.iter().map(|e| e.name()).collect();
+    if summary
+        .points
+        .iter()
+        .any(|p| p.key.engine == TargetKind::Memory)
+    {
+        names.push("memory (below)");
+    }
     let mut out = format!(
         "# racepool bench on {}, {}\n\n",
         names.join(", "),
@@ -60,12 +72,19 @@ pub fn render_targets(summary: &BenchSummary) -> String {
     );
     let _ = writeln!(
         out,
-        "{}, {}: {} measured, each {} of {} updates per worker (by count).\n",
+        "{}, {}: {} measured, each {} of {} updates per worker (by count{}).\n",
         m.cpu,
         plural(m.cores as u64, "core"),
         plural(points.len() as u64, "point"),
         plural(st.repeat as u64, "run"),
         st.ops_per_worker.unwrap_or(0),
+        match st.target_budget_ms {
+            Some(ms) => format!(
+                ", a run not done after {} told to stop there",
+                super::units::time_ms(ms)
+            ),
+            None => String::new(),
+        }
     );
 
     out.push_str("## What it shows\n\n");
@@ -90,6 +109,18 @@ pub fn render_targets(summary: &BenchSummary) -> String {
             out,
             "- **Lost updates where none may be lost**: {}.",
             labels.join("; ")
+        );
+    }
+    let short: Vec<String> = points
+        .iter()
+        .filter(|p| p.updates < planned(st, p))
+        .map(|p| format!("{} ({} of {})", p.key.label(), p.updates, planned(st, p)))
+        .collect();
+    if !short.is_empty() {
+        let _ = writeln!(
+            out,
+            "- Stopped by the time cap before their count (updates made of those planned; every one still counted): {}.",
+            short.join("; ")
         );
     }
     let matching = points.iter().filter(|p| as_expected(p)).count();
@@ -126,6 +157,36 @@ pub fn render_targets(summary: &BenchSummary) -> String {
                 worst.key.label()
             );
         }
+    }
+
+    // The peers' ratios in one line per tool and strategy, by worker count.
+    let mut lines: Vec<(String, String)> = Vec::new();
+    for p in points.iter().filter(|p| p.peer.is_some()) {
+        let peer = p.peer.as_ref().expect("filtered");
+        let head = format!(
+            "racepool / {} tps, {} {}{}",
+            peer.tool,
+            p.key.engine.name(),
+            p.key.strategy.name(),
+            p.key
+                .isolation
+                .map_or(String::new(), |l| format!(" ({})", l.name()))
+        );
+        let cell = format!(
+            "{} at {}",
+            ratio(peer.ratio),
+            plural(p.key.workers as u64, "worker")
+        );
+        match lines.iter_mut().find(|(h, _)| *h == head) {
+            Some((_, cells)) => {
+                cells.push_str(", ");
+                cells.push_str(&cell);
+            }
+            None => lines.push((head, cell)),
+        }
+    }
+    for (head, cells) in &lines {
+        let _ = writeln!(out, "- {head}: {cells}.");
     }
 
     out.push_str("\n## Engine × isolation × strategy\n\n");
@@ -173,7 +234,7 @@ pub fn render_targets(summary: &BenchSummary) -> String {
     out.push_str("\n## Peers\n\n");
     let peered: Vec<&&BenchPoint> = points.iter().filter(|p| p.peer.is_some()).collect();
     if !peered.is_empty() {
-        out.push_str("Each peer ran right after racepool's run at the same point, run for run, with the same statements (pgbench: the target's own `UPDATE … RETURNING`, or `SELECT … FOR UPDATE` and `UPDATE` in one transaction, prepared) or command (`INCR`), the same number of clients and the same updates per client. Ratio: racepool's median updates/s over the peer's median.\n\n");
+        out.push_str("Each peer ran right after racepool's run at the same point, run for run, with the same statements (pgbench: the target's own `UPDATE … RETURNING`, or `SELECT … FOR UPDATE` and `UPDATE` in one transaction, prepared) or command (`INCR`), the same number of clients and the same updates per client, at the first isolation level benched. Ratio: racepool's median updates/s over the peer's median. The peer's p99: pgbench's from its `-l` log of every transaction, redis-benchmark's as it reports it.\n\n");
         out.push_str("| engine | isolation | strategy | workers | racepool updates/s | peer | peer tps | racepool p99 | peer p99 | racepool / peer |\n");
         out.push_str("| --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |\n");
         for p in &peered {
