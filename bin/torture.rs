@@ -133,6 +133,8 @@ enum Command {
     /// Runs every point of the matrix strategy × workers × slots × mode × layout on the memory
     /// target, --repeat times after an unmeasured warm-up run, and writes report.md,
     /// summary.json, summary.csv, machine.json, points.jsonl and the plots (*.svg) into --out.
+    /// With --target URL,..: engine × isolation × strategy × workers on each server, by count
+    /// (--ops per worker), with pgbench and redis-benchmark beside racepool where installed.
     #[command(after_help = BENCH_AFTER_HELP)]
     Bench(BenchArgs),
     /// Remove what runs left on a target: every run's, or one's
@@ -193,6 +195,7 @@ const BENCH_AFTER_HELP: &str = "\
 Examples:
   torture bench --quick -o quick
   torture bench -s atomic,cas -w 1,4,16 --mode processes -r 3 -o bench-cas
+  torture bench -t postgres://postgres@localhost/test,redis://localhost:6379 -o targets
 
 Exit codes (docs/exit-codes.md):
   0    every exact point was exact
@@ -265,7 +268,34 @@ enum SelftestCheck {
 /// The matrix `torture bench` measures; an empty list takes the default.
 #[derive(Args, Clone)]
 struct BenchArgs {
-    /// Memory strategies, comma separated [default: all six]
+    /// Where the slots live, comma separated: memory, postgres://…, mysql://…, redis://…, dir:PATH
+    ///
+    /// Each target is benched in turn [default: memory]. A server's points run by count
+    /// (--ops per worker) at each --isolation level (SQL) and worker count, each run's rows or
+    /// keys removed once measured; --workers above what a server can still accept is refused
+    /// before anything runs. pgbench runs beside PostgreSQL atomic and lock, redis-benchmark
+    /// beside Redis atomic, when installed.
+    #[arg(
+        short,
+        long,
+        value_delimiter = ',',
+        value_name = "TARGET,..",
+        help_heading = "Matrix"
+    )]
+    target: Vec<TargetSpec>,
+    /// SQL: isolation levels, comma separated [default: all three]
+    ///
+    /// read-committed, repeatable-read, serializable.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        value_name = "LEVEL,..",
+        hide_possible_values = true,
+        help_heading = "Matrix"
+    )]
+    isolation: Vec<racepool::target::sql::Isolation>,
+    /// Strategies, comma separated [default: each target's own]
     #[arg(
         short,
         long,
@@ -277,7 +307,7 @@ struct BenchArgs {
         help_heading = "Matrix"
     )]
     strategy: Vec<StrategyKind>,
-    /// Worker counts [default: 1,2,4,16,64,256,1000; quick: 1,4,16]
+    /// Worker counts [default: 1,2,4,16,64,256,1000; quick: 1,4,16; targets: 1,8,50]
     #[arg(
         short,
         long,
@@ -317,12 +347,19 @@ struct BenchArgs {
     /// A small matrix for CI: under a minute
     #[arg(long, help_heading = "Runs")]
     quick: bool,
-    /// Measured runs per point [default: 5; quick: 1]
+    /// Measured runs per point [default: 5; quick: 1; targets: 3]
     #[arg(short, long, value_name = "R", help_heading = "Runs")]
     repeat: Option<u32>,
-    /// Stop each run after MS [default: 150; quick: 100]
+    /// Targets: updates per worker in each run [default: 1000]
     ///
-    /// A run stops by time, not by count: its workers finish the update in flight and stop.
+    /// A server's runs go by count, not time: every update is accounted for, and the peers
+    /// make as many per client.
+    #[arg(long, value_name = "N", help_heading = "Runs")]
+    ops: Option<u64>,
+    /// Stop each run after MS [default: 150; quick: 100; targets: none]
+    ///
+    /// A run stops by time, not by count: its workers finish the update in flight and stop. On
+    /// a target, runs go by --ops and MS only caps one that is not done by then.
     #[arg(long, value_name = "MS", help_heading = "Runs")]
     budget_ms: Option<u64>,
     /// Skip the unmeasured warm-up run before each point
@@ -350,12 +387,13 @@ struct BenchArgs {
     force: bool,
 }
 
-/// `torture bench --strategy`'s long help: the bench runs the memory target only.
+/// `torture bench --strategy`'s long help.
 fn bench_strategy_help() -> String {
     let names: Vec<_> = StrategyKind::ALL.iter().map(|s| s.name()).collect();
     format!(
-        "Memory strategies, comma separated [default: all six]\n\n\
-         The bench runs the memory target: {}. `torture --help` says what each does.",
+        "Strategies, comma separated [default: each target's own]\n\n\
+         Memory's: {}. A server runs those named that it implements. `torture --help` says \
+         what each does.",
         names.join(", ")
     )
 }
@@ -776,6 +814,17 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, Error> {
             *default = given.to_vec();
         }
     }
+    if args.target.iter().any(|t| *t != TargetSpec::Memory) {
+        // A server's round trip is thousands of times memory's: fewer, smaller points.
+        opts.workers = racepool::bench::TARGET_WORKERS.to_vec();
+        opts.repeat = racepool::bench::TARGET_REPEAT;
+        opts.strategies = Vec::new();
+        opts.modes = vec![Mode::Processes];
+    }
+    or(&args.target, &mut opts.targets);
+    or(&args.isolation, &mut opts.isolation);
+    opts.ops = args.ops.unwrap_or(opts.ops);
+    opts.target_budget = args.budget_ms.map(Duration::from_millis);
     or(&args.strategy, &mut opts.strategies);
     or(&args.workers, &mut opts.workers);
     or(&args.slots, &mut opts.slots);
@@ -785,10 +834,18 @@ fn bench(args: &BenchArgs) -> Result<ExitCode, Error> {
     opts.budget = args.budget_ms.map_or(opts.budget, Duration::from_millis);
     opts.warmup &= !args.no_warmup;
     opts.seed = args.seed;
-    opts.command = std::env::args().collect();
+    // Recorded in machine.json and report.md: a URL's password is masked.
+    opts.command = std::env::args()
+        .map(|a| {
+            a.split(',')
+                .map(racepool::target::sql::masked)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
     let summary = racepool::bench::bench_each(&opts, &mut |line| out::print(line))?;
     out::print(&format!(
-        "bench: {} point(s) written to {} (report.md, summary.json, summary.csv, machine.json, points.jsonl, 4 plots)\n",
+        "bench: {} point(s) written to {} (report.md, summary.json, summary.csv, machine.json, points.jsonl, plots)\n",
         summary.points.len(),
         opts.out.display()
     ))?;

@@ -10,6 +10,10 @@ use super::Verdict;
 /// One point as a CSV row. The columns are these fields, in this order.
 #[derive(Serialize)]
 pub struct Row {
+    /// `memory`, or the target's kind.
+    pub engine: &'static str,
+    /// A SQL target's isolation level; empty elsewhere.
+    pub isolation: Option<&'static str>,
     pub strategy: &'static str,
     pub mode: &'static str,
     pub layout: &'static str,
@@ -51,6 +55,14 @@ pub struct Row {
     pub vs_pthread: Option<f64>,
     pub process_vs_thread: Option<f64>,
     pub untimed_vs_timed: Option<f64>,
+    /// A target's point: Hermitage's expected verdict (`loses`, `exact`).
+    pub expected: Option<&'static str>,
+    /// The peer measured beside the point (`pgbench`, `redis-benchmark`), its median tps
+    /// and p99, and racepool's median over the peer's.
+    pub peer: Option<String>,
+    pub peer_tps: Option<f64>,
+    pub peer_p99_us: Option<f64>,
+    pub vs_peer: Option<f64>,
 }
 
 impl Row {
@@ -58,6 +70,8 @@ impl Row {
         let k = &p.key;
         let lat = |f: fn(&super::Percentiles) -> u64| p.latency_ns.as_ref().map(f);
         Row {
+            engine: k.engine.name(),
+            isolation: k.isolation.map(|l| l.name()),
             strategy: k.strategy.name(),
             mode: mode_name(k.mode),
             layout: layout_name(k.layout),
@@ -97,6 +111,11 @@ impl Row {
             vs_pthread: p.vs_pthread,
             process_vs_thread: p.process_vs_thread,
             untimed_vs_timed: p.untimed_vs_timed,
+            expected: p.expected.map(|e| e.name()),
+            peer: p.peer.as_ref().map(|x| x.tool.clone()),
+            peer_tps: p.peer.as_ref().map(|x| x.tps.median),
+            peer_p99_us: p.peer.as_ref().map(|x| x.p99_us),
+            vs_peer: p.peer.as_ref().map(|x| x.ratio),
         }
     }
 }

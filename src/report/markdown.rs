@@ -11,6 +11,7 @@ use crate::latency::LatencyMode;
 use crate::options::Mode;
 use crate::region::Layout;
 use crate::strategy::StrategyKind;
+use crate::target::TargetKind;
 
 type Group = (Mode, usize, Layout, LatencyMode);
 
@@ -29,6 +30,8 @@ impl View<'_> {
             layout: g.2,
             latency: g.3,
             workers,
+            engine: TargetKind::Memory,
+            isolation: None,
         })
     }
 
@@ -112,6 +115,27 @@ fn rate_cell(p: &BenchPoint, repeat: u32) -> String {
 }
 
 pub fn render_markdown(summary: &BenchSummary) -> String {
+    if !summary.has_targets() {
+        return render_memory(summary);
+    }
+    let mut out = super::targets::render_targets(summary);
+    let memory = summary.memory_only();
+    if !memory.points.is_empty() {
+        // The memory points' own report below, its headings one level down.
+        out.push('\n');
+        for line in render_memory(&memory).lines() {
+            if line.starts_with('#') {
+                out.push('#');
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The memory target's report: its matrix, plots and ratios.
+fn render_memory(summary: &BenchSummary) -> String {
     let v = View {
         s: summary,
         strategies: summary.strategies(),

@@ -9,6 +9,8 @@ use crate::latency::LatencyMode;
 use crate::options::Mode;
 use crate::region::Layout;
 use crate::strategy::StrategyKind;
+use crate::target::sql::Isolation;
+use crate::target::TargetKind;
 
 /// Everything one `torture bench` measured, in the order it measured it.
 #[derive(Clone, Debug, Serialize)]
@@ -19,6 +21,9 @@ pub struct BenchSummary {
     pub points: Vec<BenchPoint>,
     /// True when every point of every strategy that promises exactness was exact.
     pub all_exact: bool,
+    /// Why a peer gave no figures (not installed, failed): one line each, for the report.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peer_notes: Vec<String>,
 }
 
 /// Where and how the figures were taken (also written alone as `machine.json`).
@@ -60,6 +65,16 @@ pub struct BenchSettings {
     pub modes: Vec<Mode>,
     pub layouts: Vec<Layout>,
     pub seed: u64,
+    /// The targets benched, by kind (`memory`, `postgres`, …; URLs are not recorded).
+    pub targets: Vec<TargetKind>,
+    /// A SQL target's isolation levels, each running every strategy.
+    pub isolation: Vec<Isolation>,
+    /// Updates per worker in each run of a target's point (a target's points run by count,
+    /// not by time; None when only memory was benched).
+    pub ops_per_worker: Option<u64>,
+    /// `--budget-ms` on targets: a run whose count is not done by then is told to stop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_budget_ms: Option<f64>,
 }
 
 /// What identifies one point of the matrix.
@@ -72,6 +87,10 @@ pub struct PointKey {
     pub workers: usize,
     #[serde(serialize_with = "display")]
     pub latency: LatencyMode,
+    /// Where the slots lived: `memory`, or the target's kind.
+    pub engine: TargetKind,
+    /// A SQL target's isolation level (None elsewhere).
+    pub isolation: Option<Isolation>,
 }
 
 fn display<S: serde::Serializer>(v: &LatencyMode, s: S) -> Result<S::Ok, S::Error> {
@@ -87,6 +106,17 @@ impl PointKey {
     }
 
     pub fn label(&self) -> String {
+        if self.engine != TargetKind::Memory {
+            let level = self
+                .isolation
+                .map_or(String::new(), |l| format!(" {}", l.name()));
+            return format!(
+                "{} {}{level} w={}",
+                self.strategy.name(),
+                self.engine.name(),
+                self.workers
+            );
+        }
         format!(
             "{} {} w={} slots={} {} latency={}",
             self.strategy.name(),
@@ -169,6 +199,63 @@ pub struct BenchPoint {
     pub process_vs_thread: Option<f64>,
     /// For a `latency all` point: the `latency off` median over this one (what timing costs).
     pub untimed_vs_timed: Option<f64>,
+    /// A target's point: the ids of its runs (each removed from the target once measured).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub run_ids: Vec<u64>,
+    /// A target's point: what Hermitage's findings expect of it, `loses` or `exact`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<Expected>,
+    /// The peer run beside this point (pgbench, redis-benchmark), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<PeerPoint>,
+}
+
+/// What a target's point is expected to do, from Hermitage's findings (SQL) and the strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expected {
+    Loses,
+    Exact,
+}
+
+impl Expected {
+    /// `racy` loses under PostgreSQL read committed, MariaDB read committed and repeatable read,
+    /// and on Redis and files; PostgreSQL repeatable read and serializable, and MariaDB
+    /// serializable, turn the race into retried serialization failures or deadlocks (exact).
+    /// Every other strategy is exact everywhere, and so is one worker alone (nobody to race).
+    pub fn of(key: &PointKey) -> Expected {
+        let (engine, isolation, strategy) = (key.engine, key.isolation, key.strategy);
+        if strategy.is_exact() || key.workers < 2 {
+            return Expected::Exact;
+        }
+        match (engine, isolation) {
+            (TargetKind::Postgres, Some(Isolation::RepeatableRead | Isolation::Serializable))
+            | (TargetKind::Mysql, Some(Isolation::Serializable)) => Expected::Exact,
+            _ => Expected::Loses,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Expected::Loses => "loses",
+            Expected::Exact => "exact",
+        }
+    }
+}
+
+/// A peer tool measured beside a point, alternating run for run with racepool's, with the same
+/// statements (or command) and the same number of clients.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PeerPoint {
+    /// `pgbench` or `redis-benchmark`.
+    pub tool: String,
+    pub runs: usize,
+    /// Its transactions (or requests) per second, over runs.
+    pub tps: Spread,
+    /// Its p99 per transaction, median over runs, µs (pgbench: from its `-l` logs).
+    pub p99_us: f64,
+    /// racepool's median updates/s over the peer's median tps.
+    pub ratio: f64,
 }
 
 impl BenchPoint {
@@ -245,6 +332,13 @@ impl BenchPoint {
             vs_pthread: None,
             process_vs_thread: None,
             untimed_vs_timed: None,
+            run_ids: if key.engine == TargetKind::Memory {
+                Vec::new()
+            } else {
+                runs.iter().map(|r| r.run).collect()
+            },
+            expected: (key.engine != TargetKind::Memory).then(|| Expected::of(&key)),
+            peer: None,
         }
     }
 }
@@ -284,6 +378,21 @@ impl BenchSummary {
             .filter(|r| r.is_finite());
         }
         self.all_exact = self.points.iter().all(|p| p.verdict != Verdict::Failed);
+    }
+
+    /// Whether any point ran on a target other than memory.
+    pub fn has_targets(&self) -> bool {
+        self.points
+            .iter()
+            .any(|p| p.key.engine != TargetKind::Memory)
+    }
+
+    /// The same summary with the memory target's points only: what the memory report and
+    /// plots read (a target's points have their own table and plots).
+    pub fn memory_only(&self) -> BenchSummary {
+        let mut s = self.clone();
+        s.points.retain(|p| p.key.engine == TargetKind::Memory);
+        s
     }
 
     pub fn point(&self, key: PointKey) -> Option<&BenchPoint> {
@@ -351,6 +460,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hermitage_expects_racy_to_lose_where_the_level_lets_it() {
+        let key = |engine, isolation, strategy, workers| PointKey {
+            strategy,
+            mode: Mode::Processes,
+            layout: Layout::Packed,
+            slots: 1,
+            workers,
+            latency: LatencyMode::All,
+            engine,
+            isolation,
+        };
+        use Isolation::*;
+        use TargetKind::*;
+        let racy = |e, l| Expected::of(&key(e, l, StrategyKind::Racy, 8));
+        assert_eq!(racy(Postgres, Some(ReadCommitted)), Expected::Loses);
+        assert_eq!(racy(Postgres, Some(RepeatableRead)), Expected::Exact);
+        assert_eq!(racy(Postgres, Some(Serializable)), Expected::Exact);
+        assert_eq!(racy(Mysql, Some(ReadCommitted)), Expected::Loses);
+        assert_eq!(racy(Mysql, Some(RepeatableRead)), Expected::Loses);
+        assert_eq!(racy(Mysql, Some(Serializable)), Expected::Exact);
+        assert_eq!(racy(Redis, None), Expected::Loses);
+        assert_eq!(racy(Dir, None), Expected::Loses);
+        // One worker has nobody to race; a correct strategy is exact everywhere.
+        let alone = key(Mysql, Some(ReadCommitted), StrategyKind::Racy, 1);
+        assert_eq!(Expected::of(&alone), Expected::Exact);
+        for s in [StrategyKind::Atomic, StrategyKind::Cas, StrategyKind::Lock] {
+            let k = key(Postgres, Some(ReadCommitted), s, 50);
+            assert_eq!(Expected::of(&k), Expected::Exact);
+        }
+    }
+
+    #[test]
     fn spread_has_median_and_quartiles() {
         let s = Spread::of([5.0, 1.0, 3.0, 2.0, 4.0]);
         assert_eq!(
@@ -390,6 +531,8 @@ pub(crate) mod sample {
                             slots: 1,
                             workers,
                             latency: LatencyMode::All,
+                            engine: TargetKind::Memory,
+                            isolation: None,
                         },
                         status: if workers == 4 && strategy == StrategyKind::Pthread {
                             PointStatus::Collapsed
@@ -450,6 +593,9 @@ pub(crate) mod sample {
                         vs_pthread: None,
                         process_vs_thread: None,
                         untimed_vs_timed: None,
+                        run_ids: Vec::new(),
+                        expected: None,
+                        peer: None,
                     });
                 }
             }
@@ -483,9 +629,14 @@ pub(crate) mod sample {
                 modes: vec![Mode::Processes, Mode::Threads],
                 layouts: vec![Layout::Packed],
                 seed: 1,
+                targets: vec![TargetKind::Memory],
+                isolation: Vec::new(),
+                ops_per_worker: None,
+                target_budget_ms: None,
             },
             points,
             all_exact: false,
+            peer_notes: Vec::new(),
         };
         s.derive();
         s

@@ -8,6 +8,7 @@ pub mod matrix;
 pub mod revision;
 mod summary;
 pub mod svg;
+pub mod targets;
 mod text;
 pub mod units;
 pub mod verify;

@@ -541,6 +541,8 @@ pub fn bench_plots(summary: &BenchSummary) -> Vec<(&'static str, String)> {
             slots,
             workers: w,
             latency,
+            engine: crate::target::TargetKind::Memory,
+            isolation: None,
         })
     };
     let repeat = summary.settings.repeat;
