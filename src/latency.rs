@@ -213,7 +213,10 @@ mod tests {
         assert!(h.is_empty());
         let mut one = new_histogram();
         one.saturating_record(7);
-        assert!(!encode(&one).is_empty(), "a histogram with a value is serialized");
+        assert!(
+            !encode(&one).is_empty(),
+            "a histogram with a value is serialized"
+        );
     }
 
     #[test]
