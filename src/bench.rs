@@ -449,7 +449,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchSummary, Error> {
     bench_each(opts, &mut |_| Ok(()))
 }
 
-/// As [`bench`], handing `on_point` a one-line result ([`point_line`]) as each point is done
+/// As [`bench()`], handing `on_point` a one-line result ([`point_line`]) as each point is done
 /// and written (the progress bar is lifted meanwhile, so the line lands above it).
 pub fn bench_each(
     opts: &BenchOptions,
