@@ -474,14 +474,23 @@ fn scenario_notes(summary: &Summary, out: &mut String) {
 /// Faults and interruption, after the tables (`fault::render` writes each run's section).
 fn render_faults(out: &mut String, summary: &Summary) {
     let mut first = true;
+    // The bounds note only where a worker died: a run with pauses alone is counted exactly.
+    let deaths = summary
+        .strategies
+        .iter()
+        .flat_map(|s| &s.runs)
+        .any(|r| r.faults.as_ref().is_some_and(|f| !f.deaths.is_empty()));
     for s in &summary.strategies {
         for (i, r) in s.runs.iter().enumerate() {
             if let Some(f) = &r.faults {
                 if std::mem::take(&mut first) {
-                    let _ = writeln!(
-                        out,
-                        "\nwith deaths, expected is within acknowledged ..= acknowledged + in flight, per slot."
-                    );
+                    let _ = writeln!(out);
+                    if deaths {
+                        let _ = writeln!(
+                            out,
+                            "with deaths, expected is within acknowledged ..= acknowledged + in flight, per slot."
+                        );
+                    }
                 }
                 crate::fault::render(out, s.strategy.name(), i + 1, f);
             }
