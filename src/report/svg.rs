@@ -50,9 +50,28 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// (x, low, high) where repeats give a spread: drawn as a shaded band behind the line.
     pub band: Vec<(f64, f64, f64)>,
-    pub dashed: bool,
+    pub dash: Dash,
     /// Index into the palette: one colour per strategy, the same in every figure.
     pub colour: usize,
+}
+
+/// A line's stroke: solid lines also mark their points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dash {
+    Solid,
+    Dashed,
+    Dotted,
+}
+
+impl Dash {
+    /// The SVG attribute that draws it (none for solid).
+    fn attr(self) -> &'static str {
+        match self {
+            Dash::Solid => "",
+            Dash::Dashed => r#" stroke-dasharray="6 4""#,
+            Dash::Dotted => r#" stroke-dasharray="2 3""#,
+        }
+    }
 }
 
 pub struct Panel {
@@ -102,7 +121,8 @@ impl Figure {
         let n = self.panels.len().max(1) as f64;
         let pw = if n > 1.0 { PANEL_W_SPLIT } else { PANEL_W };
         let w = LEFT + n * pw + (n - 1.0) * GAP + LEGEND;
-        let h = TOP + PANEL_H + BOTTOM;
+        // Taller when the legend needs it (a bench of several targets names many lines).
+        let h = (TOP + PANEL_H + BOTTOM).max(TOP + self.legend_height() + BOTTOM);
         let mut svg = String::new();
         let _ = write!(
             svg,
@@ -137,22 +157,31 @@ impl Figure {
     }
 
     /// Each (name, colour, dash) once, in the order the panels name them.
-    fn legend(&self, svg: &mut String, x: f64) {
-        let mut seen: Vec<(&str, usize, bool)> = Vec::new();
+    fn legend_entries(&self) -> Vec<(&str, usize, Dash)> {
+        let mut seen: Vec<(&str, usize, Dash)> = Vec::new();
         for s in self.panels.iter().flat_map(|p| &p.series) {
-            let entry = (s.name.as_str(), s.colour, s.dashed);
+            let entry = (s.name.as_str(), s.colour, s.dash);
             if !seen.contains(&entry) {
                 seen.push(entry);
             }
         }
+        seen
+    }
+
+    /// How far down the legend reaches below `TOP`.
+    fn legend_height(&self) -> f64 {
+        8.0 + self
+            .legend_entries()
+            .iter()
+            .map(|(name, _, _)| 8.0 + 15.0 * name.split('\n').count() as f64)
+            .sum::<f64>()
+    }
+
+    fn legend(&self, svg: &mut String, x: f64) {
         let mut y = TOP + 8.0;
-        for (name, colour, dashed) in seen {
+        for (name, colour, dash) in self.legend_entries() {
             let c = COLOURS[colour % COLOURS.len()];
-            let dash = if dashed {
-                r#" stroke-dasharray="6 4""#
-            } else {
-                ""
-            };
+            let dash = dash.attr();
             let _ = write!(
                 svg,
                 r#"<line x1="{x}" y1="{y}" x2="{}" y2="{y}" stroke="{c}" stroke-width="2"{dash}/>"#,
@@ -351,11 +380,7 @@ impl Panel {
                 .filter(|&(x, y)| self.shown(x, y))
                 .map(|(x, y)| (px(x) + dx, py(y)))
                 .collect();
-            let dash = if s.dashed {
-                r#" stroke-dasharray="6 4""#
-            } else {
-                ""
-            };
+            let dash = s.dash.attr();
             if pts.len() > 1 {
                 let path: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
                 let _ = write!(
@@ -364,7 +389,7 @@ impl Panel {
                     path.join(" ")
                 );
             }
-            if !s.dashed {
+            if s.dash == Dash::Solid {
                 for (x, y) in &pts {
                     let _ = write!(
                         svg,
@@ -592,7 +617,7 @@ pub fn bench_plots(summary: &BenchSummary) -> Vec<(&'static str, String)> {
                         (*w, o.min, o.max)
                     })
                     .collect(),
-                dashed: false,
+                dash: Dash::Solid,
                 colour: colour_of(s),
             }
         })
@@ -610,7 +635,7 @@ pub fn bench_plots(summary: &BenchSummary) -> Vec<(&'static str, String)> {
             })
             .collect(),
         band: Vec::new(),
-        dashed: true,
+        dash: Dash::Dashed,
         colour: REFERENCE_COLOUR,
     });
 
@@ -647,7 +672,7 @@ pub fn bench_plots(summary: &BenchSummary) -> Vec<(&'static str, String)> {
                             Some((*w, o.min, o.max))
                         })
                         .collect(),
-                    dashed: false,
+                    dash: Dash::Solid,
                     colour: colour_of(s),
                 }
             })
@@ -669,7 +694,7 @@ pub fn bench_plots(summary: &BenchSummary) -> Vec<(&'static str, String)> {
                 })
                 .unwrap_or_default(),
             band: Vec::new(),
-            dashed: false,
+            dash: Dash::Solid,
             colour: colour_of(s),
         })
         .collect();
@@ -702,7 +727,7 @@ pub fn bench_plots(summary: &BenchSummary) -> Vec<(&'static str, String)> {
                         (*w, o.min, o.max)
                     })
                     .collect(),
-                dashed: false,
+                dash: Dash::Solid,
                 colour: colour_of(StrategyKind::Racy),
             }],
         }
@@ -857,7 +882,7 @@ mod tests {
                 name: "s".into(),
                 points: vec![(1.0, 10.0), (10.0, 1000.0), (0.0, 5.0)],
                 band: vec![(1.0, 8.0, 12.0), (10.0, 900.0, 1100.0)],
-                dashed: true,
+                dash: Dash::Dashed,
                 colour: 0,
             }],
             Format::Rate,
@@ -876,7 +901,7 @@ mod tests {
                 name: "s".into(),
                 points: vec![(1.0, 40.0), (1000.0, 2_000_000.0)],
                 band: Vec::new(),
-                dashed: false,
+                dash: Dash::Solid,
                 colour: 0,
             }],
             Format::TimeNs,

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::matrix::{BenchPoint, BenchSummary, Expected, PointStatus};
-use super::svg::{caption, AxisSpec, Figure, Format, Panel, Series};
+use super::svg::{caption, AxisSpec, Dash, Figure, Format, Panel, Series};
 use super::units::{percent, plural, rate, ratio, time_ns};
 use super::Verdict;
 use crate::target::TargetKind;
@@ -363,8 +363,12 @@ pub fn target_plots(summary: &BenchSummary) -> Vec<(&'static str, String)> {
                             .filter_map(|p| pick(p).map(|v| (p.key.workers as f64, v)))
                             .collect(),
                         band: Vec::new(),
-                        // Read committed solid, the stricter levels dashed.
-                        dashed: levels.iter().position(|&x| x == l).unwrap_or(0) > 0,
+                        // One stroke per level: the first solid, then dashed, then dotted.
+                        dash: match levels.iter().position(|&x| x == l).unwrap_or(0) {
+                            0 => Dash::Solid,
+                            1 => Dash::Dashed,
+                            _ => Dash::Dotted,
+                        },
                         colour: strategies.iter().position(|&x| x == s).unwrap_or(0) % 7,
                     }
                 })
