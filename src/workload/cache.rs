@@ -475,9 +475,6 @@ impl Step for RemoteCache<'_> {
         // The last batch: a failure leaves reads unrecorded, which verify then reports
         // (fewer reads recorded than the reader acknowledged), never a silent "verified".
         let _ = self.flush();
-        for (word, v) in self.tally_words.iter().zip(self.tally) {
-            // Relaxed: published by the worker's Release store of DONE (see `super::tally`).
-            word.store(v, Relaxed);
-        }
+        super::publish_tally(self.tally_words, &self.tally);
     }
 }

@@ -907,6 +907,16 @@ impl Script<'_> {
     }
 }
 
+/// Publishes a worker's tally into its block, at the end of its run (the writing side of
+/// [`tally`]).
+pub fn publish_tally(words: &[AtomicU64], tally: &[u64]) {
+    for (word, &v) in words.iter().zip(tally) {
+        // Relaxed: published by the worker's Release store of DONE, which the parent's Acquire
+        // load observes before it reads the tally.
+        word.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Reads worker `w`'s tally word `k` (after the pool reaped every worker).
 pub fn tally(region: &Region, w: usize, k: usize) -> u64 {
     let layout = Layout {

@@ -270,10 +270,7 @@ impl<S: Strategy, H: Hooks> Step for Vote<'_, S, H> {
     }
 
     fn finish(&mut self) {
-        for (word, v) in self.tally_words.iter().zip(self.tally) {
-            // Relaxed: published by the worker's Release store of DONE (see `super::tally`).
-            word.store(v, Relaxed);
-        }
+        super::publish_tally(self.tally_words, &self.tally);
     }
 }
 
@@ -358,10 +355,7 @@ impl<Se: Session> Step for RemoteVote<'_, Se> {
     }
 
     fn finish(&mut self) {
-        for (word, v) in self.tally_words.iter().zip(self.tally) {
-            // Relaxed: published by the worker's Release store of DONE (see `super::tally`).
-            word.store(v, Relaxed);
-        }
+        super::publish_tally(self.tally_words, &self.tally);
     }
 }
 
