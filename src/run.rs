@@ -27,7 +27,7 @@ use crate::region::Region;
 use crate::report::{Fairness, Percentiles, RunSummary, StrategySummary, Summary, Verdict};
 use crate::store::RunStore;
 use crate::target::sql::Isolation;
-use crate::target::{Records, RunShape, Target, WithTarget};
+use crate::target::{Records, RunShape, Seat, Target, WithTarget};
 use crate::verify::{self, RunCheck};
 use crate::worker::{Control, Halt, WorkerReport};
 use crate::workload::{self, Judgement, Plan, Row, Variant, Work};
@@ -128,6 +128,7 @@ fn shape_of(opts: &Options, run: u64) -> RunShape {
             .as_ref()
             .and_then(|sc| sc.kind.holds())
             .unwrap_or_default(),
+        seat: Seat::default(),
     }
 }
 
@@ -398,7 +399,10 @@ fn pooled<'p, P: Place>(
     )?;
     plan.prepare(&region);
     plan.store = begin_store(opts, &plan, run_id)?;
-    let target_shape = shape_of(opts, run_id);
+    let target_shape = RunShape {
+        seat: joint.map_or_else(Seat::default, |j| j.seat()),
+        ..shape_of(opts, run_id)
+    };
     // A joined run's slots were made by the host that created it.
     if joint.is_none() {
         place.create(&target_shape)?;
@@ -411,7 +415,8 @@ fn pooled<'p, P: Place>(
             })?),
             false => None,
         };
-    if let Some(r) = records {
+    // A joined run's header was written once, by the host that created the run.
+    if let (Some(r), None) = (records, joint) {
         r.begin_record(&run_info(opts, &plan, run_id))?;
     }
 
@@ -581,6 +586,10 @@ fn once<P: Place>(
 pub trait Joint: Sync {
     /// The joined run's id: every host's workers update its rows.
     fn run_id(&self) -> u64;
+    /// This host's workers' place in the run (their ids, their events' clock).
+    fn seat(&self) -> Seat {
+        Seat::default()
+    }
     /// In the parent, once every local worker stands at the start barrier, while it has no
     /// thread: waits for every host's workers. Returns when to release, as CLOCK_REALTIME ns.
     fn meet(&self) -> Result<i128, Error>;

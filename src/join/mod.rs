@@ -20,6 +20,7 @@
 
 pub mod db;
 pub mod report;
+pub mod store;
 
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use crate::options::{JoinArgs, Mode, Options};
 use crate::run::{HostFigures, Joint};
 use crate::target::postgres::Postgres;
 use crate::target::sql::Isolation;
+use crate::target::Seat;
 use crate::target::{RunShape, Target, TargetSpec};
 
 /// A validated `--join`.
@@ -108,8 +110,10 @@ impl Join {
         if opts.scenario.is_some() {
             return Err(usage("--join runs the plain counter, not --scenario"));
         }
-        if opts.store.is_some() || opts.store_target {
-            return Err(usage("--join with --store is not supported yet"));
+        if opts.store.is_some() {
+            return Err(usage(
+                "--join keeps its record in the target: give --store target, not a file",
+            ));
         }
         if opts.levels().len() != 1 {
             return Err(usage(
@@ -178,6 +182,7 @@ pub fn first_difference(ours: &str, theirs: &str) -> Option<String> {
         "lock_ttl_ms" => "lock-ttl".to_string(),
         "faults" => "kill".to_string(),
         "target" => "target (its kind)".to_string(),
+        "store_target" => "store target".to_string(),
         other => other.replace('_', "-"),
     };
     let show = |v: Option<&serde_json::Value>| v.map_or("none".to_string(), |v| v.to_string());
@@ -234,6 +239,7 @@ pub fn run(opts: &Options, join: &Join) -> Result<Outcome, Error> {
         race_window: opts.race_window,
         fsync: opts.fsync,
         holds: Default::default(),
+        seat: Seat::default(),
     };
     target.preflight(&shape, &[variant.mechanism()])?;
     let reg = db::register(join, &plan, &me, opts.workers, opts.seed)?;
@@ -266,6 +272,9 @@ pub fn run(opts: &Options, join: &Join) -> Result<Outcome, Error> {
     let result = (|| {
         if reg.creator {
             target.create(&shape)?;
+            if opts.store_target {
+                store::begin(&target, opts, join, reg.run)?;
+            }
             db::slots_ready(join)?;
         } else {
             db::wait_for_slots(join, &me)?;
@@ -275,7 +284,10 @@ pub fn run(opts: &Options, join: &Join) -> Result<Outcome, Error> {
             target.clone(),
             variant,
             host_seed(opts.seed, reg.index),
-            &coordinator,
+            &Seated {
+                joint: &coordinator,
+                seat: store::seat(&reg, opts.workers),
+            },
         )
     })();
     if let Err(e) = result {
@@ -288,7 +300,16 @@ pub fn run(opts: &Options, join: &Join) -> Result<Outcome, Error> {
         .unwrap_or_else(|e| e.into_inner())
         .clone()
         .unwrap_or_default();
-    let joined = report::load(&join.url, &join.name)?;
+    let mut joined = report::load(&join.url, &join.name)?;
+    if opts.store_target {
+        // The run's end, once: by the host that reports; the others print once it is there.
+        if reported_by == me {
+            store::end(&target, &join.url, &joined, &shape)?;
+        } else {
+            store::wait_for_end(join, reg.run)?;
+        }
+        joined = report::load(&join.url, &join.name)?;
+    }
     Ok(Outcome {
         joined,
         reported_by,
@@ -315,6 +336,30 @@ impl Joint for db::Coordinator {
         let by = db::finish(self, figures)?;
         *self.ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(by);
         Ok(())
+    }
+}
+
+/// A host's `Joint` with its workers' seat in the run (their ids, their events' clock).
+struct Seated<'a> {
+    joint: &'a dyn Joint,
+    seat: Seat,
+}
+
+impl Joint for Seated<'_> {
+    fn run_id(&self) -> u64 {
+        self.joint.run_id()
+    }
+    fn seat(&self) -> Seat {
+        self.seat
+    }
+    fn meet(&self) -> Result<i128, Error> {
+        self.joint.meet()
+    }
+    fn beat(&self, completed: &dyn Fn() -> Vec<u64>, stop: &std::sync::atomic::AtomicBool) {
+        self.joint.beat(completed, stop)
+    }
+    fn finish(&self, figures: HostFigures) -> Result<(), Error> {
+        self.joint.finish(figures)
     }
 }
 

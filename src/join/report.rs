@@ -15,11 +15,15 @@ use serde::Serialize;
 use super::db::{connect, Figures, EPOCH_NS};
 use crate::check::{bounded_count, Count, SlotCount};
 use crate::error::Error;
+use crate::history::Event;
 use crate::pick::{Pick, SlotPicker};
 use crate::report::units::{count, percent, rate, time_ns};
 use crate::report::{Fairness, Percentiles, Verdict};
 use crate::strategy::StrategyKind;
-use crate::target::sql::masked;
+use crate::target::postgres::Postgres;
+use crate::target::sql::{masked, Isolation};
+use crate::target::RecordStore;
+use crate::verify::{RunCheck, Status, Witness};
 
 /// One host as the tables show it.
 #[derive(Clone, Debug, Serialize)]
@@ -84,6 +88,13 @@ pub struct Joined {
     pub fairness: Fairness,
     pub latency_ns: Option<Percentiles>,
     pub reported_by: Option<String>,
+    /// `--store target`: the run's record checked as `torture verify URL --run ID` checks it.
+    pub history: Option<RunCheck>,
+    /// For each listed witness, the hosts its two workers ran on.
+    pub witness_hosts: Vec<[String; 2]>,
+    /// Values won twice by workers of different hosts, and the first of them.
+    pub witnesses_across_hosts: u64,
+    pub witness_across_hosts: Option<Witness>,
 }
 
 fn fail(url: &str, m: impl std::fmt::Display) -> Error {
@@ -206,7 +217,26 @@ pub fn load(url: &str, name: &str) -> Result<Joined, Error> {
             ),
         ));
     }
-    Ok(judge(
+    let recorded: bool = c
+        .query_opt(
+            "SELECT persist IS NOT NULL FROM racepool_runs WHERE run = $1",
+            &[&(run as i64)],
+        )
+        .map_err(db)?
+        .is_some_and(|r| r.get(0));
+    drop(c);
+    let history = if recorded {
+        let target = Postgres::new(url, Isolation::default());
+        let loaded = target.load(Some(run))?;
+        loaded
+            .runs
+            .iter()
+            .find(|r| r.info.run == run)
+            .map(|r| (crate::verify::check_run(r), r.events.clone()))
+    } else {
+        None
+    };
+    let mut j = judge(
         Joined {
             name: name.into(),
             url: masked(url),
@@ -232,13 +262,19 @@ pub fn load(url: &str, name: &str) -> Result<Joined, Error> {
             fairness: Fairness::default(),
             latency_ns: None,
             reported_by,
+            history: None,
+            witness_hosts: Vec::new(),
+            witnesses_across_hosts: 0,
+            witness_across_hosts: None,
         },
         hosts,
         &histograms,
         release_ns,
         pick,
         &finals,
-    ))
+    );
+    j.with_history(history);
+    Ok(j)
 }
 
 /// The verdict over every host's figures.
@@ -335,6 +371,63 @@ fn judge(
 }
 
 impl Joined {
+    /// The stored record's check: a correct strategy whose record does not verify failed,
+    /// whatever the counts say (as on one host); each witness's workers named by host.
+    fn with_history(&mut self, history: Option<(RunCheck, Vec<Event>)>) {
+        let Some((h, events)) = history else { return };
+        // Values won more than once, by their winners: those whose winners ran on two hosts.
+        let mut winners: std::collections::BTreeMap<(u32, u32), Vec<u32>> = Default::default();
+        for e in &events {
+            winners
+                .entry((e.slot, e.written))
+                .or_default()
+                .push(e.worker);
+        }
+        for ((slot, written), ws) in winners {
+            let host = |w: u32| self.host_index_of(w);
+            if let Some(&other) = ws.iter().find(|&&w| host(w) != host(ws[0])) {
+                self.witnesses_across_hosts += 1;
+                self.witness_across_hosts.get_or_insert(Witness {
+                    slot,
+                    read: written.wrapping_sub(1),
+                    written,
+                    workers: [ws[0], other],
+                    balance: None,
+                });
+            }
+        }
+        if h.status == Status::Failed && self.strategy.is_exact() {
+            self.verdict = Verdict::Failed;
+        }
+        self.witness_hosts = h
+            .witness_list
+            .iter()
+            .map(|w| w.workers.map(|g| self.host_of(g)))
+            .collect();
+        self.history = Some(h);
+    }
+
+    /// The index of the host the run's worker `g` ran on.
+    fn host_index_of(&self, g: u32) -> Option<u32> {
+        let mut first = 0usize;
+        self.hosts.iter().find_map(|h| {
+            first += h.workers;
+            ((g as usize) < first).then_some(h.index)
+        })
+    }
+
+    /// The host the run's worker `g` ran on, and its own number there.
+    pub fn host_of(&self, g: u32) -> String {
+        let mut first = 0usize;
+        for h in &self.hosts {
+            if (g as usize) < first + h.workers {
+                return format!("{} (its worker {})", h.host, g as usize - first);
+            }
+            first += h.workers;
+        }
+        "no host".into()
+    }
+
     /// Whether every host is done, dead or failed: the verdict is final.
     pub fn over(&self) -> bool {
         self.open.is_empty() && self.hosts.len() as u32 == self.hosts_planned
@@ -498,6 +591,47 @@ impl Joined {
                 f.starved
             );
         }
+        if let Some(h) = &self.history {
+            let _ = writeln!(
+                out,
+                "\nstored record (--store target; torture verify {} --run {}): {} events, {} duplicate(s), {} gap(s), {} witness(es): {}",
+                self.url,
+                self.run,
+                count(h.events),
+                count(h.duplicates),
+                count(h.gaps),
+                count(h.witnesses),
+                match h.status {
+                    Status::Verified => "verified".to_string(),
+                    Status::Incomplete => format!(
+                        "incomplete (its end is not written{})",
+                        if self.over() { "" } else { ": the run is not over" }
+                    ),
+                    Status::Failed => format!(
+                        "NOT verified: {}",
+                        h.problems.first().map_or(String::new(), |p| p.to_string())
+                    ),
+                }
+            );
+            for (w, hosts) in h.witness_list.iter().zip(&self.witness_hosts).take(3) {
+                let _ = writeln!(
+                    out,
+                    "witness: {w}; worker {} ran on {}, worker {} on {}",
+                    w.workers[0], hosts[0], w.workers[1], hosts[1]
+                );
+            }
+            if let Some(w) = &self.witness_across_hosts {
+                let _ = writeln!(
+                    out,
+                    "{} value(s) won by workers of two hosts; first: {w}; worker {} ran on {}, worker {} on {}",
+                    count(self.witnesses_across_hosts),
+                    w.workers[0],
+                    self.host_of(w.workers[0]),
+                    w.workers[1],
+                    self.host_of(w.workers[1])
+                );
+            }
+        }
         for h in self.lost_hosts() {
             let _ = writeln!(
                 out,
@@ -593,6 +727,10 @@ mod tests {
             fairness: Fairness::default(),
             latency_ns: None,
             reported_by: None,
+            history: None,
+            witness_hosts: Vec::new(),
+            witnesses_across_hosts: 0,
+            witness_across_hosts: None,
         }
     }
 

@@ -256,6 +256,30 @@ pub struct RunShape {
     pub fsync: Fsync,
     /// What the slots hold (the counter's, or a scenario's).
     pub holds: Holds,
+    /// Where this host's workers sit in a joined run (`--join`); a run on one host: worker 0,
+    /// its own clock.
+    pub seat: Seat,
+}
+
+/// A host's place in a joined run, for the events its workers write (`--store target`): the
+/// run's worker ids are unique across hosts, and every host's event times are on the run's
+/// one clock, so `torture verify` checks the joined record like any other. Kept by the SQL
+/// targets (the ones a joined run takes a record on).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Seat {
+    /// This host's worker `w` is the run's worker `first_worker + w` (host index × workers,
+    /// decided at registration).
+    pub first_worker: usize,
+    /// Added to CLOCK_MONOTONIC ns for an event's times: this host's clock to the database's
+    /// (ns since the epoch), measured at registration. 0: the host's own monotonic clock.
+    pub clock_shift_ns: i64,
+}
+
+impl Seat {
+    /// `mono` (CLOCK_MONOTONIC ns) on the run's clock.
+    pub fn on_run_clock(self, mono: u64) -> u64 {
+        (mono as i64).wrapping_add(self.clock_shift_ns) as u64
+    }
 }
 
 /// Why one update failed. The worker loop treats each kind once, the same for every target.
