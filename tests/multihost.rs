@@ -2,9 +2,10 @@
 //! one machine, several `torture` parents stand in for the hosts, each in its own process
 //! group with its own workers, against the real server.
 //!
-//! Connections: PostgreSQL's max_connections is shared with every other test, so a joined run
-//! here is 3 hosts × `RACEPOOL_JOIN_WORKERS` workers (8 by default: 24 worker connections plus
-//! one or two per parent), not the 3 × 50 a bigger server takes.
+//! Connections: the shared PostgreSQL's max_connections (100) is shared with every other test,
+//! so a joined run on it is 3 hosts × `RACEPOOL_JOIN_WORKERS` workers (8 by default: 24 worker
+//! connections plus one or two per parent). The 3 × 50 runs start a PostgreSQL of their own
+//! (`OwnPostgres`, max_connections 250), stopped and removed when the test ends.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::services::{self, Service};
+use common::services::{self, OwnPostgres, Service};
 use serde_json::Value;
 
 /// One joined run at a time: each takes a third of the connections these tests may use.
@@ -37,15 +38,27 @@ struct Hosts(Vec<Child>);
 
 impl Hosts {
     fn start(url: &str, name: &str, hosts: u32, extra: &[&str], count: usize) -> Hosts {
+        Hosts::start_with(url, name, hosts, workers(), extra, count)
+    }
+
+    /// `count` hosts of `workers` workers each.
+    fn start_with(
+        url: &str,
+        name: &str,
+        hosts: u32,
+        workers: usize,
+        extra: &[&str],
+        count: usize,
+    ) -> Hosts {
         let mut started = Hosts(Vec::new());
         for _ in 0..count {
-            started.add(url, name, hosts, extra);
+            started.add(host_with(url, name, hosts, workers, extra));
         }
         started
     }
 
-    fn add(&mut self, url: &str, name: &str, hosts: u32, extra: &[&str]) {
-        let child = host(url, name, hosts, extra)
+    fn add(&mut self, mut cmd: Command) {
+        let child = cmd
             .process_group(0)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -74,8 +87,12 @@ impl Drop for Hosts {
 }
 
 fn host(url: &str, name: &str, hosts: u32, extra: &[&str]) -> Command {
+    host_with(url, name, hosts, workers(), extra)
+}
+
+fn host_with(url: &str, name: &str, hosts: u32, workers: usize, extra: &[&str]) -> Command {
     let mut cmd = common::torture();
-    let w = workers().to_string();
+    let w = workers.to_string();
     cmd.args(["run", "--target", url, "--join", name, "--hosts"])
         .arg(hosts.to_string())
         .args(["-w", &w])
@@ -408,4 +425,101 @@ fn a_run_the_server_cannot_take_whole_is_refused_before_anything_forks() {
     );
     // Nothing was left: the run is gone with its refusal.
     assert!(report(&url, &name).is_none());
+}
+
+/// `torture verify URL --run ID --json`: (exit code, the run's check).
+fn verify(url: &str, run: u64) -> (i32, Value) {
+    let o = common::output(&["verify", url, "--run", &run.to_string(), "--json"]);
+    let v = json(&o);
+    let check = v["runs"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["run"] == run))
+        .cloned()
+        .unwrap_or_else(|| panic!("verify names no run {run}: {v}"));
+    (o.status.code().expect("exited"), check)
+}
+
+#[test]
+fn three_hosts_of_fifty_give_every_strategys_verdict_and_a_record_verify_checks() {
+    let test = "three_hosts_of_fifty_give_every_strategys_verdict_and_a_record_verify_checks";
+    // 150 workers' connections and the parents': more than the shared server's 100.
+    let Some(pg) = OwnPostgres::start(test, 250) else {
+        return;
+    };
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let url = pg.url();
+    let (w, ops) = (50u64, 40u64);
+    let n = ops.to_string();
+    for strategy in ["racy", "atomic", "cas", "lock", "advisory"] {
+        let name = name(&format!("fifty-{strategy}"));
+        let outs = Hosts::start_with(
+            url,
+            &name,
+            3,
+            w as usize,
+            &[
+                "-s",
+                strategy,
+                "-n",
+                &n,
+                "--store",
+                "target",
+                "--join-timeout",
+                "120",
+                "--json",
+            ],
+            3,
+        )
+        .wait();
+        let verdicts: Vec<Value> = outs.iter().map(json).collect();
+        let v = &verdicts[0];
+        for (o, other) in outs.iter().zip(&verdicts) {
+            assert_eq!(o.status.code(), Some(0), "{strategy}: {}", text(o));
+            assert_eq!(other["count"], v["count"], "{strategy}");
+            // Every host waited for the end the reporter wrote: one check, seen by all.
+            assert_eq!(other["history"], v["history"], "{strategy}");
+        }
+        let hosts = v["hosts"].as_array().unwrap();
+        assert_eq!(hosts.len(), 3, "{strategy}: {v}");
+        for h in hosts {
+            assert_eq!(h["state"], "done", "{strategy}: {h}");
+            assert_eq!(h["acknowledged"], w * ops, "{strategy}: {h}");
+        }
+        assert_eq!(v["count"]["expected"], 3 * w * ops, "{strategy}: {v}");
+        assert_eq!(v["bounded"], false, "{strategy}: {v}");
+        assert!(v["release_skew_ns"].as_i64().is_some(), "{v}");
+        // The joined summary's check is verify's, from the record alone.
+        let run = v["run"].as_u64().unwrap();
+        let (code, check) = verify(url, run);
+        let h = &v["history"];
+        assert_eq!(h["verified"], check["verified"], "{strategy}: {check}");
+        assert_eq!(h["witnesses"], check["witnesses"], "{strategy}: {check}");
+        // Every host's workers wrote under ids of their own: 150 workers, each its 40 events.
+        assert_eq!(check["events"], 3 * w * ops, "{strategy}: {check}");
+        assert_eq!(check["acknowledged"], 3 * w * ops, "{strategy}: {check}");
+        assert_eq!(check["sequence_errors"], 0, "{strategy}: {check}");
+        if strategy == "racy" {
+            assert_eq!(v["verdict"], "race-caught", "{v}");
+            assert!(v["count"]["lost"].as_u64().unwrap() > 0, "{v}");
+            // Lost updates, proven from the record: witnesses, some spanning hosts.
+            assert_eq!(code, 1, "{check}");
+            assert_eq!(check["verified"], false, "{check}");
+            assert!(check["witnesses"].as_u64().unwrap() > 0, "{check}");
+            assert!(check["duplicates"].as_u64().unwrap() > 0, "{check}");
+            assert!(v["witnesses_across_hosts"].as_u64().unwrap() > 0, "{v}");
+            let across = &v["witness_across_hosts"]["workers"];
+            let host_of = |g: &Value| g.as_u64().unwrap() / w;
+            assert_ne!(host_of(&across[0]), host_of(&across[1]), "{v}");
+        } else {
+            assert_eq!(v["verdict"], "exact", "{strategy}: {v}");
+            assert_eq!(v["count"]["observed"], 3 * w * ops, "{strategy}: {v}");
+            assert_eq!(code, 0, "{strategy}: {check}");
+            assert_eq!(check["verified"], true, "{strategy}: {check}");
+            assert_eq!(check["duplicates"], 0, "{strategy}: {check}");
+            assert_eq!(check["gaps"], 0, "{strategy}: {check}");
+            // Times from three hosts, on the database's clock: in real-time order.
+            assert_eq!(check["order_violations"], 0, "{strategy}: {check}");
+        }
+        clean(url, v);
+    }
 }

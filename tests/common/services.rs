@@ -243,3 +243,148 @@ fn start_mariadb() -> Result<String, String> {
     ]))?;
     Ok(format!("mysql://root@127.0.0.1:{port}/test"))
 }
+
+/// A PostgreSQL of the test's own, for loads the shared server's `max_connections` cannot
+/// take (3 hosts × 50 workers): started from the installed binaries (`pg_config --bindir`) in a
+/// fresh temporary directory on a free loopback port. When dropped (a panic too) it is stopped
+/// (fast shutdown) and its directory removed; if the test process dies without unwinding, its
+/// keeper does the same when the pipe from this process closes.
+pub struct OwnPostgres {
+    url: String,
+    dir: PathBuf,
+    /// A shell holding the server as a child and reading its stdin, a pipe only this end
+    /// writes: closed, it stops the server and removes `dir`.
+    keeper: Option<Child>,
+}
+
+impl OwnPostgres {
+    /// A server taking `max_connections`, or None after one loud line saying `test` is
+    /// skipped (a failure with `RACEPOOL_REQUIRE_SERVICES=1`).
+    pub fn start(test: &str, max_connections: u32) -> Option<OwnPostgres> {
+        match OwnPostgres::try_start(max_connections) {
+            Ok(pg) => Some(pg),
+            Err(why) => {
+                let line = format!(
+                    "SKIPPED {test}: no PostgreSQL of its own with max_connections {max_connections} could be started ({why})"
+                );
+                if std::env::var("RACEPOOL_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                    panic!("{line}; RACEPOOL_REQUIRE_SERVICES=1 makes this a failure");
+                }
+                eprintln!("\n!!!!!!!! {line} !!!!!!!!\n");
+                None
+            }
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn try_start(max_connections: u32) -> Result<OwnPostgres, String> {
+        let out = Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+            .map_err(|e| format!("pg_config: {e}"))?;
+        if !out.status.success() {
+            return Err("pg_config --bindir failed".into());
+        }
+        let bin = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        for program in ["initdb", "postgres", "pg_isready"] {
+            if !bin.join(program).exists() {
+                return Err(format!("{} is missing", bin.join(program).display()));
+            }
+        }
+        // initdb and postgres refuse to run as root: as the postgres user, in a directory it owns.
+        let owner = is_root().then_some("postgres");
+        let as_owner = |program: &Path| -> String {
+            let p = program.display();
+            match owner {
+                // setpriv execs the program (no supervising parent): the keeper's $! is the server.
+                Some(u) => format!("setpriv --reuid={u} --regid={u} --init-groups {p}"),
+                None => p.to_string(),
+            }
+        };
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("racepool-ownpg-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        // From here on, a failure still removes the directory (and a started server).
+        let mut pg = OwnPostgres {
+            url: String::new(),
+            dir: dir.clone(),
+            keeper: None,
+        };
+        if let Some(u) = owner {
+            run(Command::new("chown").arg(u).arg(&dir))?;
+        }
+        let data = dir.join("data");
+        run(Command::new("sh")
+            .current_dir(&dir)
+            .env_remove("PGDATA")
+            .arg("-c")
+            .arg(format!(
+                "{} -U postgres --auth=trust --no-sync -D '{}'",
+                as_owner(&bin.join("initdb")),
+                data.display()
+            )))?;
+        let port = free_port()?;
+        // Durability is not what these tests measure: no fsync, so 150 workers' commits are
+        // not queued behind the disk of a shared machine.
+        let server = format!(
+            "{} -D '{}' -p {port} -k '{}' -c listen_addresses=127.0.0.1 \
+             -c max_connections={max_connections} -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off",
+            as_owner(&bin.join("postgres")),
+            data.display(),
+            dir.display()
+        );
+        let script = format!(
+            "cd '{d}' && {server} >'{d}/server.log' 2>&1 & pid=$!; read _; kill -INT $pid; \
+             wait $pid; rm -rf '{d}'",
+            d = dir.display()
+        );
+        pg.keeper = Some(
+            Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| e.to_string())?,
+        );
+        // The server says when it accepts connections; pg_isready asks it (no fixed sleep).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = Command::new(bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-t", "1"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                break;
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+                return Err(format!(
+                    "the server on port {port} was not ready within 60 s: {}",
+                    log.trim()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pg.url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        Ok(pg)
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        if let Some(mut keeper) = self.keeper.take() {
+            // Closing its stdin tells the keeper to stop the server and remove the directory.
+            drop(keeper.stdin.take());
+            let _ = keeper.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
