@@ -523,3 +523,24 @@ fn three_hosts_of_fifty_give_every_strategys_verdict_and_a_record_verify_checks(
         clean(url, v);
     }
 }
+
+#[test]
+fn a_joined_run_keeps_its_record_in_the_target_not_in_a_file() {
+    // Refused before anything connects: no server is needed.
+    let o = common::output(&[
+        "run",
+        "--target",
+        "postgres://postgres@127.0.0.1:1/none",
+        "--join",
+        "file",
+        "--hosts",
+        "2",
+        "-s",
+        "atomic",
+        "--store",
+        "log:racepool-never-written.log",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("give --store target"), "{}", text(&o));
+    assert!(!std::path::Path::new("racepool-never-written.log").exists());
+}
