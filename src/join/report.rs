@@ -613,7 +613,7 @@ impl Joined {
                     ),
                 }
             );
-            for (w, hosts) in h.witness_list.iter().zip(&self.witness_hosts).take(3) {
+            for (w, hosts) in h.witness_list.iter().zip(&self.witness_hosts).take(1) {
                 let _ = writeln!(
                     out,
                     "witness: {w}; worker {} ran on {}, worker {} on {}",
