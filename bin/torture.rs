@@ -498,9 +498,7 @@ fn clean(target: &TargetSpec, run: Option<u64>) -> Result<ExitCode, Error> {
         }
     }
     // The joined runs (--join) whose slots these were go with them.
-    if let TargetSpec::Postgres(url) = target {
-        racepool::join::db::clean(url, run)?;
-    }
+    racepool::join::clean(target, run)?;
     match target.open(Clean(run))?? {
         None => out::print("memory: nothing to clean (a run's region vanishes with it)\n")?,
         Some(runs) => out::print(&format!("{target}: removed {runs} run(s)\n"))?,
@@ -785,13 +783,7 @@ fn joined(options: &Options, join: &racepool::join::Join, json: bool) -> Result<
 }
 
 fn joined_report(target: &TargetSpec, run: &str, json: bool) -> Result<ExitCode, Error> {
-    let TargetSpec::Postgres(url) = target else {
-        return Err(Error::Usage(format!(
-            "--target {}: joined runs live in PostgreSQL: give --target postgres://…",
-            target.kind().name()
-        )));
-    };
-    let j = racepool::join::report::load(url, run)?;
+    let j = racepool::join::load(target, run)?;
     if json {
         out::print(&(serde_json::to_string_pretty(&j).expect("the verdict serialises") + "\n"))?;
     } else {

@@ -27,7 +27,7 @@ use crate::region::Region;
 use crate::report::{Fairness, Percentiles, RunSummary, StrategySummary, Summary, Verdict};
 use crate::store::RunStore;
 use crate::target::sql::Isolation;
-use crate::target::{Records, RunShape, Seat, Target, WithTarget};
+use crate::target::{Records, RunShape, Share, Target, WithTarget};
 use crate::verify::{self, RunCheck};
 use crate::worker::{Control, Halt, WorkerReport};
 use crate::workload::{self, Judgement, Plan, Row, Variant, Work};
@@ -128,7 +128,7 @@ fn shape_of(opts: &Options, run: u64) -> RunShape {
             .as_ref()
             .and_then(|sc| sc.kind.holds())
             .unwrap_or_default(),
-        seat: Seat::default(),
+        share: Share::default(),
     }
 }
 
@@ -224,7 +224,7 @@ impl WithTarget for Once<'_> {
     fn with<T: Target + 'static>(self, target: T) -> Self::Out {
         once(
             self.opts,
-            &Remote(target),
+            &Remote(&target),
             self.variant,
             self.seed,
             self.position,
@@ -291,9 +291,9 @@ impl Place for Memory {
 }
 
 /// Any other target, through its `Session`s.
-struct Remote<T>(T);
+struct Remote<'t, T>(&'t T);
 
-impl<T: Target> Place for Remote<T> {
+impl<T: Target> Place for Remote<'_, T> {
     fn region_slots(&self, _: usize) -> usize {
         0
     }
@@ -315,12 +315,12 @@ impl<T: Target> Place for Remote<T> {
             worker: w,
         };
         if connect_first {
-            return workload::remote::work(&self.0, region, ctl, plan, shape, gate);
+            return workload::remote::work(self.0, region, ctl, plan, shape, gate);
         }
         if !gate() {
             return None;
         }
-        workload::remote::work(&self.0, region, ctl, plan, shape, &|| true)
+        workload::remote::work(self.0, region, ctl, plan, shape, &|| true)
     }
     fn settle(&self, shape: &RunShape) -> Result<(), Error> {
         self.0.settle(shape)
@@ -400,7 +400,7 @@ fn pooled<'p, P: Place>(
     plan.prepare(&region);
     plan.store = begin_store(opts, &plan, run_id)?;
     let target_shape = RunShape {
-        seat: joint.map_or_else(Seat::default, |j| j.seat()),
+        share: joint.map_or_else(Share::default, |j| j.share()),
         ..shape_of(opts, run_id)
     };
     // A joined run's slots were made by the host that created it.
@@ -586,9 +586,9 @@ fn once<P: Place>(
 pub trait Joint: Sync {
     /// The joined run's id: every host's workers update its rows.
     fn run_id(&self) -> u64;
-    /// This host's workers' place in the run (their ids, their events' clock).
-    fn seat(&self) -> Seat {
-        Seat::default()
+    /// This host's workers' share of the run (their ids, their events' clock).
+    fn share(&self) -> Share {
+        Share::default()
     }
     /// In the parent, once every local worker stands at the start barrier, while it has no
     /// thread: waits for every host's workers. Returns when to release, as CLOCK_REALTIME ns.
@@ -622,7 +622,7 @@ pub struct HostFigures {
 /// figures written back through `joint`.
 pub fn host<T: Target>(
     opts: &Options,
-    target: T,
+    target: &T,
     variant: Variant,
     seed: u64,
     joint: &dyn Joint,

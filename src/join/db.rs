@@ -17,11 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls, Transaction};
-use serde::{Deserialize, Serialize};
 
-use super::Join;
+use super::meeting::{Meeting, Registration, Seat};
+use super::plan::Join;
+use super::report::{histogram_of, Figures, Host, Stored};
 use crate::error::Error;
-use crate::run::HostFigures;
 use crate::target::sql::masked;
 
 /// How far ahead of "every host is ready" the release is set: every host polls every few ms
@@ -77,30 +77,6 @@ fn describe(e: &postgres::Error) -> String {
             None => e.to_string(),
         },
     }
-}
-
-/// What registration decided for this host.
-#[derive(Clone, Debug)]
-pub struct Registration {
-    /// The slots' run id, the same on every host.
-    pub run: u64,
-    /// This host's place in the order of registration, from 0.
-    pub index: u32,
-    /// Whether this host created the run (and so creates its slots).
-    pub creator: bool,
-    /// The database's clock minus this host's CLOCK_REALTIME, in ns.
-    pub offset_ns: i64,
-    /// The round trip the offset was measured in.
-    pub rtt_ns: i64,
-}
-
-/// One host's side of the rendezvous: the `Joint` the runner calls.
-pub struct Coordinator {
-    pub join: Join,
-    pub me: String,
-    pub reg: Registration,
-    /// Set by `finish`: the host that reported the verdict.
-    pub ended: std::sync::Mutex<Option<String>>,
 }
 
 /// Measures the database's clock against CLOCK_REALTIME: the midpoint of the quickest of a
@@ -178,7 +154,8 @@ pub fn register(
         let (their_plan, their_hash, run, started, hosts): (String, i64, i64, bool, i32) =
             (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
         if their_hash != hash || their_plan != plan {
-            let flag = super::first_difference(plan, &their_plan).unwrap_or("the plan".into());
+            let flag =
+                super::plan::first_difference(plan, &their_plan).unwrap_or("the plan".into());
             return Ok(Err(Error::Usage(format!(
                 "--join {}: this host's flags differ from the run's: {flag}",
                 join.name
@@ -215,7 +192,7 @@ pub fn register(
                 &(index as i32),
                 &(std::process::id() as i64),
                 &(workers as i64),
-                &(super::host_seed(seed, index) as i64),
+                &(super::plan::host_seed(seed, index) as i64),
                 &offset_ns,
                 &rtt_ns,
             ],
@@ -307,7 +284,7 @@ pub fn withdraw(join: &Join, run: u64) {
 /// it is ready, then waits until every host is (the one that sees it sets the release, once)
 /// or until `--join-timeout` (then it fails, naming who is missing). Returns the release as
 /// this host's CLOCK_REALTIME ns.
-pub fn meet(co: &Coordinator) -> Result<i128, Error> {
+pub fn meet(co: &Seat) -> Result<i128, Error> {
     let join = &co.join;
     let fail = |m: String| failed_error(join, m);
     let mut c = connect(&join.url, &format!("racepool/join/{}", join.name)).map_err(fail)?;
@@ -365,7 +342,13 @@ pub fn meet(co: &Coordinator) -> Result<i128, Error> {
                     "host {h} failed before the start barrier ({}); every host of the run fails",
                     note.as_deref().unwrap_or("no reason given")
                 ),
-                None if late => missing(join, &hosts),
+                None if late => super::meeting::missing(
+                    join,
+                    &hosts
+                        .iter()
+                        .map(|h| (h.0.clone(), h.1.clone()))
+                        .collect::<Vec<_>>(),
+                ),
                 None => "interrupted at the start barrier".into(),
             };
             tx.execute(
@@ -388,35 +371,11 @@ pub fn meet(co: &Coordinator) -> Result<i128, Error> {
     }
 }
 
-/// Who is missing at the barrier, named.
-fn missing(join: &Join, hosts: &[(String, String, Option<String>)]) -> String {
-    let not_ready: Vec<String> = hosts
-        .iter()
-        .filter(|h| h.1 != "ready")
-        .map(|h| format!("{} ({})", h.0, h.1))
-        .collect();
-    let unregistered = (join.hosts as usize).saturating_sub(hosts.len());
-    let mut parts = Vec::new();
-    if !not_ready.is_empty() {
-        parts.push(format!("not ready: {}", not_ready.join(", ")));
-    }
-    if unregistered > 0 {
-        parts.push(format!("{unregistered} never registered"));
-    }
-    format!(
-        "{} of {} host(s) did not reach the start barrier within {:?} ({}); every host of the run fails",
-        join.hosts as usize - hosts.iter().filter(|h| h.1 == "ready").count(),
-        join.hosts,
-        join.timeout,
-        parts.join("; ")
-    )
-}
-
 /// The heartbeat: every `HEARTBEAT` until `stop`, this host's row says it is alive and what
 /// its workers have acknowledged. On its own connection, in the heartbeat thread; a failed
 /// beat is tried again on a new connection at the next (a host is declared dead only after
 /// `--join-timeout` of silence).
-pub fn beat(co: &Coordinator, completed: &dyn Fn() -> Vec<u64>, stop: &AtomicBool) {
+pub fn beat(co: &Seat, completed: &dyn Fn() -> Vec<u64>, stop: &AtomicBool) {
     let mut conn: Option<Client> = None;
     // SeqCst: pairs with the runner's store that ends the heartbeat.
     while !stop.load(Ordering::SeqCst) {
@@ -446,67 +405,12 @@ pub fn beat(co: &Coordinator, completed: &dyn Fn() -> Vec<u64>, stop: &AtomicBoo
     }
 }
 
-/// One host's figures as its row keeps them (JSON; the histogram beside it, V2-serialized).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Figures {
-    pub completed: Vec<u64>,
-    pub in_flight: Vec<u64>,
-    /// (worker, signal) of every worker that died.
-    pub deaths: Vec<(usize, String)>,
-    pub retries: u64,
-    /// On the database's clock, ns since the epoch: when this host released its workers, and
-    /// when its last worker finished.
-    pub released_ns: i64,
-    pub ended_ns: i64,
-    /// On the database's clock: its first and its last worker's first update started.
-    #[serde(default)]
-    pub first_start_ns: i64,
-    #[serde(default)]
-    pub last_start_ns: i64,
-    /// On the database's clock: when each worker finished (its rate's end).
-    #[serde(default)]
-    pub worker_ended_ns: Vec<i64>,
-    pub spawn_ms: f64,
-}
-
 /// Writes this host's figures, then waits until every host is done (or failed, or silent
 /// for `--join-timeout`: dead). The host that sees that first reports the verdict. Returns
 /// who reports it.
-pub fn finish(co: &Coordinator, f: HostFigures) -> Result<String, Error> {
+pub fn finish(co: &Seat, figures: Figures, histogram: Vec<u8>) -> Result<String, Error> {
     let join = &co.join;
     let db = |e: postgres::Error| failed_error(join, describe(&e));
-    // CLOCK_MONOTONIC -> CLOCK_REALTIME -> the database's clock.
-    let to_db = {
-        let real = crate::clock::realtime_ns();
-        let mono = crate::clock::now_ns() as i128;
-        move |mono_ns: u64| (mono_ns as i128 + (real - mono) + co.reg.offset_ns as i128) as i64
-    };
-    let figures = Figures {
-        released_ns: to_db(f.go_ns),
-        first_start_ns: to_db(f.start_ns.iter().copied().min().unwrap_or(f.go_ns)),
-        last_start_ns: to_db(f.start_ns.iter().copied().max().unwrap_or(f.go_ns)),
-        worker_ended_ns: f.end_ns.iter().map(|&e| to_db(e.max(f.go_ns))).collect(),
-        ended_ns: to_db(
-            f.end_ns
-                .iter()
-                .copied()
-                .max()
-                .unwrap_or(f.go_ns)
-                .max(f.go_ns),
-        ),
-        completed: f.completed,
-        in_flight: f.in_flight,
-        deaths: f.deaths,
-        retries: f.retries,
-        spawn_ms: f.spawn_ms,
-    };
-    let mut histogram = Vec::new();
-    hdrhistogram::serialization::Serializer::serialize(
-        &mut hdrhistogram::serialization::V2Serializer::new(),
-        &f.histogram,
-        &mut histogram,
-    )
-    .map_err(|e| failed_error(join, format!("the histogram does not serialise: {e}")))?;
     let mut c = connect(&join.url, &format!("racepool/join/{}", join.name))
         .map_err(|m| failed_error(join, m))?;
     c.execute(
@@ -620,4 +524,138 @@ pub fn clean(url: &str, run: Option<u64>) -> Result<u64, Error> {
     }
     tx.commit().map_err(db)?;
     Ok(removed)
+}
+
+/// Reads the joined run `name`'s rows and its slots' final values (`racepool_slots`).
+pub fn load(url: &str, name: &str) -> Result<Stored, Error> {
+    let fail = |m: String| Error::Target(format!("{}: {m}", masked(url)));
+    let mut c = connect(url, "racepool/report").map_err(fail)?;
+    let db = |e: postgres::Error| Error::Target(format!("{}: {e}", masked(url)));
+    let exists: i64 = c
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = 'racepool_join_runs'",
+            &[],
+        )
+        .map_err(db)?
+        .get(0);
+    let row = if exists == 0 {
+        None
+    } else {
+        c.query_opt(
+            &format!(
+                "SELECT plan, hosts, run, {}, reported_by FROM racepool_join_runs WHERE name = $1",
+                epoch_ns("release_at")
+            ),
+            &[&name],
+        )
+        .map_err(db)?
+    };
+    let Some(row) = row else {
+        return Err(Error::Usage(format!(
+            "--run {name}: {} holds no joined run of that name",
+            masked(url)
+        )));
+    };
+    let run = row.get::<_, i64>(2) as u64;
+    let mut hosts = Vec::new();
+    let mut histograms = Vec::new();
+    for r in c
+        .query(
+            "SELECT host, idx, pid, workers, seed, clock_offset_ns, rtt_ns, state, note, \
+             progress, figures, histogram FROM racepool_join_hosts WHERE name = $1 ORDER BY idx",
+            &[&name],
+        )
+        .map_err(db)?
+    {
+        let figures: Option<Figures> = r
+            .get::<_, Option<&str>>(10)
+            .and_then(|f| serde_json::from_str(f).ok());
+        let progress: Vec<u64> = r
+            .get::<_, Option<&str>>(9)
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or_default();
+        if let Some(h) = r.get::<_, Option<&[u8]>>(11).and_then(histogram_of) {
+            histograms.push(h);
+        }
+        hosts.push(Host::recorded(
+            r.get(0),
+            r.get::<_, i32>(1) as u32,
+            r.get(2),
+            r.get::<_, i64>(3) as usize,
+            r.get::<_, i64>(4) as u64,
+            r.get(5),
+            r.get(6),
+            r.get(7),
+            r.get(8),
+            figures,
+            progress,
+        ));
+    }
+    let finals: Vec<u32> = c
+        .query(
+            "SELECT value FROM racepool_slots WHERE run = $1 ORDER BY slot",
+            &[&(run as i64)],
+        )
+        .map_err(db)?
+        .iter()
+        .map(|r| u32::try_from(r.get::<_, i64>(0)).unwrap_or(u32::MAX))
+        .collect();
+    Ok(Stored {
+        name: name.into(),
+        url: masked(url),
+        plan: row.get(0),
+        hosts_planned: row.get::<_, i32>(1) as u32,
+        run,
+        release_ns: row.get(3),
+        reported_by: row.get(4),
+        hosts,
+        histograms,
+        finals,
+    })
+}
+
+/// PostgreSQL as the meeting place: the two tables above, at `url`.
+pub struct Tables {
+    pub url: String,
+}
+
+impl Meeting for Tables {
+    fn register(
+        &self,
+        join: &Join,
+        plan: &str,
+        me: &str,
+        workers: usize,
+        seed: u64,
+    ) -> Result<Registration, Error> {
+        register(join, plan, me, workers, seed)
+    }
+    fn withdraw(&self, join: &Join, run: u64) {
+        withdraw(join, run)
+    }
+    fn slots_ready(&self, join: &Join) -> Result<(), Error> {
+        slots_ready(join)
+    }
+    fn wait_for_slots(&self, join: &Join, me: &str) -> Result<(), Error> {
+        wait_for_slots(join, me)
+    }
+    fn failed(&self, join: &Join, me: &str, why: &str) {
+        failed(join, me, why)
+    }
+    fn meet(&self, seat: &Seat) -> Result<i128, Error> {
+        meet(seat)
+    }
+    fn beat(&self, seat: &Seat, completed: &dyn Fn() -> Vec<u64>, stop: &AtomicBool) {
+        beat(seat, completed, stop)
+    }
+    fn finish(&self, seat: &Seat, figures: Figures, histogram: Vec<u8>) -> Result<String, Error> {
+        finish(seat, figures, histogram)
+    }
+    fn load(&self, name: &str) -> Result<Stored, Error> {
+        load(&self.url, name)
+    }
+    fn clean(&self, run: Option<u64>) -> Result<u64, Error> {
+        clean(&self.url, run)
+    }
 }

@@ -1,222 +1,95 @@
-//! `--join NAME --hosts H`: one run across several hosts against one database, coordinated
-//! through that database (the system under test, which every such deployment already has),
+//! `--join NAME --hosts H`: one run across several hosts against one target, coordinated
+//! through that target (the system under test, which every such deployment already has),
 //! never through a protocol of our own.
 //!
 //! ```text
 //! each host: register (plan checked, clock offset measured; the first host creates the run
 //!            and its slots) -> fork its workers -> they connect and wait at the local barrier
-//!            -> ready -> every host ready: one release moment on the database's clock
+//!            -> ready -> every host ready: one release moment on the target's clock
 //!            -> released together -> heartbeat while running -> figures written back
 //!            -> the host that sees every other done (or dead) prints the joined verdict
 //! ```
 //!
-//! The tables (`racepool_join_runs`, `racepool_join_hosts`) and every statement are in [`db`];
-//! the verdict, computed from the tables alone (so `torture report --run NAME` prints it from
-//! anywhere), is in [`report`]. docs/multihost.md describes the protocol and its failure cases.
+//! The modules, each importing only those below it:
+//!
+//! - this one: a host's steps ([`run`]) and the entry points of `torture report` and `clean`;
+//! - [`db`] (PostgreSQL tables): a [`Meeting`], every statement in it;
+//! - [`meeting`]: the [`Meeting`] trait, what every meeting place implements;
+//! - [`report`]: the verdict, from a meeting place's record alone (so `torture report --run
+//!   NAME` prints it from anywhere);
+//! - [`plan`]: the validated `--join`, the plan every host shares, seeds and names;
+//! - [`store`]: `--store target`: the joined run's one record in the target (header, each
+//!   host's share of worker ids and clock, the end).
+//!
+//! docs/multihost.md describes the protocol and its failure cases.
 //!
 //! Fork safety: every coordination call opens its own connection and closes it before it
 //! returns, and none is open while the parent forks; the heartbeat's connection lives in the
 //! heartbeat thread, which runs only after every fork of the run and is joined before the next.
 
 pub mod db;
+pub mod meeting;
+pub mod plan;
 pub mod report;
 pub mod store;
 
-use std::time::Duration;
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
 
+pub use self::meeting::Meeting;
+use self::meeting::Seat;
+pub use self::plan::Join;
+use self::plan::{host_name, host_seed, plan_of};
 use crate::error::Error;
-use crate::options::{JoinArgs, Mode, Options};
+use crate::options::Options;
 use crate::run::{HostFigures, Joint};
-use crate::target::postgres::Postgres;
-use crate::target::sql::Isolation;
-use crate::target::Seat;
-use crate::target::{RunShape, Target, TargetSpec};
+use crate::target::{Records, RunShape, Share, Target, TargetSpec, WithTarget};
 
-/// A validated `--join`.
-#[derive(Clone, Debug)]
-pub struct Join {
-    pub name: String,
-    pub hosts: u32,
-    pub timeout: Duration,
-    /// The database's URL (PostgreSQL).
-    pub url: String,
-}
-
-/// How long a joined run waits for its hosts unless told.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn usage(m: impl Into<String>) -> Error {
-    Error::Usage(m.into())
-}
-
-impl Join {
-    /// The join `args` ask for with `opts`, checked: None without `--join`.
-    pub fn from_args(args: &JoinArgs, opts: &Options) -> Result<Option<Join>, Error> {
-        let Some(name) = &args.join else {
-            if args.hosts.is_some() {
-                return Err(usage("--hosts applies to --join NAME: give --join too"));
-            }
-            if args.join_timeout.is_some() {
-                return Err(usage(
-                    "--join-timeout applies to --join NAME: give --join too",
-                ));
-            }
-            return Ok(None);
-        };
-        let Some(hosts) = args.hosts else {
-            return Err(usage(
-                "--join NAME needs --hosts H: how many hosts take part",
-            ));
-        };
-        if hosts == 0 {
-            return Err(usage("--hosts must be at least 1"));
-        }
-        if name.is_empty()
-            || name.len() > 63
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
-            return Err(usage(format!(
-                "--join '{name}': a name is 1 to 63 letters, digits, '.', '_' or '-'"
-            )));
-        }
-        let timeout = match args.join_timeout {
-            None => DEFAULT_TIMEOUT,
-            Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Duration::from_secs_f64(s),
-            Some(_) => {
-                return Err(usage(
-                    "--join-timeout must be a positive number of seconds (at most a day)",
-                ))
-            }
-        };
-        let url = match &opts.target {
-            TargetSpec::Postgres(url) => url.clone(),
-            other => {
-                return Err(usage(format!(
-                    "--join coordinates the hosts through the target's database: give --target postgres://…, not {}",
-                    other.kind().name()
-                )))
-            }
-        };
-        if opts.variants().len() != 1 {
-            return Err(usage(
-                "--join runs one strategy: give --strategy NAME (one)",
-            ));
-        }
-        if opts.repeat != 1 {
-            return Err(usage("--join runs once: --repeat must be 1"));
-        }
-        if opts.scenario.is_some() {
-            return Err(usage("--join runs the plain counter, not --scenario"));
-        }
-        if opts.store.is_some() {
-            return Err(usage(
-                "--join keeps its record in the target: give --store target, not a file",
-            ));
-        }
-        if opts.levels().len() != 1 {
-            return Err(usage(
-                "--join runs one isolation level: give --isolation LEVEL (one)",
-            ));
-        }
-        if opts.mode != Mode::Processes {
-            return Err(usage("--join needs --mode processes"));
-        }
-        if opts.time_limit.is_some() {
-            return Err(usage(
-                "--join runs by --ops: every host's planned updates are the verdict's expectation",
-            ));
-        }
-        Ok(Some(Join {
-            name: name.clone(),
-            hosts,
-            timeout,
-            url,
-        }))
+/// The meeting place a joined run on `target` coordinates through (`Error::Usage` naming
+/// `--target` where there is none).
+pub fn meeting(target: &TargetSpec) -> Result<Box<dyn Meeting>, Error> {
+    match target {
+        TargetSpec::Postgres(url) => Ok(Box::new(db::Tables { url: url.clone() })),
+        other => Err(Error::Usage(format!(
+            "--target {}: joined runs (--join) meet in PostgreSQL: give --target postgres://…",
+            other.kind().name()
+        ))),
     }
 }
 
-/// The plan every host must share: the validated options minus what is the host's own (the
-/// URL it reaches the database by), plus `--hosts`. Canonical JSON.
-pub fn plan_of(opts: &Options, join: &Join) -> String {
-    let mut v = serde_json::to_value(opts).expect("options serialise");
-    if let Some(m) = v.as_object_mut() {
-        m.insert(
-            "target".into(),
-            serde_json::Value::String(opts.target.kind().name().into()),
-        );
-        m.insert("hosts".into(), serde_json::Value::from(join.hosts));
+/// `torture report --target URL --run NAME`: the joined run's verdict from its record.
+pub fn load(target: &TargetSpec, name: &str) -> Result<report::Joined, Error> {
+    let mut joined = report::judged(meeting(target)?.load(name)?)?;
+    struct Checked(u64);
+    impl WithTarget for Checked {
+        type Out = Result<Option<(crate::verify::RunCheck, Vec<crate::history::Event>)>, Error>;
+        fn memory(self) -> Self::Out {
+            Ok(None)
+        }
+        fn with<T: Target + 'static>(self, target: T) -> Self::Out {
+            target
+                .records()
+                .map_or(Ok(None), |r| store::checked(r, self.0))
+        }
     }
-    v.to_string()
-}
-
-/// The flag whose value makes `theirs` differ from `ours` (the first, in the order of the
-/// command line's sections), as the user would type it.
-pub fn first_difference(ours: &str, theirs: &str) -> Option<String> {
-    let a: serde_json::Value = serde_json::from_str(ours).ok()?;
-    let b: serde_json::Value = serde_json::from_str(theirs).unwrap_or_default();
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
-        return (ours != theirs).then(|| "the plan".into());
-    };
-    const ORDER: [&str; 12] = [
-        "hosts",
-        "workers",
-        "ops",
-        "slots",
-        "pick",
-        "initial",
-        "mode",
-        "seed",
-        "strategies",
-        "race_window",
-        "target",
-        "isolation",
-    ];
-    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-    keys.sort_by_key(|k| (ORDER.iter().position(|o| o == k).unwrap_or(ORDER.len()), *k));
-    keys.dedup();
-    let k = keys.into_iter().find(|k| a.get(*k) != b.get(*k))?;
-    let flag = match k.as_str() {
-        "strategies" => "strategy".to_string(),
-        "lock_ttl_ms" => "lock-ttl".to_string(),
-        "faults" => "kill".to_string(),
-        "target" => "target (its kind)".to_string(),
-        "store_target" => "store target".to_string(),
-        other => other.replace('_', "-"),
-    };
-    let show = |v: Option<&serde_json::Value>| v.map_or("none".to_string(), |v| v.to_string());
-    Some(format!(
-        "--{flag} ({} here, {} on the hosts that joined first)",
-        show(a.get(k)),
-        show(b.get(k))
-    ))
-}
-
-/// Host `index`'s seed: each host's workers choose their own slots, and the verdict replays
-/// them from the same function.
-pub fn host_seed(seed: u64, index: u32) -> u64 {
-    if index == 0 {
-        return seed;
+    if let Some((check, events)) = target.open(Checked(joined.run))?? {
+        joined.with_record(check, &events);
     }
-    crate::pick::SplitMix64::new(seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-        .next_u64()
+    Ok(joined)
 }
 
-/// This host's name in the run: its host name and its parent's pid (several parents on one
-/// machine stand in for hosts in tests).
-pub fn host_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
-    format!("{host}:{}", std::process::id())
+/// `torture clean URL [--run ID]`: the joined runs whose slots were run `run` (every one if
+/// None) go with them. Targets that hold no joined run have nothing to remove.
+pub fn clean(target: &TargetSpec, run: Option<u64>) -> Result<u64, Error> {
+    match meeting(target) {
+        Ok(m) => m.clean(run),
+        Err(_) => Ok(0),
+    }
 }
 
 /// How a host's part of a joined run ended.
 pub struct Outcome {
-    /// The joined verdict, from the tables.
+    /// The joined verdict, from the meeting place's record.
     pub joined: report::Joined,
     /// Whether this host printed it (it saw every other host done or dead), or who did.
     pub reported_by: String,
@@ -226,11 +99,37 @@ pub struct Outcome {
 /// Runs this host's part of the joined run `join`: register, fork, meet, run, write back,
 /// and, if last, judge.
 pub fn run(opts: &Options, join: &Join) -> Result<Outcome, Error> {
+    struct Host<'a> {
+        opts: &'a Options,
+        join: &'a Join,
+    }
+    impl WithTarget for Host<'_> {
+        type Out = Result<Outcome, Error>;
+        fn memory(self) -> Self::Out {
+            Err(Error::Usage(
+                "--join coordinates the hosts through the target: memory is no meeting place"
+                    .into(),
+            ))
+        }
+        fn with<T: Target + 'static>(self, target: T) -> Self::Out {
+            let meeting = meeting(&self.opts.target)?;
+            host(self.opts, self.join, target, meeting.as_ref())
+        }
+    }
+    let options = opts.target_options(opts.levels()[0]);
+    opts.target.open_with(&options, Host { opts, join })?
+}
+
+fn host<T: Target>(
+    opts: &Options,
+    join: &Join,
+    target: T,
+    meeting: &dyn Meeting,
+) -> Result<Outcome, Error> {
     let me = host_name();
     let plan = plan_of(opts, join);
     let variant = opts.variants()[0];
     // Before anything forks: the target refuses what cannot work (connections, strategies).
-    let target = Postgres::new(&join.url, isolation_of(opts));
     let mut shape = RunShape {
         run: 0,
         slots: opts.slots,
@@ -239,10 +138,10 @@ pub fn run(opts: &Options, join: &Join) -> Result<Outcome, Error> {
         race_window: opts.race_window,
         fsync: opts.fsync,
         holds: Default::default(),
-        seat: Seat::default(),
+        share: Share::default(),
     };
     target.preflight(&shape, &[variant.mechanism()])?;
-    let reg = db::register(join, &plan, &me, opts.workers, opts.seed)?;
+    let reg = meeting.register(join, &plan, &me, opts.workers, opts.seed)?;
     shape.run = reg.run;
     if reg.creator && join.hosts > 1 {
         // The first host asks for every host's connections (none is open yet): a run the
@@ -259,39 +158,49 @@ pub fn run(opts: &Options, join: &Join) -> Result<Outcome, Error> {
                 )),
                 other => other,
             };
-            db::withdraw(join, reg.run);
+            meeting.withdraw(join, reg.run);
             return Err(e);
         }
     }
-    let coordinator = db::Coordinator {
-        join: join.clone(),
-        me: me.clone(),
-        reg: reg.clone(),
-        ended: std::sync::Mutex::new(None),
+    // `--store target`: the run's one record (validated: the target keeps one).
+    let records: Option<&dyn Records> =
+        match opts.store_target {
+            true => Some(target.records().ok_or_else(|| {
+                Error::Usage("--store target: this target keeps no record".into())
+            })?),
+            false => None,
+        };
+    let coordinator = Coordinator {
+        meeting,
+        seat: Seat {
+            join: join.clone(),
+            me: me.clone(),
+            reg: reg.clone(),
+        },
+        share: store::share(&reg, opts.workers),
+        ended: Mutex::new(None),
     };
     let result = (|| {
         if reg.creator {
             target.create(&shape)?;
-            if opts.store_target {
-                store::begin(&target, opts, join, reg.run)?;
+            // The header, once, before any host's workers connect.
+            if let Some(r) = records {
+                r.begin_record(&store::header(opts, join, reg.run))?;
             }
-            db::slots_ready(join)?;
+            meeting.slots_ready(join)?;
         } else {
-            db::wait_for_slots(join, &me)?;
+            meeting.wait_for_slots(join, &me)?;
         }
         crate::run::host(
             opts,
-            target.clone(),
+            &target,
             variant,
             host_seed(opts.seed, reg.index),
-            &Seated {
-                joint: &coordinator,
-                seat: store::seat(&reg, opts.workers),
-            },
+            &coordinator,
         )
     })();
     if let Err(e) = result {
-        db::failed(join, &me, &e.to_string());
+        meeting.failed(join, &me, &e.to_string());
         return Err(e);
     }
     let reported_by = coordinator
@@ -300,15 +209,18 @@ pub fn run(opts: &Options, join: &Join) -> Result<Outcome, Error> {
         .unwrap_or_else(|e| e.into_inner())
         .clone()
         .unwrap_or_default();
-    let mut joined = report::load(&join.url, &join.name)?;
-    if opts.store_target {
-        // The run's end, once: by the host that reports; the others print once it is there.
+    let mut joined = report::judged(meeting.load(&join.name)?)?;
+    if let Some(r) = records {
         if reported_by == me {
-            store::end(&target, &join.url, &joined, &shape)?;
+            // Every host is done or dead: the run's end, once, by the host that reports.
+            let events = store::checked(r, reg.run)?.map(|c| c.1).unwrap_or_default();
+            r.end_record(&store::end(&joined, target.finals(&shape)?, &events))?;
         } else {
-            store::wait_for_end(join, reg.run)?;
+            store::wait_for_end(r, join, reg.run)?;
         }
-        joined = report::load(&join.url, &join.name)?;
+        if let Some((check, events)) = store::checked(r, reg.run)? {
+            joined.with_record(check, &events);
+        }
     }
     Ok(Outcome {
         joined,
@@ -317,72 +229,42 @@ pub fn run(opts: &Options, join: &Join) -> Result<Outcome, Error> {
     })
 }
 
-/// The isolation level of the run's sessions (`--isolation`, one level; validated).
-fn isolation_of(opts: &Options) -> Isolation {
-    opts.target_options(opts.levels()[0]).isolation
+/// One host's side of the rendezvous: the `Joint` the runner calls, each step taken in the
+/// meeting place.
+struct Coordinator<'m> {
+    meeting: &'m dyn Meeting,
+    seat: Seat,
+    /// This host's workers' ids and clock in the run's record.
+    share: Share,
+    /// Set by `finish`: the host that reported the verdict.
+    ended: Mutex<Option<String>>,
 }
 
-impl Joint for db::Coordinator {
+impl Joint for Coordinator<'_> {
     fn run_id(&self) -> u64 {
-        self.reg.run
+        self.seat.reg.run
+    }
+    fn share(&self) -> Share {
+        self.share
     }
     fn meet(&self) -> Result<i128, Error> {
-        db::meet(self)
+        self.meeting.meet(&self.seat)
     }
-    fn beat(&self, completed: &dyn Fn() -> Vec<u64>, stop: &std::sync::atomic::AtomicBool) {
-        db::beat(self, completed, stop)
+    fn beat(&self, completed: &dyn Fn() -> Vec<u64>, stop: &AtomicBool) {
+        self.meeting.beat(&self.seat, completed, stop)
     }
     fn finish(&self, figures: HostFigures) -> Result<(), Error> {
-        let by = db::finish(self, figures)?;
+        let join = &self.seat.join;
+        let (figures, histogram) = meeting::stored_figures(figures, self.seat.reg.offset_ns)
+            .map_err(|m| {
+                Error::Join(format!(
+                    "--join {}: {}: {m}",
+                    join.name,
+                    crate::target::sql::masked(&join.url)
+                ))
+            })?;
+        let by = self.meeting.finish(&self.seat, figures, histogram)?;
         *self.ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(by);
         Ok(())
-    }
-}
-
-/// A host's `Joint` with its workers' seat in the run (their ids, their events' clock).
-struct Seated<'a> {
-    joint: &'a dyn Joint,
-    seat: Seat,
-}
-
-impl Joint for Seated<'_> {
-    fn run_id(&self) -> u64 {
-        self.joint.run_id()
-    }
-    fn seat(&self) -> Seat {
-        self.seat
-    }
-    fn meet(&self) -> Result<i128, Error> {
-        self.joint.meet()
-    }
-    fn beat(&self, completed: &dyn Fn() -> Vec<u64>, stop: &std::sync::atomic::AtomicBool) {
-        self.joint.beat(completed, stop)
-    }
-    fn finish(&self, figures: HostFigures) -> Result<(), Error> {
-        self.joint.finish(figures)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_first_differing_flag_is_named_in_command_line_order() {
-        let a = r#"{"workers":8,"ops":100,"seed":1,"strategies":["atomic"]}"#;
-        let b = r#"{"workers":8,"ops":200,"seed":2,"strategies":["atomic"]}"#;
-        let d = first_difference(a, b).unwrap();
-        assert!(d.starts_with("--ops (100 here, 200"), "{d}");
-        let c = r#"{"workers":8,"ops":100,"seed":1,"strategies":["cas"],"race_window":3}"#;
-        let d = first_difference(a, c).unwrap();
-        assert!(d.starts_with("--strategy"), "{d}");
-        assert_eq!(first_difference(a, a), None);
-    }
-
-    #[test]
-    fn host_seeds_differ_and_host_zero_keeps_the_seed() {
-        assert_eq!(host_seed(7, 0), 7);
-        let seeds: std::collections::HashSet<u64> = (0..16).map(|h| host_seed(7, h)).collect();
-        assert_eq!(seeds.len(), 16);
     }
 }

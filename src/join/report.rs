@@ -1,4 +1,4 @@
-//! The joined verdict, from the tables alone: every host's figures, the run's plan and the
+//! The joined verdict, from the meeting place's record alone: every host's figures, the run's plan and the
 //! slots' final values. The host that finishes last prints it; `torture report --target URL
 //! --run NAME` prints the same from anywhere.
 //!
@@ -10,9 +10,8 @@
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::db::{connect, Figures, EPOCH_NS};
 use crate::check::{bounded_count, Count, SlotCount};
 use crate::error::Error;
 use crate::history::Event;
@@ -20,9 +19,6 @@ use crate::pick::{Pick, SlotPicker};
 use crate::report::units::{count, percent, rate, time_ns};
 use crate::report::{Fairness, Percentiles, Verdict};
 use crate::strategy::StrategyKind;
-use crate::target::postgres::Postgres;
-use crate::target::sql::{masked, Isolation};
-use crate::target::RecordStore;
 use crate::verify::{RunCheck, Status, Witness};
 
 /// One host as the tables show it.
@@ -50,6 +46,29 @@ pub struct Host {
     pub figures: Option<Figures>,
     #[serde(skip)]
     pub progress: Vec<u64>,
+}
+
+/// One host's figures as its record keeps them (JSON; the histogram beside it, V2-serialized).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Figures {
+    pub completed: Vec<u64>,
+    pub in_flight: Vec<u64>,
+    /// (worker, signal) of every worker that died.
+    pub deaths: Vec<(usize, String)>,
+    pub retries: u64,
+    /// On the meeting place's clock, ns since the epoch: when this host released its workers, and
+    /// when its last worker finished.
+    pub released_ns: i64,
+    pub ended_ns: i64,
+    /// On the meeting place's clock: its first and its last worker's first update started.
+    #[serde(default)]
+    pub first_start_ns: i64,
+    #[serde(default)]
+    pub last_start_ns: i64,
+    /// On the meeting place's clock: when each worker finished (its rate's end).
+    #[serde(default)]
+    pub worker_ended_ns: Vec<i64>,
+    pub spawn_ms: f64,
 }
 
 /// A joined run's verdict.
@@ -92,51 +111,80 @@ pub struct Joined {
     pub history: Option<RunCheck>,
     /// For each listed witness, the hosts its two workers ran on.
     pub witness_hosts: Vec<[String; 2]>,
-    /// Values won twice by workers of different hosts, and the first of them.
+    /// Values won more than once by workers of different hosts, and the first of them.
     pub witnesses_across_hosts: u64,
     pub witness_across_hosts: Option<Witness>,
 }
 
-fn fail(url: &str, m: impl std::fmt::Display) -> Error {
-    Error::Target(format!("{}: {m}", masked(url)))
+/// A joined run's record, as a meeting place keeps it, and its slots' final values.
+pub struct Stored {
+    pub name: String,
+    /// The meeting place's URL, masked.
+    pub url: String,
+    /// The plan every host shares (JSON, see [`super::plan::plan_of`]).
+    pub plan: String,
+    pub hosts_planned: u32,
+    pub run: u64,
+    /// The agreed release, on the meeting place's clock (ns since the epoch).
+    pub release_ns: Option<i64>,
+    pub reported_by: Option<String>,
+    /// Every registered host, in registration order (`acknowledged` .. `released_late_ns`
+    /// are the verdict's to fill).
+    pub hosts: Vec<Host>,
+    pub histograms: Vec<Histogram<u64>>,
+    /// The slots' final values, in slot order.
+    pub finals: Vec<u32>,
 }
 
-/// Reads the joined run `name` from the database at `url` and judges it.
-pub fn load(url: &str, name: &str) -> Result<Joined, Error> {
-    let mut c = connect(url, "racepool/report").map_err(|m| fail(url, m))?;
-    let db = |e: postgres::Error| fail(url, e);
-    let exists: i64 = c
-        .query_one(
-            "SELECT count(*) FROM information_schema.tables \
-             WHERE table_schema = current_schema() AND table_name = 'racepool_join_runs'",
-            &[],
-        )
-        .map_err(db)?
-        .get(0);
-    let row = if exists == 0 {
-        None
-    } else {
-        c.query_opt(
-            &format!(
-                "SELECT plan, hosts, run, {}, reported_by FROM racepool_join_runs WHERE name = $1",
-                EPOCH_NS.replace("{}", "release_at")
-            ),
-            &[&name],
-        )
-        .map_err(db)?
-    };
-    let Some(row) = row else {
-        return Err(Error::Usage(format!(
-            "--run {name}: {} holds no joined run of that name",
-            masked(url)
-        )));
-    };
-    let plan: serde_json::Value = serde_json::from_str(row.get::<_, &str>(0))
-        .map_err(|e| fail(url, format!("run {name}'s plan is not JSON: {e}")))?;
-    let hosts_planned = row.get::<_, i32>(1) as u32;
-    let run = row.get::<_, i64>(2) as u64;
-    let release_ns: Option<i64> = row.get(3);
-    let reported_by: Option<String> = row.get(4);
+impl Host {
+    /// A host as its record shows it, before the verdict.
+    #[allow(clippy::too_many_arguments)]
+    pub fn recorded(
+        host: String,
+        index: u32,
+        pid: i64,
+        workers: usize,
+        seed: u64,
+        clock_offset_ns: i64,
+        rtt_ns: i64,
+        state: String,
+        note: Option<String>,
+        figures: Option<Figures>,
+        progress: Vec<u64>,
+    ) -> Host {
+        Host {
+            host,
+            index,
+            pid,
+            workers,
+            seed,
+            clock_offset_ns,
+            rtt_ns,
+            state,
+            note,
+            acknowledged: 0,
+            in_flight: 0,
+            ops_per_sec: None,
+            released_late_ns: None,
+            figures,
+            progress,
+        }
+    }
+}
+
+/// A V2-serialized histogram, as a host wrote it (None if it does not read back).
+pub fn histogram_of(bytes: &[u8]) -> Option<Histogram<u64>> {
+    hdrhistogram::serialization::Deserializer::new()
+        .deserialize::<u64, _>(&mut &bytes[..])
+        .ok()
+}
+
+/// Judges the record `s`: the verdict over every host's figures and the slots' final values.
+pub fn judged(s: Stored) -> Result<Joined, Error> {
+    let name = &s.name;
+    let fail = |m: String| Error::Target(format!("{}: {m}", s.url));
+    let plan: serde_json::Value = serde_json::from_str(&s.plan)
+        .map_err(|e| fail(format!("run {name}'s plan is not JSON: {e}")))?;
     let field = |k: &str| plan.get(k).cloned().unwrap_or_default();
     let ops = field("ops").as_u64().unwrap_or(0);
     let slots = field("slots").as_u64().unwrap_or(1) as usize;
@@ -152,97 +200,24 @@ pub fn load(url: &str, name: &str) -> Result<Joined, Error> {
         .unwrap_or_default();
     let strategy =
         <StrategyKind as clap::ValueEnum>::from_str(&strategy_name, true).map_err(|_| {
-            fail(
-                url,
-                format!("run {name}'s strategy '{strategy_name}' is unknown"),
-            )
+            fail(format!(
+                "run {name}'s strategy '{strategy_name}' is unknown"
+            ))
         })?;
-
-    let mut hosts = Vec::new();
-    let mut histograms = Vec::new();
-    for r in c
-        .query(
-            "SELECT host, idx, pid, workers, seed, clock_offset_ns, rtt_ns, state, note, \
-             progress, figures, histogram FROM racepool_join_hosts WHERE name = $1 ORDER BY idx",
-            &[&name],
-        )
-        .map_err(db)?
-    {
-        let figures: Option<Figures> = r
-            .get::<_, Option<&str>>(10)
-            .and_then(|f| serde_json::from_str(f).ok());
-        let progress: Vec<u64> = r
-            .get::<_, Option<&str>>(9)
-            .and_then(|p| serde_json::from_str(p).ok())
-            .unwrap_or_default();
-        if let Some(bytes) = r.get::<_, Option<&[u8]>>(11) {
-            let mut d = hdrhistogram::serialization::Deserializer::new();
-            if let Ok(h) = d.deserialize::<u64, _>(&mut &bytes[..]) {
-                histograms.push(h);
-            }
-        }
-        hosts.push(Host {
-            host: r.get(0),
-            index: r.get::<_, i32>(1) as u32,
-            pid: r.get(2),
-            workers: r.get::<_, i64>(3) as usize,
-            seed: r.get::<_, i64>(4) as u64,
-            clock_offset_ns: r.get(5),
-            rtt_ns: r.get(6),
-            state: r.get(7),
-            note: r.get(8),
-            acknowledged: 0,
-            in_flight: 0,
-            ops_per_sec: None,
-            released_late_ns: None,
-            figures,
-            progress,
-        });
+    if s.finals.len() != slots {
+        return Err(fail(format!(
+            "joined run {name} (run {}) has {} of its {slots} slots",
+            s.run,
+            s.finals.len()
+        )));
     }
-    let finals: Vec<u32> = c
-        .query(
-            "SELECT value FROM racepool_slots WHERE run = $1 ORDER BY slot",
-            &[&(run as i64)],
-        )
-        .map_err(db)?
-        .iter()
-        .map(|r| u32::try_from(r.get::<_, i64>(0)).unwrap_or(u32::MAX))
-        .collect();
-    if finals.len() != slots {
-        return Err(fail(
-            url,
-            format!(
-                "joined run {name} (run {run}) has {} of its {slots} rows in racepool_slots",
-                finals.len()
-            ),
-        ));
-    }
-    let recorded: bool = c
-        .query_opt(
-            "SELECT persist IS NOT NULL FROM racepool_runs WHERE run = $1",
-            &[&(run as i64)],
-        )
-        .map_err(db)?
-        .is_some_and(|r| r.get(0));
-    drop(c);
-    let history = if recorded {
-        let target = Postgres::new(url, Isolation::default());
-        let loaded = target.load(Some(run))?;
-        loaded
-            .runs
-            .iter()
-            .find(|r| r.info.run == run)
-            .map(|r| (crate::verify::check_run(r), r.events.clone()))
-    } else {
-        None
-    };
-    let mut j = judge(
+    Ok(judge(
         Joined {
-            name: name.into(),
-            url: masked(url),
-            run,
+            name: s.name.clone(),
+            url: s.url.clone(),
+            run: s.run,
             strategy,
-            hosts_planned,
+            hosts_planned: s.hosts_planned,
             ops,
             slots,
             initial,
@@ -261,20 +236,18 @@ pub fn load(url: &str, name: &str) -> Result<Joined, Error> {
             ops_per_sec: None,
             fairness: Fairness::default(),
             latency_ns: None,
-            reported_by,
+            reported_by: s.reported_by,
             history: None,
             witness_hosts: Vec::new(),
             witnesses_across_hosts: 0,
             witness_across_hosts: None,
         },
-        hosts,
-        &histograms,
-        release_ns,
+        s.hosts,
+        &s.histograms,
+        s.release_ns,
         pick,
-        &finals,
-    );
-    j.with_history(history);
-    Ok(j)
+        &s.finals,
+    ))
 }
 
 /// The verdict over every host's figures.
@@ -371,13 +344,16 @@ fn judge(
 }
 
 impl Joined {
-    /// The stored record's check: a correct strategy whose record does not verify failed,
-    /// whatever the counts say (as on one host); each witness's workers named by host.
-    fn with_history(&mut self, history: Option<(RunCheck, Vec<Event>)>) {
-        let Some((h, events)) = history else { return };
+    /// `--store target`: the run's record, checked (`check`, as `torture verify` checks it),
+    /// with its `events`. A correct strategy whose record does not verify failed, whatever the
+    /// counts say (as on one host); each witness's workers are named by host.
+    pub fn with_record(&mut self, check: RunCheck, events: &[Event]) {
+        if check.status == Status::Failed && self.strategy.is_exact() {
+            self.verdict = Verdict::Failed;
+        }
         // Values won more than once, by their winners: those whose winners ran on two hosts.
         let mut winners: std::collections::BTreeMap<(u32, u32), Vec<u32>> = Default::default();
-        for e in &events {
+        for e in events {
             winners
                 .entry((e.slot, e.written))
                 .or_default()
@@ -396,18 +372,16 @@ impl Joined {
                 });
             }
         }
-        if h.status == Status::Failed && self.strategy.is_exact() {
-            self.verdict = Verdict::Failed;
-        }
-        self.witness_hosts = h
+        self.witness_hosts = check
             .witness_list
             .iter()
             .map(|w| w.workers.map(|g| self.host_of(g)))
             .collect();
-        self.history = Some(h);
+        self.history = Some(check);
     }
 
-    /// The index of the host the run's worker `g` ran on.
+    /// The index of the host the run's worker `g` ran on (hosts in registration order, each
+    /// its workers' ids in turn).
     fn host_index_of(&self, g: u32) -> Option<u32> {
         let mut first = 0usize;
         self.hosts.iter().find_map(|h| {
@@ -740,7 +714,7 @@ mod tests {
             index,
             pid: 100 + index as i64,
             workers,
-            seed: super::super::host_seed(1, index),
+            seed: super::super::plan::host_seed(1, index),
             clock_offset_ns: 0,
             rtt_ns: 0,
             state: state.into(),
@@ -882,8 +856,13 @@ mod tests {
         let mut expect = vec![0u64; slots];
         for (index, workers) in [(0u32, 2usize), (1, 3)] {
             for w in 0..workers {
-                SlotPicker::new(super::super::host_seed(1, index), w, slots, Pick::Uniform)
-                    .replay(25, &mut expect);
+                SlotPicker::new(
+                    super::super::plan::host_seed(1, index),
+                    w,
+                    slots,
+                    Pick::Uniform,
+                )
+                .replay(25, &mut expect);
             }
         }
         let finals: Vec<u32> = expect.iter().map(|&v| v as u32).collect();

@@ -256,9 +256,9 @@ pub struct RunShape {
     pub fsync: Fsync,
     /// What the slots hold (the counter's, or a scenario's).
     pub holds: Holds,
-    /// Where this host's workers sit in a joined run (`--join`); a run on one host: worker 0,
-    /// its own clock.
-    pub seat: Seat,
+    /// This host's share of a joined run (`--join`); a run on one host: worker 0, its own
+    /// clock.
+    pub share: Share,
 }
 
 /// A host's place in a joined run, for the events its workers write (`--store target`): the
@@ -266,7 +266,7 @@ pub struct RunShape {
 /// one clock, so `torture verify` checks the joined record like any other. Kept by the SQL
 /// targets (the ones a joined run takes a record on).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Seat {
+pub struct Share {
     /// This host's worker `w` is the run's worker `first_worker + w` (host index × workers,
     /// decided at registration).
     pub first_worker: usize,
@@ -275,7 +275,7 @@ pub struct Seat {
     pub clock_shift_ns: i64,
 }
 
-impl Seat {
+impl Share {
     /// `mono` (CLOCK_MONOTONIC ns) on the run's clock.
     pub fn on_run_clock(self, mono: u64) -> u64 {
         (mono as i64).wrapping_add(self.clock_shift_ns) as u64

@@ -800,8 +800,8 @@ impl<D: Driver> Sql<D> {
             run: shape.run,
             chain: ChainKey::of(shape.run),
             // A joined run's worker ids are unique across its hosts.
-            worker: (shape.seat.first_worker + worker) as u32,
-            seat: shape.seat,
+            worker: (shape.share.first_worker + worker) as u32,
+            share: shape.share,
             votes: 0,
         })
     }
@@ -1279,7 +1279,7 @@ pub struct SqlSession<D: Driver> {
     /// The run's worker id (its host's first, plus the worker's own).
     worker: u32,
     /// Puts the event's times on the run's clock (a joined run's: the database's).
-    seat: super::Seat,
+    share: super::Share,
     /// Votes this session has had accepted: the next vote row's `seq`.
     votes: u64,
 }
@@ -1447,7 +1447,7 @@ impl<D: Driver> SqlSession<D> {
             (read, next)
         };
         if let Some(d) = draft {
-            let complete_ns = self.seat.on_run_clock(crate::clock::now_ns());
+            let complete_ns = self.share.on_run_clock(crate::clock::now_ns());
             let slot = number.ok_or_else(|| {
                 Failure::Other("the database accepted a ballot this session cannot read".into())
             })?;
@@ -1499,7 +1499,7 @@ impl<D: Driver> Session for SqlSession<D> {
     fn update(&mut self, slot: u32, event: Option<EventDraft>) -> Result<Applied, UpdateError> {
         let draft = event.map(|e| Draft {
             seq: e.seq,
-            invoke_ns: self.seat.on_run_clock(e.invoke_ns),
+            invoke_ns: self.share.on_run_clock(e.invoke_ns),
         });
         self.apply(Arg::Int(slot as i64), Some(slot), draft)
     }
@@ -1514,7 +1514,7 @@ impl<D: Driver> Session for SqlSession<D> {
         }
         let draft = Draft {
             seq: self.votes,
-            invoke_ns: self.seat.on_run_clock(crate::clock::now_ns()),
+            invoke_ns: self.share.on_run_clock(crate::clock::now_ns()),
         };
         // Only for the event's hash, and only used once the database found the option: a
         // ballot it accepted is a whole number this parse reads the same way.
