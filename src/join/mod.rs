@@ -13,7 +13,8 @@
 //! The modules, each importing only those below it:
 //!
 //! - this one: a host's steps ([`run`]) and the entry points of `torture report` and `clean`;
-//! - [`db`] (PostgreSQL tables): a [`Meeting`], every statement in it;
+//! - [`db`] (PostgreSQL tables) and [`redis`] (Redis keys and scripts): the [`Meeting`]s,
+//!   every statement and script in them;
 //! - [`meeting`]: the [`Meeting`] trait, what every meeting place implements;
 //! - [`report`]: the verdict, from a meeting place's record alone (so `torture report --run
 //!   NAME` prints it from anywhere);
@@ -30,6 +31,7 @@
 pub mod db;
 pub mod meeting;
 pub mod plan;
+pub mod redis;
 pub mod report;
 pub mod store;
 
@@ -50,8 +52,9 @@ use crate::target::{Records, RunShape, Share, Target, TargetSpec, WithTarget};
 pub fn meeting(target: &TargetSpec) -> Result<Box<dyn Meeting>, Error> {
     match target {
         TargetSpec::Postgres(url) => Ok(Box::new(db::Tables { url: url.clone() })),
+        TargetSpec::Redis(url) => Ok(Box::new(redis::Keyspace { url: url.clone() })),
         other => Err(Error::Usage(format!(
-            "--target {}: joined runs (--join) meet in PostgreSQL: give --target postgres://…",
+            "--target {}: joined runs (--join) meet in PostgreSQL or Redis: give --target postgres://… or redis://…",
             other.kind().name()
         ))),
     }

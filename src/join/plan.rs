@@ -14,7 +14,7 @@ pub struct Join {
     pub name: String,
     pub hosts: u32,
     pub timeout: Duration,
-    /// The database's URL (PostgreSQL).
+    /// The meeting place's URL: the target's (PostgreSQL or Redis).
     pub url: String,
 }
 
@@ -67,10 +67,15 @@ impl Join {
             }
         };
         let url = match &opts.target {
-            TargetSpec::Postgres(url) => url.clone(),
+            TargetSpec::Postgres(url) | TargetSpec::Redis(url) => url.clone(),
+            TargetSpec::Mysql(_) => {
+                return Err(usage(
+                    "--join: MariaDB/MySQL cannot be a meeting place yet: join through --target postgres://… or redis://…",
+                ))
+            }
             other => {
                 return Err(usage(format!(
-                    "--join coordinates the hosts through the target's database: give --target postgres://…, not {}",
+                    "--join coordinates the hosts through the target: give --target postgres://… or redis://…, not {}",
                     other.kind().name()
                 )))
             }
