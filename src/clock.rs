@@ -41,6 +41,24 @@ pub fn realtime_ns() -> i128 {
     ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
 }
 
+/// CLOCK_REALTIME minus CLOCK_MONOTONIC, in ns: what turns a monotonic reading into wall time.
+/// Read as the tightest of a few monotonic–realtime–monotonic triples, the realtime reading
+/// against their midpoint: one pair of reads can be split by a preemption (milliseconds on a
+/// loaded machine), which would shift every time converted with it.
+pub fn realtime_minus_monotonic() -> i128 {
+    let mut best: Option<(u64, i128)> = None;
+    for _ in 0..16 {
+        let m0 = now_ns();
+        let r = realtime_ns();
+        let m1 = now_ns();
+        let gap = m1 - m0;
+        if best.is_none_or(|(g, _)| gap < g) {
+            best = Some((gap, r - (m0 as i128 + m1 as i128) / 2));
+        }
+    }
+    best.expect("read at least once").1
+}
+
 /// Sleeps until CLOCK_REALTIME reads `at_ns` (returns at once if it is past): an absolute
 /// sleep, so a slow caller is not late by its own delay.
 pub fn sleep_until_realtime(at_ns: i128) {

@@ -171,7 +171,18 @@ fn three_hosts_every_redis_strategy_judged_as_on_one_host() {
         let n = ops.to_string();
         // lock: a TTL no holder outlives on a loaded machine (150 workers on few cores), so
         // the lock is as exact here as on one host.
-        let mut args = vec!["-s", strategy, "-n", &n, "--join-timeout", "60", "--json"];
+        // --store target: every host's workers write into the run's one stream of events.
+        let mut args = vec![
+            "-s",
+            strategy,
+            "-n",
+            &n,
+            "--store",
+            "target",
+            "--join-timeout",
+            "60",
+            "--json",
+        ];
         if strategy == "lock" {
             args.extend(["--lock-ttl", "30000"]);
         }
@@ -206,6 +217,21 @@ fn three_hosts_every_redis_strategy_judged_as_on_one_host() {
             assert_eq!(v["count"]["observed"], 3 * w * ops, "{strategy}: {v}");
             assert_eq!(v["count"]["lost"], 0, "{strategy}: {v}");
             assert_eq!(v["verdict"], "exact", "{strategy}: {v}");
+        }
+        // The record, as torture verify reads it: every host's events under ids of their own.
+        let run = v["run"].as_u64().unwrap().to_string();
+        let o = common::output(&["verify", url, "--run", &run, "--json"]);
+        let check = json(&o)["runs"][0].clone();
+        assert_eq!(check["events"], 3 * w * ops, "{strategy}: {check}");
+        assert_eq!(check["sequence_errors"], 0, "{strategy}: {check}");
+        assert_eq!(v["history"]["verified"], check["verified"], "{strategy}");
+        if strategy == "racy" {
+            assert_eq!(o.status.code(), Some(1), "{check}");
+            assert!(check["witnesses"].as_u64().unwrap() > 0, "{check}");
+            assert!(v["witnesses_across_hosts"].as_u64().unwrap() > 0, "{v}");
+        } else {
+            assert_eq!(o.status.code(), Some(0), "{strategy}: {check}");
+            assert_eq!(check["order_violations"], 0, "{strategy}: {check}");
         }
         for o in &outs {
             assert_eq!(o.status.code(), Some(0), "{strategy}: {}", text(o));

@@ -132,6 +132,15 @@ pub fn plan_of(opts: &Options, join: &Join) -> String {
     v.to_string()
 }
 
+/// Whether the hosts of the run planned by `plan` keep its record in the target
+/// (`--store target`).
+pub fn keeps_record(plan: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(plan)
+        .ok()
+        .and_then(|v| v.get("store_target").and_then(|s| s.as_bool()))
+        .unwrap_or(false)
+}
+
 /// The flag whose value makes `theirs` differ from `ours` (the first, in the order of the
 /// command line's sections), as the user would type it.
 pub fn first_difference(ours: &str, theirs: &str) -> Option<String> {
@@ -198,6 +207,13 @@ pub fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plan_says_whether_its_hosts_keep_a_record() {
+        assert!(keeps_record(r#"{"workers":8,"store_target":true}"#));
+        assert!(!keeps_record(r#"{"workers":8}"#));
+        assert!(!keeps_record("not json"));
+    }
 
     #[test]
     fn the_first_differing_flag_is_named_in_command_line_order() {

@@ -29,8 +29,7 @@ use crate::verify::RunCheck;
 /// This host's share: its workers' first id in the run, and its CLOCK_MONOTONIC to the
 /// meeting place's clock (via CLOCK_REALTIME, then the offset measured at registration).
 pub fn share(reg: &Registration, workers: usize) -> Share {
-    let shift =
-        crate::clock::realtime_ns() - crate::clock::now_ns() as i128 + reg.offset_ns as i128;
+    let shift = crate::clock::realtime_minus_monotonic() + reg.offset_ns as i128;
     Share {
         first_worker: reg.index as usize * workers,
         clock_shift_ns: shift as i64,

@@ -677,7 +677,10 @@ pub struct RedisSession {
     scripts: Scripts,
     strategy: StrategyKind,
     options: RedisOptions,
+    /// The run's id of the worker (its host's first, plus its own).
     worker: u32,
+    /// A joined run's: the run's ids of this host's workers, and its events' clock.
+    share: super::Share,
     /// Per slot: the value key; for `lock`, also the lock, token and guard keys.
     slots: Vec<String>,
     locks: Vec<String>,
@@ -730,7 +733,9 @@ impl RedisSession {
             scripts: Scripts::default(),
             strategy,
             options: target.options,
-            worker: worker as u32,
+            // The run's id of the worker (a joined run's: unique across its hosts).
+            worker: (shape.share.first_worker + worker) as u32,
+            share: shape.share,
             slots: per_slot(Keys::slot, true),
             locks: per_slot(Keys::lock, lock),
             fences: per_slot(Keys::fence, fenced),
@@ -786,6 +791,13 @@ impl RedisSession {
                 self.slots.len()
             )));
         }
+        // The run's worker id and the run's clock (a joined run's: unique across hosts, the
+        // meeting place's).
+        let event = event.map(|e| EventDraft {
+            worker: e.worker + self.share.first_worker as u32,
+            invoke_ns: self.share.on_run_clock(e.invoke_ns),
+            ..e
+        });
         let result = match self.strategy {
             StrategyKind::Racy => self.racy(s, event, at),
             StrategyKind::Atomic => self.atomic(s, event, at),
@@ -799,7 +811,7 @@ impl RedisSession {
         };
         match &result {
             Err(UpdateError::Unknown(_)) => self.broken = true,
-            Ok(_) if event.is_some() => self.pending_completion = now_ns(),
+            Ok(_) if event.is_some() => self.pending_completion = self.share.on_run_clock(now_ns()),
             _ => {}
         }
         result
