@@ -15,7 +15,7 @@
 //! - this one: a host's steps ([`run`]) and the entry points of `torture report` and `clean`;
 //! - [`db`] (PostgreSQL tables), [`maria`] (the same tables in MariaDB) and [`redis`] (Redis
 //!   keys and scripts): the [`Meeting`]s, every statement and script in them;
-//! - [`meeting`]: the [`Meeting`] trait, what every meeting place implements;
+//! - [`meeting`](mod@meeting): the [`Meeting`] trait, what every meeting place implements;
 //! - [`report`]: the verdict, from a meeting place's record alone (so `torture report --run
 //!   NAME` prints it from anywhere);
 //! - [`plan`]: the validated `--join`, the plan every host shares, seeds and names.

@@ -127,7 +127,8 @@ pub fn clean(url: &str, name: &str, verdict: &Value) {
         "the joined run's record is gone"
     );
     if url.starts_with("redis://") {
-        let left = keys(url, &format!("racepool:{{{run}}}:*"));
+        let mut left = keys(url, &format!("racepool:{{{run}}}:*"));
+        left.extend(keys(url, &format!("racepool:join:{{{name}}}:*")));
         assert!(left.is_empty(), "the run's keys are gone: {left:?}");
     }
 }
