@@ -140,8 +140,8 @@ enum Command {
     /// Remove what runs left on a target: every run's, or one's
     ///
     /// A dir: target's files, a database's racepool_* rows (and the tables once no run is
-    /// left), a Redis server's racepool:{RUN}:* keys (memory keeps nothing); nothing else is
-    /// touched. Prints how many runs it removed. Exit 0: done; 2: the target cannot be reached.
+    /// left), a Redis server's racepool:{RUN}:* keys (memory keeps nothing), and the record of
+    /// every joined run (--join) whose slots these were; nothing else is touched. Prints how many runs it removed. Exit 0: done; 2: the target cannot be reached.
     Clean {
         /// The target the runs used: dir:PATH, postgres://…, mysql://… or redis://…
         #[arg(value_name = "TARGET")]
@@ -152,12 +152,12 @@ enum Command {
     },
     /// Print a joined run's verdict (--join NAME) from the target alone
     ///
-    /// Reads every host's figures and the slots' final values from the database and prints the
+    /// Reads every host's figures and the slots' final values from the target and prints the
     /// summary the run's last host printed. Exit 0: exact (or the race caught); 1: updates
     /// lost; 2: no such run, or the target cannot be reached; 3: bounds held but a host or
     /// workers died; 4: the run is not over.
     Report {
-        /// The database the run coordinated through: postgres://…
+        /// The target the run coordinated through: postgres://…, mysql://… or redis://…
         #[arg(short, long, value_name = "TARGET")]
         target: TargetSpec,
         /// The joined run's name, as given to --join

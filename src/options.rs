@@ -319,7 +319,9 @@ pub struct JoinArgs {
     /// Join the run NAME across hosts, coordinated through --target
     ///
     /// Every host runs the same command (its own workers); the hosts are released together,
-    /// and the host that finishes last prints one verdict for all of them. PostgreSQL only.
+    /// and the host that finishes last prints one verdict for all of them. The target is the
+    /// meeting place: PostgreSQL or MariaDB (racepool_join_* tables) or Redis
+    /// (racepool:join:{NAME}:* keys).
     #[arg(long, value_name = "NAME", help_heading = heading::JOIN)]
     pub join: Option<String>,
     /// --join: how many hosts take part

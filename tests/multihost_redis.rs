@@ -8,16 +8,14 @@
 mod common;
 #[path = "common/redis.rs"]
 mod harness;
+#[path = "common/join.rs"]
+mod join;
 
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-/// One joined run at a time: each holds 150 processes on the machine's cores.
-static ALONE: Mutex<()> = Mutex::new(());
+use join::{Hosts, Leftover, Place, ALONE};
+use racepool::target::redis::resp::{Client, RedisUrl};
 
 fn workers() -> usize {
     std::env::var("RACEPOOL_JOIN_REDIS_WORKERS")
@@ -26,545 +24,127 @@ fn workers() -> usize {
         .unwrap_or(50)
 }
 
-/// A name no other test process uses.
-fn name(test: &str) -> String {
-    format!("t{}-redis-{test}", std::process::id())
-}
-
-/// `torture` parents standing in for hosts, each the leader of its own process group; every
-/// group is SIGKILLed and reaped when dropped (a failed test leaves no process behind).
-struct Hosts(Vec<Child>);
-
-impl Hosts {
-    fn start(url: &str, name: &str, hosts: u32, extra: &[&str], count: usize) -> Hosts {
-        let mut started = Hosts(Vec::new());
-        for _ in 0..count {
-            started.add(url, name, hosts, extra);
-        }
-        started
-    }
-
-    fn add(&mut self, url: &str, name: &str, hosts: u32, extra: &[&str]) {
-        let child = host(url, name, hosts, extra)
-            .process_group(0)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("torture starts");
-        self.0.push(child);
-    }
-
-    /// Waits for every host; their outputs, in start order.
-    fn wait(mut self) -> Vec<Output> {
-        std::mem::take(&mut self.0)
-            .into_iter()
-            .map(|c| c.wait_with_output().expect("the host is waited for"))
-            .collect()
-    }
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            // SAFETY: killpg sends a signal; the group is the child's own (process_group(0)).
-            unsafe { libc::killpg(c.id() as i32, libc::SIGKILL) };
-            let _ = c.wait();
-        }
-    }
-}
-
-/// Removes the joined run's keys and its slots when the test ends, however it ends.
-struct Leftover<'a> {
-    url: &'a str,
-    name: String,
-}
-
-impl Drop for Leftover<'_> {
-    fn drop(&mut self) {
-        if let Some((_, v)) = report(self.url, &self.name) {
-            if let Some(run) = v["run"].as_u64() {
-                let _ = common::output(&["clean", self.url, "--run", &run.to_string()]);
-            }
-        }
-    }
-}
-
-fn host(url: &str, name: &str, hosts: u32, extra: &[&str]) -> Command {
-    let mut cmd = common::torture();
-    let w = workers().to_string();
-    cmd.args(["run", "--target", url, "--join", name, "--hosts"])
-        .arg(hosts.to_string())
-        .args(["-w", &w])
-        .args(extra);
-    cmd
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
-}
-
-/// `torture report --json` for the joined run: (exit code, verdict) or None when it does not
-/// exist (yet).
-fn report(url: &str, name: &str) -> Option<(i32, Value)> {
-    let o = common::output(&["report", "--target", url, "--run", name, "--json"]);
-    let code = o.status.code().expect("exited");
-    (code != 2).then(|| (code, json(&o)))
-}
-
-/// Removes the joined run's keys and its slots; nothing of it is left.
-fn clean(url: &str, name: &str, verdict: &Value) {
-    let run = verdict["run"].as_u64().expect("a run id");
-    let o = common::output(&["clean", url, "--run", &run.to_string()]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        report(url, name).is_none(),
-        "the joined run's keys are gone"
-    );
-    let left = keys(url, &format!("racepool:{{{run}}}:*"));
-    assert!(left.is_empty(), "the run's keys are gone: {left:?}");
-}
-
-/// Keys matching `pattern` on the server.
-fn keys(url: &str, pattern: &str) -> Vec<String> {
-    let u = racepool::target::redis::resp::RedisUrl::parse(url).unwrap();
-    let mut c = racepool::target::redis::resp::Client::connect(&u, Duration::from_secs(5))
-        .expect("connects");
-    let mut found = Vec::new();
-    c.scan(pattern, |_, page| {
-        found.extend(
-            page.into_iter()
-                .map(|k| String::from_utf8_lossy(&k).into_owned()),
-        );
-        Ok(())
-    })
-    .expect("scans");
-    found
-}
-
-fn url(test: &str) -> Option<harness::Redis> {
-    harness::redis(test)
+/// Runs `test` against the shared Redis (or a throwaway one), one joined run at a time.
+fn on_redis(name: &str, test: impl FnOnce(Place)) {
+    let Some(server) = harness::redis(name) else {
+        return;
+    };
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    test(Place {
+        url: server.url(),
+        workers: workers(),
+        tag: "redis",
+    });
 }
 
 #[test]
 fn three_hosts_every_redis_strategy_judged_as_on_one_host() {
-    let Some(server) = url("three_hosts_every_redis_strategy_judged_as_on_one_host") else {
-        return;
-    };
-    let url = server.url();
-    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
-    let ops = 40u64;
-    let w = workers() as u64;
-    for strategy in ["racy", "atomic", "cas", "script", "lock"] {
-        let name = name(strategy);
-        let _left = Leftover {
-            url,
-            name: name.clone(),
-        };
-        let n = ops.to_string();
-        // lock: a TTL no holder outlives on a loaded machine (150 workers on few cores), so
-        // the lock is as exact here as on one host.
-        // --store target: every host's workers write into the run's one stream of events.
-        let mut args = vec![
-            "-s",
-            strategy,
-            "-n",
-            &n,
-            "--store",
-            "target",
-            "--join-timeout",
-            "60",
-            "--json",
-        ];
-        if strategy == "lock" {
-            args.extend(["--lock-ttl", "30000"]);
-        }
-        let outs = Hosts::start(url, &name, 3, &args, 3).wait();
-        let verdicts: Vec<Value> = outs.iter().map(json).collect();
-        let v = &verdicts[0];
-        // Every host printed the same verdict, judged once.
-        for (o, other) in outs.iter().zip(&verdicts) {
-            assert_eq!(other["count"], v["count"], "{strategy}: {}", text(o));
-            assert_eq!(other["reported_by"], v["reported_by"], "{strategy}");
-        }
-        let hosts = v["hosts"].as_array().unwrap();
-        assert_eq!(hosts.len(), 3, "{strategy}: {v}");
-        for h in hosts {
-            assert_eq!(h["state"], "done", "{strategy}: {h}");
-            assert_eq!(h["acknowledged"], w * ops, "{strategy}: {h}");
-            assert_eq!(h["workers"], w, "{strategy}: {h}");
-        }
-        assert_eq!(v["count"]["expected"], 3 * w * ops, "{strategy}: {v}");
-        assert!(
-            v["latency_ns"]["p99"].as_u64().unwrap() > 0,
-            "{strategy}: {v}"
-        );
-        assert_eq!(v["bounded"], false, "{strategy}: {v}");
-        if strategy == "racy" {
-            assert!(
-                v["count"]["lost"].as_u64().unwrap() > 0,
-                "racy lost nothing: {v}"
-            );
-            assert_eq!(v["verdict"], "race-caught", "{v}");
-        } else {
-            assert_eq!(v["count"]["observed"], 3 * w * ops, "{strategy}: {v}");
-            assert_eq!(v["count"]["lost"], 0, "{strategy}: {v}");
-            assert_eq!(v["verdict"], "exact", "{strategy}: {v}");
-        }
-        // The record, as torture verify reads it: every host's events under ids of their own.
-        let run = v["run"].as_u64().unwrap().to_string();
-        let o = common::output(&["verify", url, "--run", &run, "--json"]);
-        let check = json(&o)["runs"][0].clone();
-        assert_eq!(check["events"], 3 * w * ops, "{strategy}: {check}");
-        assert_eq!(check["sequence_errors"], 0, "{strategy}: {check}");
-        assert_eq!(v["history"]["verified"], check["verified"], "{strategy}");
-        if strategy == "racy" {
-            assert_eq!(o.status.code(), Some(1), "{check}");
-            assert!(check["witnesses"].as_u64().unwrap() > 0, "{check}");
-            assert!(v["witnesses_across_hosts"].as_u64().unwrap() > 0, "{v}");
-        } else {
-            assert_eq!(o.status.code(), Some(0), "{strategy}: {check}");
-            assert_eq!(check["order_violations"], 0, "{strategy}: {check}");
-        }
-        for o in &outs {
-            assert_eq!(o.status.code(), Some(0), "{strategy}: {}", text(o));
-        }
-        // Released at the agreed moment on the server's clock, every host within a second.
-        let skew = v["release_skew_ns"].as_i64().expect("a release skew");
-        assert!((0..1_000_000_000).contains(&skew), "{strategy}: {v}");
-        let _ = std::io::Write::write_fmt(
-            &mut std::io::stderr(),
-            format_args!(
-                "{strategy}: release skew across hosts {skew} ns, first to last worker started {} ns\n",
-                v["worker_start_skew_ns"]
-            ),
-        );
-        clean(url, &name, v);
-    }
+    on_redis(
+        "three_hosts_every_redis_strategy_judged_as_on_one_host",
+        |p| {
+            join::three_hosts_every_strategy_judged_as_on_one_host(
+                p,
+                &["racy", "atomic", "cas", "script", "lock"],
+            )
+        },
+    );
 }
 
 #[test]
 fn report_from_a_fourth_process_prints_the_last_hosts_summary() {
-    let Some(server) = url("report_from_a_fourth_process_prints_the_last_hosts_summary") else {
-        return;
-    };
-    let url = server.url();
-    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
-    let name = name("report");
-    let _left = Leftover {
-        url,
-        name: name.clone(),
-    };
-    let outs = Hosts::start(url, &name, 3, &["-s", "atomic", "-n", "40"], 3).wait();
-    let summaries: Vec<&Output> = outs
-        .iter()
-        .filter(|o| String::from_utf8_lossy(&o.stdout).starts_with("joined run "))
-        .filter(|o| String::from_utf8_lossy(&o.stdout).contains("strategy"))
-        .collect();
-    assert_eq!(
-        summaries.len(),
-        1,
-        "exactly one host prints the summary: {:?}",
-        outs.iter().map(text).collect::<Vec<_>>()
+    on_redis(
+        "report_from_a_fourth_process_prints_the_last_hosts_summary",
+        join::report_from_a_fourth_process_prints_the_last_hosts_summary,
     );
-    for o in &outs {
-        assert_eq!(o.status.code(), Some(0), "{}", text(o));
-        if !std::ptr::eq(o, summaries[0]) {
-            assert!(
-                String::from_utf8_lossy(&o.stdout).contains("printed by host"),
-                "{}",
-                text(o)
-            );
-        }
-    }
-    let again = common::output(&["report", "--target", url, "--run", &name]);
-    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
-    assert_eq!(
-        String::from_utf8_lossy(&again.stdout),
-        String::from_utf8_lossy(&summaries[0].stdout)
-    );
-    clean(url, &name, &report(url, &name).expect("the run exists").1);
 }
 
 #[test]
 fn a_host_with_other_flags_is_refused_naming_the_flag() {
-    let Some(server) = url("a_host_with_other_flags_is_refused_naming_the_flag") else {
-        return;
-    };
-    let url = server.url();
-    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
-    let name = name("mismatch");
-    let _left = Leftover {
-        url,
-        name: name.clone(),
-    };
-    let first = Hosts::start(
-        url,
-        &name,
-        2,
-        &["-s", "atomic", "-n", "100", "--join-timeout", "3"],
-        1,
+    on_redis(
+        "a_host_with_other_flags_is_refused_naming_the_flag",
+        join::a_host_with_other_flags_is_refused_naming_the_flag,
     );
-    // Wait until the first host registered the run (its plan is then the run's).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while report(url, &name).is_none() {
-        assert!(Instant::now() < deadline, "the first host never registered");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let o = host(
-        url,
-        &name,
-        2,
-        &["-s", "cas", "-n", "100", "--join-timeout", "3"],
-    )
-    .output()
-    .expect("torture runs");
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        text(&o)
-            .contains(r#"--strategy (["cas"] here, ["atomic"] on the hosts that joined first)"#),
-        "{}",
-        text(&o)
-    );
-    // The refused host never joined: the first one fails at the barrier.
-    let outs = first.wait();
-    assert_eq!(outs[0].status.code(), Some(4), "{}", text(&outs[0]));
-    assert!(
-        text(&outs[0]).contains("1 never registered"),
-        "{}",
-        text(&outs[0])
-    );
-    clean(url, &name, &report(url, &name).expect("the run exists").1);
 }
 
 #[test]
 fn a_missing_host_fails_everyone_within_the_timeout() {
-    let Some(server) = url("a_missing_host_fails_everyone_within_the_timeout") else {
-        return;
-    };
-    let url = server.url();
-    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
-    let name = name("missing");
-    let _left = Leftover {
-        url,
-        name: name.clone(),
-    };
-    let t0 = Instant::now();
-    let hosts = Hosts::start(
-        url,
-        &name,
-        3,
-        &["-s", "atomic", "-n", "100", "--join-timeout", "3"],
-        2,
+    on_redis(
+        "a_missing_host_fails_everyone_within_the_timeout",
+        join::a_missing_host_fails_everyone_within_the_timeout,
     );
-    let pids: Vec<u32> = hosts.0.iter().map(|c| c.id()).collect();
-    let outs = hosts.wait();
-    let took = t0.elapsed();
-    assert!(took < Duration::from_secs(20), "took {took:?}");
-    for o in &outs {
-        assert_eq!(o.status.code(), Some(4), "{}", text(o));
-        let t = text(o);
-        assert!(
-            t.contains("1 of 3 host(s) did not reach the start barrier within 3s")
-                && t.contains("1 never registered"),
-            "{t}"
-        );
-    }
-    // Every worker of every host was killed and reaped.
-    for p in pids {
-        assert!(common::children_of(p).is_empty(), "host {p} left workers");
-    }
-    let (code, v) = report(url, &name).expect("the run exists");
-    assert_eq!(code, 4, "{v}");
-    for h in v["hosts"].as_array().unwrap() {
-        assert_eq!(h["state"], "failed", "{h}");
-        assert_eq!(h["acknowledged"], 0, "no update was made: {h}");
-    }
-    assert_eq!(v["count"]["observed"], 0, "no update was made: {v}");
-    clean(url, &name, &v);
-}
-
-#[test]
-fn a_host_registered_but_stopped_before_the_barrier_is_named_by_everyone() {
-    let Some(server) = url("a_host_registered_but_stopped_before_the_barrier_is_named_by_everyone")
-    else {
-        return;
-    };
-    let url = server.url();
-    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
-    let name = name("stopped");
-    let _left = Leftover {
-        url,
-        name: name.clone(),
-    };
-    let args = ["-s", "atomic", "-n", "100", "--join-timeout", "3"];
-    // Two hosts reach the barrier first and wait there for the third.
-    let mut hosts = Hosts::start(url, &name, 3, &args, 2);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(Instant::now() < deadline, "two hosts never got ready");
-        if let Some((_, v)) = report(url, &name) {
-            let hs = v["hosts"].as_array().unwrap();
-            if hs.len() == 2 && hs.iter().all(|h| h["state"] == "ready") {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // The third registers, and is stopped (its whole group) before its workers are ready.
-    hosts.add(url, &name, 3, &args);
-    let third = hosts.0[2].id();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        assert!(Instant::now() < deadline, "the third never registered");
-        let registered =
-            report(url, &name).is_some_and(|(_, v)| v["hosts"].as_array().unwrap().len() == 3);
-        if registered {
-            // SAFETY: killpg sends a signal; the group is the child's own.
-            unsafe { libc::killpg(third as i32, libc::SIGSTOP) };
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let (_, v) = report(url, &name).expect("the run exists");
-    let state = v["hosts"][2]["state"].clone();
-    assert_eq!(state, "registered", "stopped too late to test this: {v}");
-    let first_two: Vec<Child> = hosts.0.drain(..2).collect();
-    let outs = Hosts(first_two).wait();
-    for o in &outs {
-        assert_eq!(o.status.code(), Some(4), "{}", text(o));
-        let t = text(o);
-        assert!(
-            t.contains("1 of 3 host(s) did not reach the start barrier within 3s")
-                && t.contains(&format!(":{third} (registered)")),
-            "{t}"
-        );
-    }
-    // The stopped host is killed by `hosts`' drop; the run is over for the others.
-    drop(hosts);
-    let (_, v) = report(url, &name).expect("the run exists");
-    assert_eq!(v["count"]["observed"], 0, "no update was made: {v}");
-    clean(url, &name, &v);
 }
 
 #[test]
 fn a_host_killed_mid_run_is_named_dead_and_the_verdict_is_bounded() {
-    let Some(server) = url("a_host_killed_mid_run_is_named_dead_and_the_verdict_is_bounded") else {
-        return;
-    };
-    let url = server.url();
-    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
-    let name = name("dead");
-    let _left = Leftover {
-        url,
-        name: name.clone(),
-    };
-    let w = workers() as u64;
-    let ops = 400u64;
-    let n = ops.to_string();
-    let mut hosts = Hosts::start(
-        url,
-        &name,
-        3,
-        &["-s", "atomic", "-n", &n, "--join-timeout", "3", "--json"],
-        3,
+    on_redis(
+        "a_host_killed_mid_run_is_named_dead_and_the_verdict_is_bounded",
+        join::a_host_killed_mid_run_is_named_dead_and_the_verdict_is_bounded,
     );
-    let victim = hosts.0[1].id();
-    // Wait until the victim's own record shows acknowledged updates: it is mid-run.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(Instant::now() < deadline, "the victim never made progress");
-        if let Some((_, v)) = report(url, &name) {
-            let mine = v["hosts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|h| h["pid"] == victim)
-                .cloned();
-            if let Some(h) = mine {
-                assert_ne!(h["state"], "done", "the victim finished first: {v}");
-                if h["acknowledged"].as_u64().unwrap() > 0 {
-                    break;
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // Only the parent: its workers die with it (PR_SET_PDEATHSIG).
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(victim as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("the victim is alive");
-    let mut victim_child = hosts.0.remove(1);
-    let _ = victim_child.wait();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !common::children_of(victim).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the victim's workers outlived it"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let outs = hosts.wait();
-    for o in &outs {
-        assert_eq!(o.status.code(), Some(3), "{}", text(o));
-    }
-    let v = json(&outs[0]);
-    assert_eq!(v["bounded"], true, "{v}");
-    assert_eq!(v["verdict"], "exact", "the bounds held: {v}");
-    assert_eq!(v["count"]["lost"], 0, "{v}");
-    assert_eq!(v["count"]["unexpected"], 0, "{v}");
-    let hs = v["hosts"].as_array().unwrap();
-    let dead = hs.iter().find(|h| h["pid"] == victim).unwrap();
-    assert_eq!(dead["state"], "dead", "{v}");
-    assert!(dead["in_flight"].as_u64().unwrap() > 0, "{v}");
-    assert_eq!(
-        dead["acknowledged"].as_u64().unwrap() + dead["in_flight"].as_u64().unwrap(),
-        w * ops,
-        "its plan is acknowledged or in flight: {v}"
-    );
-    for h in hs.iter().filter(|h| h["pid"] != victim) {
-        assert_eq!(h["state"], "done", "{v}");
-        assert_eq!(h["acknowledged"], w * ops, "{v}");
-    }
-    // The observed total lies within the bounds: every survivor's update, and the dead
-    // host's acknowledged ones at least.
-    let observed = v["count"]["observed"].as_u64().unwrap();
-    let low = 2 * w * ops + dead["acknowledged"].as_u64().unwrap();
-    assert!(observed >= low && observed <= 3 * w * ops, "{v}");
-    let t = common::output(&["report", "--target", url, "--run", &name]);
-    assert_eq!(t.status.code(), Some(3), "{}", text(&t));
-    let t = text(&t);
-    assert!(t.contains(&format!(":{victim} is dead")), "{t}");
-    assert!(t.contains("bounds held"), "{t}");
-    clean(url, &name, &v);
+}
+
+/// The state of host `index` of the joined run `name`, read straight from its key (a
+/// round trip of µs: fast enough to catch a host between registering and being ready).
+fn state(c: &mut Client, name: &str, index: u32) -> Option<String> {
+    let key = format!("racepool:join:{{{name}}}:host:{index}");
+    c.call(&[&"HGET", &key, &"state"])
+        .ok()?
+        .bulk()
+        .ok()?
+        .map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
 #[test]
-fn mariadb_is_refused_as_a_meeting_place_naming_the_flag() {
-    let o = common::output(&[
-        "run",
-        "--target",
-        "mysql://root@127.0.0.1:3306/test",
-        "--join",
-        "never",
-        "--hosts",
-        "2",
-        "-s",
-        "atomic",
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        text(&o).contains("--join: MariaDB/MySQL cannot be a meeting place"),
-        "{}",
-        text(&o)
+fn a_host_registered_but_stopped_before_the_barrier_is_named_by_everyone() {
+    on_redis(
+        "a_host_registered_but_stopped_before_the_barrier_is_named_by_everyone",
+        |p| {
+            let url = p.url;
+            let name = p.name("stopped");
+            let _left = Leftover {
+                url,
+                name: name.clone(),
+            };
+            let mut c = Client::connect(&RedisUrl::parse(url).unwrap(), Duration::from_secs(5))
+                .expect("connects");
+            let args = ["-s", "atomic", "-n", "100", "--join-timeout", "3"];
+            // Two hosts reach the barrier first and wait there for the third.
+            let mut hosts = Hosts::start(p, &name, 3, &args, 2);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while (0..2).any(|i| state(&mut c, &name, i).as_deref() != Some("ready")) {
+                assert!(Instant::now() < deadline, "two hosts never got ready");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // The third registers, and is stopped (its whole group) before its workers are
+            // ready: forking and connecting 50 workers takes far longer than a look here.
+            hosts.add(p, &name, 3, &args);
+            let third = hosts.0[2].id();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while state(&mut c, &name, 2).is_none() {
+                assert!(Instant::now() < deadline, "the third never registered");
+            }
+            // SAFETY: killpg sends a signal; the group is the child's own.
+            unsafe { libc::killpg(third as i32, libc::SIGSTOP) };
+            assert_eq!(
+                state(&mut c, &name, 2).as_deref(),
+                Some("registered"),
+                "stopped too late to test this"
+            );
+            let first_two: Vec<Child> = hosts.0.drain(..2).collect();
+            let outs = Hosts(first_two).wait();
+            for o in &outs {
+                assert_eq!(o.status.code(), Some(4), "{}", join::text(o));
+                let t = join::text(o);
+                assert!(
+                    t.contains("1 of 3 host(s) did not reach the start barrier within 3s")
+                        && t.contains(&format!(":{third} (registered)")),
+                    "{t}"
+                );
+            }
+            // The stopped host is SIGKILLed with its group and reaped.
+            drop(hosts);
+            let (_, v) = join::report(url, &name).expect("the run exists");
+            assert_eq!(v["count"]["observed"], 0, "no update was made: {v}");
+            join::clean(url, &name, &v);
+        },
     );
 }

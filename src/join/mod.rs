@@ -13,9 +13,9 @@
 //! The modules, each importing only those below it:
 //!
 //! - this one: a host's steps ([`run`]) and the entry points of `torture report` and `clean`;
-//! - [`db`] (PostgreSQL tables) and [`redis`] (Redis keys and scripts): the [`Meeting`]s,
-//!   every statement and script in them;
-//! - [`meeting`]: the [`Meeting`] trait, what every meeting place implements;
+//! - [`db`] (PostgreSQL tables), [`maria`] (the same tables in MariaDB) and [`redis`] (Redis
+//!   keys and scripts): the [`Meeting`]s, every statement and script in them;
+//! - [`meeting`](mod@meeting): the [`Meeting`] trait, what every meeting place implements;
 //! - [`report`]: the verdict, from a meeting place's record alone (so `torture report --run
 //!   NAME` prints it from anywhere);
 //! - [`plan`]: the validated `--join`, the plan every host shares, seeds and names;
@@ -29,6 +29,7 @@
 //! heartbeat thread, which runs only after every fork of the run and is joined before the next.
 
 pub mod db;
+pub mod maria;
 pub mod meeting;
 pub mod plan;
 pub mod redis;
@@ -52,9 +53,10 @@ use crate::target::{Records, RunShape, Share, Target, TargetSpec, WithTarget};
 pub fn meeting(target: &TargetSpec) -> Result<Box<dyn Meeting>, Error> {
     match target {
         TargetSpec::Postgres(url) => Ok(Box::new(db::Tables { url: url.clone() })),
+        TargetSpec::Mysql(url) => Ok(Box::new(maria::InnoTables { url: url.clone() })),
         TargetSpec::Redis(url) => Ok(Box::new(redis::Keyspace { url: url.clone() })),
         other => Err(Error::Usage(format!(
-            "--target {}: joined runs (--join) meet in PostgreSQL or Redis: give --target postgres://… or redis://…",
+            "--target {}: joined runs (--join) meet in PostgreSQL, MariaDB or Redis: give --target postgres://…, mysql://… or redis://…",
             other.kind().name()
         ))),
     }

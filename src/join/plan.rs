@@ -14,7 +14,7 @@ pub struct Join {
     pub name: String,
     pub hosts: u32,
     pub timeout: Duration,
-    /// The meeting place's URL: the target's (PostgreSQL or Redis).
+    /// The meeting place's URL: the target's (PostgreSQL, MariaDB or Redis).
     pub url: String,
 }
 
@@ -67,15 +67,12 @@ impl Join {
             }
         };
         let url = match &opts.target {
-            TargetSpec::Postgres(url) | TargetSpec::Redis(url) => url.clone(),
-            TargetSpec::Mysql(_) => {
-                return Err(usage(
-                    "--join: MariaDB/MySQL cannot be a meeting place yet: join through --target postgres://… or redis://…",
-                ))
+            TargetSpec::Postgres(url) | TargetSpec::Mysql(url) | TargetSpec::Redis(url) => {
+                url.clone()
             }
             other => {
                 return Err(usage(format!(
-                    "--join coordinates the hosts through the target: give --target postgres://… or redis://…, not {}",
+                    "--join coordinates the hosts through the target: give --target postgres://…, mysql://… or redis://…, not {}",
                     other.kind().name()
                 )))
             }

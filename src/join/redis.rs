@@ -156,8 +156,16 @@ end
 return 1
 ";
 
-/// KEYS: host. ARGV: progress (JSON).
+/// KEYS: run. Marks the run's slots made (if the run is still there).
+const SLOTS: &str = "
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('HSET', KEYS[1], 'slots_ready', '1')
+";
+
+/// KEYS: host. ARGV: progress (JSON). Writes nothing once the record is gone (cleaned): no
+/// stray key is made.
 const BEAT: &str = "
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'heartbeat_us', us(now), 'progress', ARGV[1])
 if redis.call('HGET', KEYS[1], 'state') == 'ready' then
   redis.call('HSET', KEYS[1], 'state', 'running')
@@ -165,8 +173,10 @@ end
 return 1
 ";
 
-/// KEYS: host. ARGV: figures (JSON), histogram, progress (JSON).
+/// KEYS: host. ARGV: figures (JSON), histogram, progress (JSON). Returns 0 when the record
+/// is gone.
 const DONE: &str = "
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'done', 'figures', ARGV[1], 'histogram', ARGV[2],
   'progress', ARGV[3], 'finished_us', us(now), 'heartbeat_us', us(now))
 return 1
@@ -174,9 +184,10 @@ return 1
 
 /// KEYS: run. ARGV: prefix, index, host, silence µs that makes a host dead, its note.
 /// Returns {'by', host} once every host is done, failed or dead (the first to see it
-/// reports), else {'wait'}.
+/// reports), {'gone'} when the record was removed, else {'wait'}.
 const JUDGE: &str = "
 local P = ARGV[1]
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
 local by = redis.call('HGET', KEYS[1], 'reported_by')
 if by then return {'by', by} end
 local open = 0
@@ -429,13 +440,8 @@ impl Meeting for Keyspace {
 
     fn slots_ready(&self, join: &Join) -> Result<(), Error> {
         let mut c = self.connect().map_err(|m| self.failed_error(join, m))?;
-        c.call(&[
-            &"HSET",
-            &format!("{}run", prefix(&join.name)),
-            &"slots_ready",
-            &"1",
-        ])
-        .map_err(|e| self.failed_error(join, e))?;
+        eval(&mut c, SLOTS, &format!("{}run", prefix(&join.name)), &[])
+            .map_err(|e| self.failed_error(join, e))?;
         Ok(())
     }
 
@@ -530,7 +536,9 @@ impl Meeting for Keyspace {
                 _ => {
                     let late = Instant::now() > deadline;
                     if late {
-                        let hosts: Vec<(String, String)> = w[1..]
+                        let hosts: Vec<(String, String)> = w
+                            .get(1..)
+                            .unwrap_or_default()
                             .chunks(2)
                             .map(|h| (h[0].clone(), h.get(1).cloned().unwrap_or_default()))
                             .collect();
@@ -591,13 +599,20 @@ impl Meeting for Keyspace {
         let p = prefix(&join.name);
         let json = serde_json::to_string(&figures).expect("figures serialise");
         let progress = serde_json::to_string(&figures.completed).expect("numbers serialise");
-        eval(
+        let written = eval(
             &mut c,
             DONE,
             &format!("{p}host:{}", co.reg.index),
             &[&json, &histogram, &progress],
         )
+        .and_then(|r| r.int())
         .map_err(redis)?;
+        if written == 0 {
+            return Err(self.failed_error(
+                join,
+                "the run's record is gone (removed by torture clean?): this host's figures are not kept",
+            ));
+        }
         let silence = join.timeout.as_micros() as u64;
         let note = format!("no heartbeat for {} s", join.timeout.as_secs_f64());
         let run = format!("{p}run");
@@ -610,8 +625,15 @@ impl Meeting for Keyspace {
             )
             .and_then(words)
             .map_err(redis)?;
-            if w.first().map(String::as_str) == Some("by") {
-                return Ok(w.get(1).cloned().unwrap_or_default());
+            match w.first().map(String::as_str) {
+                Some("by") => return Ok(w.get(1).cloned().unwrap_or_default()),
+                Some("gone") => {
+                    return Err(self.failed_error(
+                        join,
+                        "the run's record is gone (removed by torture clean?)",
+                    ))
+                }
+                _ => {}
             }
             if crate::pool::interrupted() {
                 // This host's figures are written: the others judge without waiting for it.
