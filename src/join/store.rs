@@ -126,3 +126,73 @@ pub fn wait_for_end(records: &dyn Records, join: &Join, run: u64) -> Result<(), 
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::join::report::{judged, Figures, Host, Stored};
+
+    fn event(worker: u32, seq: u64) -> Event {
+        Event {
+            run: 7,
+            worker,
+            seq,
+            slot: 0,
+            read: 0,
+            written: 1,
+            retries: 0,
+            invoke_ns: 0,
+            complete_ns: 0,
+            hash: 0,
+        }
+    }
+
+    #[test]
+    fn the_end_names_workers_by_their_run_wide_ids_and_a_dead_hosts_by_their_events() {
+        // Host 0 done (its worker 1 died with an update in flight); host 1 dead, no figures.
+        let done = Figures {
+            completed: vec![5, 3],
+            in_flight: vec![0, 1],
+            deaths: vec![(1, "SIGKILL".into())],
+            ..Figures::default()
+        };
+        let host = |index: u32, state: &str, figures: Option<Figures>| {
+            Host::recorded(
+                format!("h{index}"),
+                index,
+                1,
+                2,
+                index as u64,
+                0,
+                0,
+                state.into(),
+                None,
+                figures,
+                vec![1, 1],
+            )
+        };
+        let joined = judged(Stored {
+            name: "t".into(),
+            url: "postgres://h/db".into(),
+            plan: r#"{"ops":5,"slots":1,"initial":0,"strategies":["atomic"]}"#.into(),
+            hosts_planned: 2,
+            run: 7,
+            release_ns: Some(0),
+            reported_by: Some("h0".into()),
+            hosts: vec![host(0, "done", Some(done)), host(1, "dead", None)],
+            histograms: Vec::new(),
+            finals: vec![14],
+        })
+        .unwrap();
+        // The dead host's workers are the run's 2 and 3: 4 and 2 committed events.
+        let events: Vec<Event> = (0..4)
+            .map(|s| event(2, s))
+            .chain((0..2).map(|s| event(3, s)))
+            .collect();
+        let end = end(&joined, vec![14], &events);
+        assert_eq!(end.completed, vec![5, 3, 4, 2]);
+        let killed: Vec<(u32, bool)> = end.killed.iter().map(|k| (k.worker, k.in_flight)).collect();
+        assert_eq!(killed, vec![(1, true), (2, true), (3, true)]);
+        assert_eq!(end.fingerprint, crate::history::event::fingerprint(&[14]));
+    }
+}
