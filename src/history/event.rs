@@ -135,9 +135,11 @@ pub struct Event {
     /// The value it wrote: the vote counter's `votes_after`.
     pub written: u32,
     pub retries: u32,
-    /// CLOCK_MONOTONIC ns before the update started.
+    /// CLOCK_MONOTONIC ns before the update started (a joined run's: the meeting place's
+    /// clock, ns since the epoch, so hosts compare; `target::Share`).
     pub invoke_ns: u64,
-    /// CLOCK_MONOTONIC ns right after its winning step (inside the lock for lock strategies).
+    /// CLOCK_MONOTONIC ns right after its winning step (inside the lock for lock strategies;
+    /// a joined run's on the meeting place's clock, as `invoke_ns`).
     pub complete_ns: u64,
     /// `link_hash(run, slot, read, written)`: chains the state it read to the one it wrote.
     pub hash: u64,

@@ -7,7 +7,7 @@
 //! - `racepool:{RUN}:events`, a stream: one entry per winning update, added by the winning
 //!   worker in the same atomic step as its write (a `MULTI … EXEC` or the script). Fields:
 //!   `k` = `e`, `w` worker, `s` its sequence number, `slot`, `r` read, `v` written, `n`
-//!   retries, `t0` invoke (CLOCK_MONOTONIC ns), `pd` (below). A cache reader's batch of reads
+//!   retries, `t0` invoke (CLOCK_MONOTONIC ns; a joined run's on the meeting place's clock), `pd` (below). A cache reader's batch of reads
 //!   is `k` = `r`, `w`, `first`, `seen` = `value:lo:hi,…`.
 //!
 //! **Completion times.** An entry is written inside the update, before the worker sees the
