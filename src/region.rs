@@ -8,7 +8,7 @@
 //! Layout (all offsets fixed at construction, no pointers inside the region):
 //!
 //! ```text
-//! [ Header (256 B) ][ slot cells: slots x stride ][ worker areas: workers x WORKER_AREA ]
+//! [ Header (384 B) ][ slot cells: slots x stride ][ worker areas: workers x WORKER_AREA ]
 //! [ scratch: u64 words a workload lays out (locks, versions, counters, bitmaps) ]
 //! ```
 //!
@@ -33,7 +33,7 @@ use crate::pthread::PthreadMutex;
 /// "RACEPOOL" in ASCII: the header's first word.
 pub const MAGIC: u64 = u64::from_be_bytes(*b"RACEPOOL");
 /// Bumped whenever the layout below changes.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// 128 bytes on x86-64: the adjacent-line prefetcher pulls cache lines in pairs, so two
 /// 64-byte lines still interfere (the same reason crossbeam's `CachePadded` uses 128).
@@ -79,9 +79,14 @@ pub struct Header {
     /// request by storing its index + 2, then SIGSTOPs itself (the watcher resumes it).
     pub pause_request: AtomicU32,
     _pad2: [u8; CACHE_LINE - 32],
+    /// Done barrier: workers whose loop has ended (each counts itself; the parent counts one
+    /// that exits without having done so). Its own line: finishers add to it while others
+    /// still read `stop` on every update.
+    pub ended: AtomicU32,
+    _pad3: [u8; CACHE_LINE - 4],
 }
 
-const _: () = assert!(std::mem::size_of::<Header>() == 2 * CACHE_LINE);
+const _: () = assert!(std::mem::size_of::<Header>() == 3 * CACHE_LINE);
 const _: () = assert!(std::mem::align_of::<Header>() == CACHE_LINE);
 const _: () = assert!(std::mem::offset_of!(Header, arrived) == CACHE_LINE);
 
@@ -208,7 +213,10 @@ pub struct WorkerArea {
     /// The worker's process id (process mode), stored before it arrives at the barrier: for
     /// whoever watches the run from outside (`Region::attach`).
     pub pid: AtomicU32,
-    _pad: [u8; CACHE_LINE - 116],
+    /// 1 once the worker has counted itself in the header's `ended` (the done barrier), so
+    /// that the parent does not count it again when it exits.
+    pub ended: AtomicU32,
+    _pad: [u8; CACHE_LINE - 120],
     /// Why it halted, in words.
     pub note: Note<NOTE_BYTES>,
     histogram: Note<HISTOGRAM_CAPACITY>,

@@ -70,7 +70,12 @@ impl<'a, S: Strategy, H: Hooks, P: Slots<'a>> Step for Counter<'_, S, H, P> {
 pub struct Memory;
 
 impl StrategyWorker for Memory {
-    fn run<S: Strategy, H: Hooks>(self, on: Worker<'_>, strategy: &S, hooks: H) -> WorkerReport {
+    fn run<S: Strategy, H: Hooks>(
+        self,
+        on: Worker<'_>,
+        strategy: &S,
+        hooks: H,
+    ) -> Option<WorkerReport> {
         let Worker { region, plan, ctl } = on;
         if region.slot_count() == 1 {
             let mut step = Counter {
