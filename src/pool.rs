@@ -1,14 +1,15 @@
 //! Runs N workers against one region: forked processes (the default) or threads. The pool
-//! knows processes, the barrier and exits; what a worker does is a function it is handed, who
+//! knows processes, the barriers and exits; what a worker does is a function it is handed, who
 //! watches is a [`Watch`] it is handed, and what a death means is its caller's (`fault`).
 //!
 //! Process mode, in order: fork every worker while the parent is still single-threaded (a
 //! child forked from a multi-threaded parent may inherit a lock held by a thread that does not
 //! exist in it); wait for all to arrive at the start barrier; release them; only then start the
-//! watcher thread; reap every child. Each worker leaves its report in its area in the region
-//! (no fd per worker). Children die with the parent (PR_SET_PDEATHSIG, plus a ppid check for a
-//! parent that died before the prctl) and leave with `_exit`, so no destructor or buffered
-//! output of the parent runs twice.
+//! watcher thread; reap every child, counting out at the done barrier (`barrier`) each that
+//! ended without reaching it, so the workers waiting there go on. Each worker leaves its
+//! report in its area in the region (no fd per worker). Children die with the parent
+//! (PR_SET_PDEATHSIG, plus a ppid check for a parent that died before the prctl) and leave
+//! with `_exit`, so no destructor or buffered output of the parent runs twice.
 //!
 //! Deaths are data, whoever caused them: the reaper sees each exit with
 //! `waitid(WEXITED | WNOWAIT)` first, while the zombie still pins its PID, hands a death to its

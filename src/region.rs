@@ -12,7 +12,7 @@
 //! [ scratch: u64 words a workload lays out (locks, versions, counters, bitmaps) ]
 //! ```
 //!
-//! The header and the worker areas are the run's control plane (start barrier, stop word, each
+//! The header and the worker areas are the run's control plane (start and done barriers, stop word, each
 //! worker's counters, intent record and histogram) for every target; a run whose slots live
 //! elsewhere (a database, a directory) maps no slot cells.
 //!
