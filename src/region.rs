@@ -12,9 +12,9 @@
 //! [ scratch: u64 words a workload lays out (locks, versions, counters, bitmaps) ]
 //! ```
 //!
-//! The header and the worker areas are the run's control plane (start and done barriers, stop word, each
-//! worker's counters, intent record and histogram) for every target; a run whose slots live
-//! elsewhere (a database, a directory) maps no slot cells.
+//! The header and the worker areas are the run's control plane (start and done barriers, stop
+//! word, each worker's counters, intent record and histogram) for every target; a run whose
+//! slots live elsewhere (a database, a directory) maps no slot cells.
 //!
 //! A slot cell holds the slot's value, its lock word and its pthread mutex. With the packed
 //! layout they are three packed arrays (neighbouring slots share cache lines: false sharing
