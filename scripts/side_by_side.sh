@@ -10,6 +10,8 @@
 #   target >= 0.95 for atomic and cas, >= 0.9 for racy;
 # - timed at 1000 workers (racepool --latency all; --ops1000 updates each, 2,000 by default):
 #   target >= 1.0. The C peer never times: it is the floor, what the update costs alone.
+#   Beside it, the C peer timed ('loop ... timed': one TSC read and a log2 bucket per update,
+#   the least any timed loop can do), and racepool's ratio to that: the floor of timing.
 # Both report updates / (last worker's end - release from the start barrier). pthread is set
 # against the C peer's plain process-shared mutex (racepool's is also robust, ~74 more
 # instructions per update; pthread-robust in the C peer is the like-for-like one).
@@ -50,8 +52,8 @@ racepool() { # strategy workers ops latency
     fi
     grep -o -m1 '"ops_per_sec": *[0-9.e+]*' "$work/rp.json" | sed 's/.*: *//'
 }
-c_loop() { # strategy workers ops
-    "$loop" "$1" "$2" "$3" 1 >"$work/c.out" \
+c_loop() { # strategy workers ops [timed]
+    "$loop" "$1" "$2" "$3" 1 ${4:+"$4"} >"$work/c.out" \
         || { echo "side_by_side.sh: loop $* failed" >&2; exit 1; }
     sed -n 's/.*updates_per_s=\([0-9.]*\).*/\1/p' "$work/c.out"
 }
@@ -60,8 +62,8 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 provenance "scripts/side_by_side.sh $args"
 echo "racepool / C peer, median of $repeat alternating pairs (updates per second)"
 echo
-echo "| strategy | point | C peer | racepool | racepool / C | target |"
-echo "| --- | --- | ---: | ---: | ---: | ---: |"
+echo "| strategy | point | C peer | racepool | racepool / C | target | C peer, timed | racepool / C timed |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for s in $strategies; do
     for point in untimed-1 timed-1000; do
         if [ "$point" = untimed-1 ]; then
@@ -71,7 +73,7 @@ for s in $strategies; do
             workers=1000; ops="$ops1000"; latency=all
             target="$(case "$s" in atomic|cas|racy) echo 1.0 ;; *) echo - ;; esac)"
         fi
-        : >"$work/c"; : >"$work/rp"; : >"$work/ratio"
+        : >"$work/c"; : >"$work/rp"; : >"$work/ratio"; : >"$work/ct"; : >"$work/tratio"
         for r in $(seq "$repeat"); do
             if [ $((r % 2)) -eq 1 ]; then
                 c="$(c_loop "$s" "$workers" "$ops")"; rp="$(racepool "$s" "$workers" "$ops" "$latency")"
@@ -80,9 +82,18 @@ for s in $strategies; do
             fi
             echo "$c" >>"$work/c"; echo "$rp" >>"$work/rp"
             awk -v a="$rp" -v b="$c" 'BEGIN { printf "%.4f\n", a / b }' >>"$work/ratio"
+            if [ "$latency" = all ]; then
+                ct="$(c_loop "$s" "$workers" "$ops" timed)"; echo "$ct" >>"$work/ct"
+                awk -v a="$rp" -v b="$ct" 'BEGIN { printf "%.4f\n", a / b }' >>"$work/tratio"
+            fi
         done
         fmt() { awk '{ printf "%.1fM", $1 / 1e6 }'; }
+        if [ "$latency" = all ]; then
+            timed="$(median <"$work/ct" | fmt) | $(median <"$work/tratio" | awk '{ printf "%.2f", $1 }')"
+        else
+            timed="- | -"
+        fi
         echo "| $s | $point | $(median <"$work/c" | fmt) | $(median <"$work/rp" | fmt) |" \
-             "$(median <"$work/ratio" | awk '{ printf "%.2f", $1 }') | $target |"
+             "$(median <"$work/ratio" | awk '{ printf "%.2f", $1 }') | $target | $timed |"
     done
 done

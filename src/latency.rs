@@ -27,8 +27,9 @@ use hdrhistogram::Histogram;
 
 use crate::clock::{Calibration, Elapsed};
 
-/// Which updates are timed. Two clock reads cost more than an uncontended `fetch_add`, so a
-/// throughput figure is only comparable with others taken in the same mode.
+/// Which updates are timed. One clock read (`All`: an update's end is the next one's start;
+/// a sampled update takes two) costs more than an uncontended `fetch_add`, so a throughput
+/// figure is only comparable with others taken in the same mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LatencyMode {
@@ -113,6 +114,18 @@ impl Buckets {
     pub fn new() -> Buckets {
         Buckets {
             counts: [0; BUCKETS],
+        }
+    }
+
+    /// Writes one word of every page, so that no `record` faults: the array's memory may come
+    /// fresh from the kernel (calloc does not touch it), each page mapped at its first write.
+    pub fn touch(&mut self) {
+        const PAGE_WORDS: usize = 4096 / std::mem::size_of::<u64>();
+        for i in (0..BUCKETS).step_by(PAGE_WORDS).chain([BUCKETS - 1]) {
+            let word: *mut u64 = &mut self.counts[i];
+            // SAFETY: `word` points into `self.counts`, borrowed mutably here. Volatile: the
+            // compiler knows the array is zero and would drop a plain store of 0.
+            unsafe { std::ptr::write_volatile(word, std::ptr::read_volatile(word)) };
         }
     }
 

@@ -1,14 +1,15 @@
 //! Runs N workers against one region: forked processes (the default) or threads. The pool
-//! knows processes, the barrier and exits; what a worker does is a function it is handed, who
+//! knows processes, the barriers and exits; what a worker does is a function it is handed, who
 //! watches is a [`Watch`] it is handed, and what a death means is its caller's (`fault`).
 //!
 //! Process mode, in order: fork every worker while the parent is still single-threaded (a
 //! child forked from a multi-threaded parent may inherit a lock held by a thread that does not
 //! exist in it); wait for all to arrive at the start barrier; release them; only then start the
-//! watcher thread; reap every child. Each worker leaves its report in its area in the region
-//! (no fd per worker). Children die with the parent (PR_SET_PDEATHSIG, plus a ppid check for a
-//! parent that died before the prctl) and leave with `_exit`, so no destructor or buffered
-//! output of the parent runs twice.
+//! watcher thread; reap every child, counting out at the done barrier (`barrier`) each that
+//! ended without reaching it, so the workers waiting there go on. Each worker leaves its
+//! report in its area in the region (no fd per worker). Children die with the parent
+//! (PR_SET_PDEATHSIG, plus a ppid check for a parent that died before the prctl) and leave
+//! with `_exit`, so no destructor or buffered output of the parent runs twice.
 //!
 //! Deaths are data, whoever caused them: the reaper sees each exit with
 //! `waitid(WEXITED | WNOWAIT)` first, while the zombie still pins its PID, hands a death to its
@@ -36,7 +37,7 @@ use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, 
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, getpid, getppid, ForkResult, Pid};
 
-use crate::barrier;
+use crate::barrier::{self, Gate};
 use crate::clock::now_ns;
 use crate::error::Error;
 use crate::futex::{Private, Shared};
@@ -268,12 +269,70 @@ impl Live {
     }
 }
 
-/// What worker `w` runs: `worker(w, gate)`, its exit code back. `gate` is the start barrier:
-/// it arrives, waits for the release and returns true (false: the parent is gone, and the
-/// worker returns `child_exit::PARENT_GONE` without starting). A worker calls it once, when
-/// it is ready to start: at once, or after connecting to its target (a joined run's workers
-/// connect first, so that the release starts updates, not connections).
-pub type Body<'a> = dyn Fn(usize, &dyn Fn() -> bool) -> i32 + Sync + 'a;
+/// What worker `w` runs: `worker(w, gate)`, its exit code back. `gate` holds its two barriers
+/// (`barrier::Gate`): the start barrier returns false when the parent is gone, and the worker
+/// returns `child_exit::PARENT_GONE` without starting. A worker passes it once, when it is
+/// ready to start: after building its loop, or after connecting to its target (a joined run's
+/// workers connect first, so that the release starts updates, not connections); then the done
+/// barrier once its loop has ended.
+pub type Body<'a> = dyn Fn(usize, &dyn Gate) -> i32 + Sync + 'a;
+
+/// A worker process's barriers: shared futexes, and every wait gives up if the parent dies.
+struct ProcessGate<'a> {
+    region: &'a Region,
+    w: usize,
+    parent: Pid,
+}
+
+impl ProcessGate<'_> {
+    fn parent_alive(&self) -> bool {
+        getppid() == self.parent
+    }
+}
+
+impl Gate for ProcessGate<'_> {
+    fn start(&self) -> bool {
+        barrier::arrive(self.region.header());
+        if !barrier::wait_go::<Shared>(self.region.header(), || self.parent_alive()) {
+            return false;
+        }
+        running(self.region, self.w);
+        true
+    }
+    fn done(&self) {
+        barrier::finish(self.region.header(), self.region.worker(self.w), || {
+            self.parent_alive()
+        });
+    }
+}
+
+/// A worker thread's barriers: private futexes at the start (no other process waits there).
+struct ThreadGate<'a> {
+    region: &'a Region,
+    w: usize,
+}
+
+impl Gate for ThreadGate<'_> {
+    fn start(&self) -> bool {
+        barrier::arrive(self.region.header());
+        barrier::wait_go::<Private>(self.region.header(), || true);
+        running(self.region, self.w);
+        true
+    }
+    fn done(&self) {
+        barrier::finish(self.region.header(), self.region.worker(self.w), || true);
+    }
+}
+
+/// Counts worker `w` out at the done barrier when it drops, however its thread ends (a panic
+/// too): the others wait there for it.
+struct CountOut<'a>(&'a Region, usize);
+
+impl Drop for CountOut<'_> {
+    fn drop(&mut self) {
+        barrier::count_out(self.0.header(), self.0.worker(self.1));
+    }
+}
 
 /// Runs `worker(w, gate)` in one forked process per worker while `watch` watches; tells
 /// `on_death` of every worker a signal killed, before reaping it.
@@ -354,7 +413,7 @@ pub fn run_processes<W: Watch>(
     let (exits, seen) = watch.watch(region, Some(&live), || {
         go_ns = now_ns();
         barrier::release::<Shared>(region.header());
-        reap_all(&live, go_ns, on_death)
+        reap_all(region, &live, go_ns, on_death)
     });
     let after = children_switches();
     Ok((
@@ -372,8 +431,9 @@ pub fn run_processes<W: Watch>(
 
 /// Reaps every worker. Each exit is first seen with WNOWAIT (the zombie keeps its PID, so the
 /// watcher cannot signal a stranger), then a death is handed to `on_death`, then the worker is
-/// reaped. Returns how each worker ended, by index.
-fn reap_all(live: &Live, go_ns: u64, on_death: &mut dyn FnMut(Dead)) -> Vec<Exit> {
+/// reaped. A worker that ended without reaching the done barrier (a death) is counted out
+/// there, so the others waiting at it go on. Returns how each worker ended, by index.
+fn reap_all(region: &Region, live: &Live, go_ns: u64, on_death: &mut dyn FnMut(Dead)) -> Vec<Exit> {
     let index: HashMap<Pid, usize> = (0..live.len()).map(|w| (live.pid(w), w)).collect();
     let mut exits = vec![None; live.len()];
     let mut left = live.len();
@@ -405,6 +465,7 @@ fn reap_all(live: &Live, go_ns: u64, on_death: &mut dyn FnMut(Dead)) -> Vec<Exit
             WaitStatus::Exited(_, code) => Exit::Code(code),
             _ => continue,
         };
+        barrier::count_out(region.header(), region.worker(w));
         live.reap(w);
         exits[w] = Some(exit);
         left -= 1;
@@ -435,12 +496,8 @@ pub fn run_threads<W: Watch>(
                 .name(format!("worker-{w}"))
                 .stack_size(256 * 1024)
                 .spawn_scoped(scope, move || {
-                    worker(w, &|| {
-                        barrier::arrive(region.header());
-                        barrier::wait_go::<Private>(region.header(), || true);
-                        running(region, w);
-                        true
-                    })
+                    let _out = CountOut(region, w);
+                    worker(w, &ThreadGate { region, w })
                 })
                 .map_err(|e| {
                     // Release the workers already waiting so the scope can join them.
@@ -493,8 +550,8 @@ fn child_main(region: &Region, w: usize, parent: Pid, worker: &Body<'_>) -> ! {
     // SIGINT is the parent's to handle (the terminal sends it to the whole group).
     // SAFETY: SIG_IGN installs no handler, so no code runs in signal context.
     let _ = unsafe { nix::sys::signal::signal(Signal::SIGINT, SigHandler::SigIgn) };
-    let parent_alive = || getppid() == parent;
-    let code = if !parent_alive() {
+    let gate = ProcessGate { region, w, parent };
+    let code = if !gate.parent_alive() {
         child_exit::PARENT_GONE
     } else {
         // Relaxed: for observers only; the barrier's SeqCst arrival follows it.
@@ -502,15 +559,9 @@ fn child_main(region: &Region, w: usize, parent: Pid, worker: &Body<'_>) -> ! {
             .worker(w)
             .pid
             .store(getpid().as_raw() as u32, Relaxed);
-        let gate = || {
-            barrier::arrive(region.header());
-            if !barrier::wait_go::<Shared>(region.header(), parent_alive) {
-                return false;
-            }
-            running(region, w);
-            true
-        };
         let ran = catch_unwind(AssertUnwindSafe(|| worker(w, &gate)));
+        // A worker that panicked never reached the done barrier: the others wait for it.
+        barrier::count_out(region.header(), region.worker(w));
         ran.unwrap_or(child_exit::PANICKED)
     };
     // SAFETY: `_exit` ends the child at once without running the parent's atexit handlers or

@@ -8,13 +8,13 @@
 //! Layout (all offsets fixed at construction, no pointers inside the region):
 //!
 //! ```text
-//! [ Header (256 B) ][ slot cells: slots x stride ][ worker areas: workers x WORKER_AREA ]
+//! [ Header (384 B) ][ slot cells: slots x stride ][ worker areas: workers x WORKER_AREA ]
 //! [ scratch: u64 words a workload lays out (locks, versions, counters, bitmaps) ]
 //! ```
 //!
-//! The header and the worker areas are the run's control plane (start barrier, stop word, each
-//! worker's counters, intent record and histogram) for every target; a run whose slots live
-//! elsewhere (a database, a directory) maps no slot cells.
+//! The header and the worker areas are the run's control plane (start and done barriers, stop
+//! word, each worker's counters, intent record and histogram) for every target; a run whose
+//! slots live elsewhere (a database, a directory) maps no slot cells.
 //!
 //! A slot cell holds the slot's value, its lock word and its pthread mutex. With the packed
 //! layout they are three packed arrays (neighbouring slots share cache lines: false sharing
@@ -33,7 +33,7 @@ use crate::pthread::PthreadMutex;
 /// "RACEPOOL" in ASCII: the header's first word.
 pub const MAGIC: u64 = u64::from_be_bytes(*b"RACEPOOL");
 /// Bumped whenever the layout below changes.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// 128 bytes on x86-64: the adjacent-line prefetcher pulls cache lines in pairs, so two
 /// 64-byte lines still interfere (the same reason crossbeam's `CachePadded` uses 128).
@@ -79,9 +79,14 @@ pub struct Header {
     /// request by storing its index + 2, then SIGSTOPs itself (the watcher resumes it).
     pub pause_request: AtomicU32,
     _pad2: [u8; CACHE_LINE - 32],
+    /// Done barrier: workers whose loop has ended (each counts itself; the parent counts one
+    /// that exits without having done so). Its own line: finishers add to it while others
+    /// still read `stop` on every update.
+    pub ended: AtomicU32,
+    _pad3: [u8; CACHE_LINE - 4],
 }
 
-const _: () = assert!(std::mem::size_of::<Header>() == 2 * CACHE_LINE);
+const _: () = assert!(std::mem::size_of::<Header>() == 3 * CACHE_LINE);
 const _: () = assert!(std::mem::align_of::<Header>() == CACHE_LINE);
 const _: () = assert!(std::mem::offset_of!(Header, arrived) == CACHE_LINE);
 
@@ -208,7 +213,10 @@ pub struct WorkerArea {
     /// The worker's process id (process mode), stored before it arrives at the barrier: for
     /// whoever watches the run from outside (`Region::attach`).
     pub pid: AtomicU32,
-    _pad: [u8; CACHE_LINE - 116],
+    /// 1 once the worker has counted itself in the header's `ended` (the done barrier), so
+    /// that the parent does not count it again when it exits.
+    pub ended: AtomicU32,
+    _pad: [u8; CACHE_LINE - 120],
     /// Why it halted, in words.
     pub note: Note<NOTE_BYTES>,
     histogram: Note<HISTOGRAM_CAPACITY>,

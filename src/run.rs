@@ -14,6 +14,7 @@
 
 use hdrhistogram::Histogram;
 
+use crate::barrier::{Gate, Started};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::fault::recover::Recoverer;
@@ -238,16 +239,16 @@ trait Place: Sync {
     fn region_slots(&self, slots: usize) -> usize;
     /// Makes the run's slots (the region's are made with it).
     fn create(&self, shape: &RunShape) -> Result<(), Error>;
-    /// Worker `w`'s whole run, in the worker (after the fork): it passes `gate` (the start
-    /// barrier) first, or, with `connect_first`, once connected to its target. None: the
-    /// parent is gone before the release.
+    /// Worker `w`'s whole run, in the worker (after the fork): it passes `gate`'s start
+    /// barrier once its loop is built, or, with `connect_first`, once connected to its target;
+    /// its done barrier when its loop has ended. None: the parent is gone before the release.
     fn work(
         &self,
         region: &Region,
         w: usize,
         plan: &Plan,
         shape: &RunShape,
-        gate: &dyn Fn() -> bool,
+        gate: &dyn Gate,
         connect_first: bool,
     ) -> Option<WorkerReport>;
     /// After every worker is reaped, whatever happened: tidies what they left (`Target::settle`).
@@ -274,10 +275,10 @@ impl Place for Memory {
         w: usize,
         plan: &Plan,
         _: &RunShape,
-        gate: &dyn Fn() -> bool,
+        gate: &dyn Gate,
         _: bool,
     ) -> Option<WorkerReport> {
-        gate().then(|| workload::work(region, w, plan))
+        workload::work(region, w, plan, gate)
     }
     fn settle(&self, _: &RunShape) -> Result<(), Error> {
         Ok(())
@@ -306,21 +307,21 @@ impl<T: Target> Place for Remote<'_, T> {
         w: usize,
         plan: &Plan,
         shape: &RunShape,
-        gate: &dyn Fn() -> bool,
+        gate: &dyn Gate,
         connect_first: bool,
     ) -> Option<WorkerReport> {
+        // Without `connect_first` the start barrier comes first, and connecting after it.
+        if !connect_first && !gate.start() {
+            return None;
+        }
+        let started = Started(gate);
         let ctl = Control {
             header: region.header(),
             area: region.worker(w),
             worker: w,
+            gate: if connect_first { gate } else { &started },
         };
-        if connect_first {
-            return workload::remote::work(self.0, region, ctl, plan, shape, gate);
-        }
-        if !gate() {
-            return None;
-        }
-        workload::remote::work(self.0, region, ctl, plan, shape, &|| true)
+        workload::remote::work(self.0, region, ctl, plan, shape)
     }
     fn settle(&self, shape: &RunShape) -> Result<(), Error> {
         self.0.settle(shape)
@@ -443,7 +444,7 @@ fn pooled<'p, P: Place>(
         nth_slot: &nth_slot,
         ops: opts.ops,
     };
-    let body = |w: usize, gate: &dyn Fn() -> bool| -> i32 {
+    let body = |w: usize, gate: &dyn Gate| -> i32 {
         // A joined run's workers connect before the barrier: the hosts' release starts updates.
         let Some(report) = place.work(&region, w, &plan, &target_shape, gate, joint.is_some())
         else {

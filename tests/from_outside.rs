@@ -331,3 +331,83 @@ fn a_target_that_fails_mid_run_ends_the_run_with_exit_4_and_one_line() {
     assert!(stderr.contains("target failed mid-run"), "{stderr}");
     assert!(out.stdout.is_empty(), "no verdict");
 }
+
+/// The done barrier: a worker whose loop has ended waits there until every other's has, so its
+/// post-loop work never takes a CPU from one still updating. A worker that dies before it gets
+/// there must not hold the others up: the parent counts it out when it reaps it. Here one
+/// worker is stopped at the start, the others finish and wait (their loops ended, their
+/// reports not yet published), then the stopped one is SIGKILLed: the run ends at once, exit
+/// 3, with the bounds held.
+#[test]
+fn a_worker_killed_while_the_others_wait_at_the_done_barrier_holds_nobody_up() {
+    const N: usize = 8;
+    const OPS: u64 = 1_000_000;
+    let ops = OPS.to_string();
+    let child = Command::new(env!("CARGO_BIN_EXE_torture"))
+        .args(["--strategy", "atomic", "--workers", "8", "--ops", &ops])
+        .args(["--slots", "1", "--latency", "off", "--stall-timeout", "60"])
+        .arg("--json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("torture starts");
+    let parent = child.id();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let region = region_of(parent, N, deadline);
+    // Every worker has arrived at the start barrier: stop worker 0 there (or, released
+    // already, early in its loop).
+    while region.header().arrived.load(Relaxed) < N as u32 {
+        assert!(Instant::now() < deadline, "the workers never arrived");
+        std::thread::yield_now();
+    }
+    let victim = region.worker(0);
+    let pid = victim.pid.load(Relaxed) as libc::pid_t;
+    // SAFETY: kill takes a pid and a signal; the worker cannot be reaped (and its PID reused)
+    // before its loop ends, and its loop cannot end before the others wait for it.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    assert_eq!(
+        victim.ended.load(Relaxed),
+        0,
+        "worker 0 finished before it was stopped: give it more --ops"
+    );
+    // The others end their loops and wait: ended, but not yet DONE (nothing published).
+    for w in 1..N {
+        let area = region.worker(w);
+        while area.ended.load(Relaxed) == 0 {
+            assert!(Instant::now() < deadline, "worker {w} never ended its loop");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    for w in 1..N {
+        assert_ne!(
+            region.worker(w).status.load(Relaxed),
+            status::DONE,
+            "worker {w} published before every loop had ended"
+        );
+    }
+    assert!(kill_child(parent, pid as u32), "worker 0 is SIGKILLed");
+    let killed_at = Instant::now();
+    drop(region);
+    let out = child.wait_with_output().expect("torture ends");
+    let after_kill = killed_at.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The barrier's own limit is 30 s, a stall 60 s: this is the parent counting it out.
+    assert!(
+        after_kill < Duration::from_secs(10),
+        "the run took {after_kill:?} after the kill"
+    );
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let summary: Value = serde_json::from_str(&stdout).expect("a JSON summary");
+    let run = &summary["strategies"][0]["runs"][0];
+    let deaths = run["faults"]["deaths"].as_array().expect("deaths");
+    assert_eq!(deaths.len(), 1, "{run}");
+    assert_eq!(deaths[0]["worker"], 0, "{run}");
+    assert_eq!(deaths[0]["cause"], "unplanned", "{run}");
+    assert_eq!(u(&run["count"]["lost"]), 0, "{run}");
+    assert_eq!(u(&run["count"]["unexpected"]), 0, "{run}");
+    let acked = u(&deaths[0]["acknowledged"]);
+    assert_eq!(u(&run["updates"]), (N as u64 - 1) * OPS + acked, "{run}");
+}

@@ -7,7 +7,11 @@
  * publish the worker's acknowledged count (a relaxed store: bounded accounting needs it).
  *
  *   cc -O2 -o loop loop.c -lpthread
- *   loop STRATEGY WORKERS OPS [SLOTS]     STRATEGY: atomic cas racy pthread pthread-robust
+ *   loop STRATEGY WORKERS OPS [SLOTS [timed]]   STRATEGY: atomic cas racy pthread pthread-robust
+ *
+ * `timed`: the floor of any timed loop, for racepool's --latency all beside it: one TSC read
+ * per update (an update's end is the next one's start) and a log2 bucket incremented, kept in
+ * the worker and never reported. Without it, nothing is timed.
  *
  * Prints one line of key=value pairs; updates_per_s = updates / (last end - release), as
  * racepool's ops/s. Exit 0; 1 if an exact strategy lost an update; 2 on bad input; 4 if the
@@ -25,6 +29,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <x86intrin.h>
 
 enum strategy { ATOMIC, CAS, RACY, PTHREAD, PTHREAD_ROBUST };
 static const char *NAMES[] = {"atomic", "cas", "racy", "pthread", "pthread-robust"};
@@ -53,8 +58,9 @@ static uint64_t splitmix64(uint64_t *s) {
 /* The update loop, inlined once per (strategy, one slot or many): like racepool's monomorphized
  * loop, no strategy or slot-count test is left inside it. */
 static inline __attribute__((always_inline)) void
-updates(const enum strategy s, const int one_slot, struct area *a, uint32_t *values,
-        pthread_mutex_t *locks, uint64_t ops, uint64_t slots, uint64_t seed) {
+updates(const enum strategy s, const int one_slot, const int timed, struct area *a,
+        uint32_t *values, pthread_mutex_t *locks, uint64_t ops, uint64_t slots, uint64_t seed) {
+    uint64_t buckets[64] = {0}, last = timed ? __rdtsc() : 0;
     for (uint64_t i = 0; i < ops; i++) {
         uint64_t k = one_slot ? 0 : (uint64_t)(((unsigned __int128)splitmix64(&seed) * slots) >> 64);
         uint32_t *v = &values[k], seen;
@@ -73,13 +79,20 @@ updates(const enum strategy s, const int one_slot, struct area *a, uint32_t *val
             break;
         }
         __atomic_store_n(&a->completed, i + 1, __ATOMIC_RELAXED);
+        if (timed) {
+            uint64_t t = __rdtsc();
+            buckets[63 - __builtin_clzll((t - last) | 1)]++;
+            last = t;
+        }
     }
+    __asm__ volatile("" : : "r"(buckets) : "memory"); /* the counts are kept, not dropped */
 }
 
-#define UPDATES(S) (slots == 1 ? updates(S, 1, a, values, locks, ops, 1, seed) \
-                               : updates(S, 0, a, values, locks, ops, slots, seed))
+#define UPDATES_T(S, T) (slots == 1 ? updates(S, 1, T, a, values, locks, ops, 1, seed) \
+                                    : updates(S, 0, T, a, values, locks, ops, slots, seed))
+#define UPDATES(S) (timed ? UPDATES_T(S, 1) : UPDATES_T(S, 0))
 
-static void work(enum strategy s, struct header *h, struct area *a, uint32_t *values,
+static void work(enum strategy s, int timed, struct header *h, struct area *a, uint32_t *values,
                  pthread_mutex_t *locks, uint64_t ops, uint64_t slots, uint64_t seed) {
     __atomic_fetch_add(&h->arrived, 1, __ATOMIC_SEQ_CST);
     futex(&h->arrived, FUTEX_WAKE, 1);
@@ -98,8 +111,9 @@ int main(int argc, char **argv) {
     for (int i = 0; argc >= 4 && i < 5; i++) if (strcmp(argv[1], NAMES[i]) == 0) s = i;
     long workers = argc >= 4 ? atol(argv[2]) : 0, slots = argc >= 5 ? atol(argv[4]) : 1;
     long long ops = argc >= 4 ? atoll(argv[3]) : 0;
-    if (s < 0 || workers < 1 || ops < 1 || slots < 1 || argc > 5) {
-        fprintf(stderr, "usage: loop atomic|cas|racy|pthread|pthread-robust WORKERS OPS [SLOTS]\n");
+    int timed = argc == 6 && strcmp(argv[5], "timed") == 0;
+    if (s < 0 || workers < 1 || ops < 1 || slots < 1 || argc > 6 || (argc == 6 && !timed)) {
+        fprintf(stderr, "usage: loop atomic|cas|racy|pthread|pthread-robust WORKERS OPS [SLOTS [timed]]\n");
         return 2;
     }
     size_t size = sizeof(struct header) + 128 + workers * sizeof(struct area)
@@ -122,7 +136,7 @@ int main(int argc, char **argv) {
     for (; forked < workers; forked++) {
         pid_t pid = fork();
         if (pid < 0) { perror("loop: fork"); break; } /* release and reap those forked */
-        if (pid == 0) { work(s, h, &areas[forked], values, locks, ops, slots, 1 + forked); _exit(0); }
+        if (pid == 0) { work(s, timed, h, &areas[forked], values, locks, ops, slots, 1 + forked); _exit(0); }
     }
     for (uint32_t n; (n = __atomic_load_n(&h->arrived, __ATOMIC_SEQ_CST)) < forked;)
         futex(&h->arrived, FUTEX_WAIT, n);
@@ -142,8 +156,8 @@ int main(int argc, char **argv) {
     }
     for (long k = 0; k < slots; k++) observed += values[k];
     double secs = (double)(end - go) / 1e9;
-    printf("loop: strategy=%s workers=%ld ops=%lld slots=%ld updates=%llu observed=%llu "
-           "lost=%llu window_ms=%.3f updates_per_s=%.0f\n", NAMES[s], workers, ops, slots,
+    printf("loop: strategy=%s workers=%ld ops=%lld slots=%ld timed=%d updates=%llu observed=%llu "
+           "lost=%llu window_ms=%.3f updates_per_s=%.0f\n", NAMES[s], workers, ops, slots, timed,
            (unsigned long long)updates, (unsigned long long)observed,
            (unsigned long long)(updates - observed), secs * 1e3, updates / (secs > 0 ? secs : 1e-9));
     return failed ? 4 : (s != RACY && observed != updates) ? 1 : 0;

@@ -234,7 +234,7 @@ fn render_memory(summary: &BenchSummary) -> String {
         .filter(|g| g.3 == LatencyMode::All && groups.contains(&(g.0, g.1, g.2, LatencyMode::Off)))
         .collect();
     if !overhead.is_empty() {
-        out.push_str("\n## What timing costs\n\nUntimed throughput over timed (two clock reads around every update).\n\n");
+        out.push_str("\n## What timing costs\n\nUntimed throughput over timed (one clock read per update: each update's end is the next one's start).\n\n");
         for g in overhead {
             let _ = writeln!(
                 out,

@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::barrier::Gate;
 use crate::check::{Count, SlotCount};
 use crate::fault::recover::LockKind;
 use crate::fault::{Death, KillPlan, StrikeAt};
@@ -540,12 +541,14 @@ pub struct Judgement {
 // Worker side.
 // ---------------------------------------------------------------------------------------------
 
-/// Runs worker `w`'s whole plan against the region (called in the worker, after the fork).
-pub fn work(region: &Region, w: usize, plan: &Plan) -> WorkerReport {
+/// Runs worker `w`'s whole plan against the region (called in the worker, after the fork),
+/// passing `gate`'s barriers around its loop. None: the parent was gone before the release.
+pub fn work(region: &Region, w: usize, plan: &Plan, gate: &dyn Gate) -> Option<WorkerReport> {
     let ctl = Control {
         header: region.header(),
         area: region.worker(w),
         worker: w,
+        gate,
     };
     match &plan.work {
         Work::Counter => with_strategy(Worker { region, plan, ctl }, counter::Memory),
@@ -580,19 +583,24 @@ pub struct Worker<'a> {
 /// A workload whose updates go through a strategy (the counter, votes): what it runs once the
 /// run's hooks and strategy are chosen, both as types.
 pub trait StrategyWorker {
-    fn run<S: Strategy, H: Hooks>(self, on: Worker<'_>, strategy: &S, hooks: H) -> WorkerReport;
+    fn run<S: Strategy, H: Hooks>(
+        self,
+        on: Worker<'_>,
+        strategy: &S,
+        hooks: H,
+    ) -> Option<WorkerReport>;
 }
 
 /// Chooses the worker's hooks, then the run's strategy (the one `strategy::dispatch`), and runs
 /// `workload` with both.
-fn with_strategy<W: StrategyWorker>(on: Worker<'_>, workload: W) -> WorkerReport {
+fn with_strategy<W: StrategyWorker>(on: Worker<'_>, workload: W) -> Option<WorkerReport> {
     struct Hooked<'a, W> {
         on: Worker<'a>,
         workload: W,
     }
     impl<W: StrategyWorker> WithHooks for Hooked<'_, W> {
-        type Out = WorkerReport;
-        fn with<H: Hooks>(self, hooks: H) -> WorkerReport {
+        type Out = Option<WorkerReport>;
+        fn with<H: Hooks>(self, hooks: H) -> Option<WorkerReport> {
             let plan = self.on.plan;
             let chosen = Chosen {
                 on: self.on,
@@ -613,8 +621,8 @@ fn with_strategy<W: StrategyWorker>(on: Worker<'_>, workload: W) -> WorkerReport
         hooks: H,
     }
     impl<W: StrategyWorker, H: Hooks> WithStrategy for Chosen<'_, W, H> {
-        type Out = WorkerReport;
-        fn with<S: Strategy>(self, strategy: &S) -> WorkerReport {
+        type Out = Option<WorkerReport>;
+        fn with<S: Strategy>(self, strategy: &S) -> Option<WorkerReport> {
             self.workload.run(self.on, strategy, self.hooks)
         }
     }
@@ -666,7 +674,7 @@ fn run_scenario<S: Scope>(
     w: usize,
     plan: &Plan,
     ctl: Control<'_>,
-) -> WorkerReport {
+) -> Option<WorkerReport> {
     // Opened here, in the worker (after the fork): never a file or connection of the parent's.
     let recorder = plan.store.as_deref().map(|s| Recorder::open(s, w));
     let env = Env {
@@ -696,7 +704,7 @@ fn run_scenario<S: Scope>(
     report
 }
 
-fn scenario_loop<Sc: Scenario>(sc: &Sc, env: &Env<'_>, ctl: Control<'_>) -> WorkerReport {
+fn scenario_loop<Sc: Scenario>(sc: &Sc, env: &Env<'_>, ctl: Control<'_>) -> Option<WorkerReport> {
     let mut step = ScenarioStep {
         sc,
         env,

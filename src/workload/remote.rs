@@ -10,6 +10,7 @@
 //! arm in [`work`], and `holds` naming its slots.
 
 use super::{counter, Fix, Plan, Variant, Work};
+use crate::barrier::Started;
 use crate::fault::Point;
 use crate::region::Region;
 use crate::store::{NoStore, Persistence, Recorder};
@@ -17,22 +18,21 @@ use crate::strategy::Applied;
 use crate::target::{CacheFix, EventDraft, RunShape, Session, Target, UpdateError};
 use crate::worker::{self, Control, Halt, Outcome, Step, WorkerReport};
 
-/// Worker `w`'s whole run against `target`, in the worker: it connects, then passes `gate`
-/// (the start barrier; false: the parent is gone, None).
+/// Worker `w`'s whole run against `target`, in the worker: it connects, then passes its
+/// gate's start barrier (false: the parent is gone, None), then runs the loop.
 pub fn work<T: Target>(
     target: &T,
     region: &Region,
     ctl: Control<'_>,
     plan: &Plan,
     shape: &RunShape,
-    gate: &dyn Fn() -> bool,
 ) -> Option<WorkerReport> {
     match plan.store.as_deref() {
-        None => connected(target, region, ctl, plan, shape, &NoStore, gate),
+        None => connected(target, region, ctl, plan, shape, &NoStore),
         Some(store) => {
             // Opened here, in the worker (after the fork): never a file of the parent's.
             let recorder = Recorder::open(store, ctl.worker);
-            let report = connected(target, region, ctl, plan, shape, &recorder, gate);
+            let report = connected(target, region, ctl, plan, shape, &recorder);
             recorder.finish();
             report
         }
@@ -46,9 +46,16 @@ fn connected<T: Target, P: Persistence>(
     plan: &Plan,
     shape: &RunShape,
     persist: &P,
-    gate: &dyn Fn() -> bool,
 ) -> Option<WorkerReport> {
     let w = ctl.worker;
+    let gate = ctl.gate;
+    // The loop finds the start barrier passed (here, once connected); its done barrier is
+    // the gate's.
+    let started = Started(gate);
+    let ctl = Control {
+        gate: &started,
+        ..ctl
+    };
     if let (Work::Cache { .. }, Variant::Fix(fix)) = (&plan.work, plan.variant) {
         // A cache session of its own (no counter session beside it): after the fork too.
         let connected = match fix {
@@ -64,10 +71,10 @@ fn connected<T: Target, P: Persistence>(
         }
         .and_then(|fix| target.connect_cache(shape, w, fix));
         // A worker that could not connect still arrives: it halts at its first update.
-        if !gate() {
+        if !gate.start() {
             return None;
         }
-        return Some(match connected {
+        return match connected {
             Ok(ops) => {
                 let mut step = super::cache::RemoteCache::new(ops, region, plan, w);
                 worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
@@ -76,28 +83,22 @@ fn connected<T: Target, P: Persistence>(
                 let mut step = Unconnected(Some(format!("connecting: {e}")));
                 worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
             }
-        });
+        };
     }
     // Connected here, in the worker (after the fork): never a connection of the parent's.
     let connected = target.connect(shape, w, plan.variant.mechanism());
     // A worker that could not connect still arrives: it halts at its first update.
-    if !gate() {
+    if !gate.start() {
         return None;
     }
     let session = match connected {
         Ok(session) => Recorded { session, persist },
         Err(e) => {
             let mut step = Unconnected(Some(format!("connecting: {e}")));
-            return Some(worker::run(
-                &mut step,
-                ctl,
-                plan.ops,
-                plan.latency,
-                plan.clock,
-            ));
+            return worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock);
         }
     };
-    Some(match plan.work {
+    match plan.work {
         Work::Counter => {
             // `--pause` asks, through the region, for the next lock holder to stop itself.
             let pause = plan.armed.then_some((ctl.header, ctl.area));
@@ -118,7 +119,7 @@ fn connected<T: Target, P: Persistence>(
             worker::run(&mut step, ctl, plan.ops, plan.latency, plan.clock)
         }
         _ => unreachable!("validated: {} runs on memory only", plan.label()),
-    })
+    }
 }
 
 /// A session whose winning updates are persisted: each update's invoke time is taken before

@@ -191,7 +191,12 @@ pub fn bitmap_offsets(plan: &Plan, rate: f64) -> Vec<u64> {
 pub struct Voter;
 
 impl StrategyWorker for Voter {
-    fn run<S: Strategy, H: Hooks>(self, on: Worker<'_>, strategy: &S, hooks: H) -> WorkerReport {
+    fn run<S: Strategy, H: Hooks>(
+        self,
+        on: Worker<'_>,
+        strategy: &S,
+        hooks: H,
+    ) -> Option<WorkerReport> {
         let Worker { region, plan, ctl } = on;
         let Work::Votes {
             invalid_rate,
