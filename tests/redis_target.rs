@@ -703,7 +703,8 @@ fn the_loader_refuses_a_stream_entry_that_is_not_racepools() {
         "{e}"
     );
     assert_eq!(e.exit_code(), 2);
-    let e = t.load(Some(sh.run ^ 1)).unwrap_err();
+    // A run id this process never creates (`sh.run ^ 1` may be a concurrent test's run).
+    let e = t.load(Some(fresh_run())).unwrap_err();
     assert!(
         matches!(&e, Error::Usage(m) if m.contains("no stored record")),
         "{e}"
