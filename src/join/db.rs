@@ -250,13 +250,7 @@ pub fn wait_for_slots(join: &Join, me: &str) -> Result<(), Error> {
             ));
         }
         if Instant::now() > deadline || crate::pool::interrupted() {
-            return Err(failed_error(
-                join,
-                format!(
-                    "{me}: the run's slots were not made within {:?} by the host that created it",
-                    join.timeout
-                ),
-            ));
+            return Err(failed_error(join, super::meeting::slots_late(join, me)));
         }
         std::thread::sleep(POLL);
     }
@@ -338,10 +332,7 @@ pub fn meet(co: &Seat) -> Result<i128, Error> {
         let late = Instant::now() > deadline;
         if gave_up.is_some() || late || crate::pool::interrupted() {
             let why = match gave_up {
-                Some((h, _, note)) => format!(
-                    "host {h} failed before the start barrier ({}); every host of the run fails",
-                    note.as_deref().unwrap_or("no reason given")
-                ),
+                Some((h, _, note)) => super::meeting::gave_up(h, note.as_deref()),
                 None if late => super::meeting::missing(
                     join,
                     &hosts
@@ -349,7 +340,7 @@ pub fn meet(co: &Seat) -> Result<i128, Error> {
                         .map(|h| (h.0.clone(), h.1.clone()))
                         .collect::<Vec<_>>(),
                 ),
-                None => "interrupted at the start barrier".into(),
+                None => super::meeting::INTERRUPTED.into(),
             };
             tx.execute(
                 "UPDATE racepool_join_hosts SET state = 'failed', note = $3, \

@@ -321,13 +321,7 @@ impl Meeting for InnoTables {
                 ));
             }
             if Instant::now() > deadline || crate::pool::interrupted() {
-                return Err(self.failed_error(
-                    join,
-                    format!(
-                        "{me}: the run's slots were not made within {:?} by the host that created it",
-                        join.timeout
-                    ),
-                ));
+                return Err(self.failed_error(join, super::meeting::slots_late(join, me)));
             }
             std::thread::sleep(POLL);
         }
@@ -394,10 +388,7 @@ impl Meeting for InnoTables {
                     return Ok(Step::Wait);
                 }
                 let why = match gave_up {
-                    Some((h, _, note)) => format!(
-                        "host {h} failed before the start barrier ({}); every host of the run fails",
-                        note.as_deref().unwrap_or("no reason given")
-                    ),
+                    Some((h, _, note)) => super::meeting::gave_up(h, note.as_deref()),
                     None if late => super::meeting::missing(
                         join,
                         &hosts
@@ -405,7 +396,7 @@ impl Meeting for InnoTables {
                             .map(|h| (h.0.clone(), h.1.clone()))
                             .collect::<Vec<_>>(),
                     ),
-                    None => "interrupted at the start barrier".into(),
+                    None => super::meeting::INTERRUPTED.into(),
                 };
                 InnoTables::mark_failed(c, &join.name, &co.me, &why)?;
                 Ok(Step::Fail(why, gave_up.is_none() && !late))

@@ -118,6 +118,25 @@ pub fn stored_figures(f: HostFigures, offset_ns: i64) -> Result<(Figures, Vec<u8
     Ok((figures, histogram))
 }
 
+/// `me` waited `--join-timeout` for the run's slots in vain.
+pub fn slots_late(join: &Join, me: &str) -> String {
+    format!(
+        "{me}: the run's slots were not made within {:?} by the host that created it",
+        join.timeout
+    )
+}
+
+/// Host `host` gave up before the release (its note says why): so does everyone.
+pub fn gave_up(host: &str, note: Option<&str>) -> String {
+    format!(
+        "host {host} failed before the start barrier ({}); every host of the run fails",
+        note.unwrap_or("no reason given")
+    )
+}
+
+/// This host was interrupted (SIGINT) while waiting at the start barrier.
+pub const INTERRUPTED: &str = "interrupted at the start barrier";
+
 /// Who is missing at the barrier, named: `hosts` are (host, state) in registration order.
 pub fn missing(join: &Join, hosts: &[(String, String)]) -> String {
     let not_ready: Vec<String> = hosts

@@ -470,13 +470,7 @@ impl Meeting for Keyspace {
                 _ => {}
             }
             if Instant::now() > deadline || crate::pool::interrupted() {
-                return Err(self.failed_error(
-                    join,
-                    format!(
-                        "{me}: the run's slots were not made within {:?} by the host that created it",
-                        join.timeout
-                    ),
-                ));
+                return Err(self.failed_error(join, super::meeting::slots_late(join, me)));
             }
             std::thread::sleep(POLL);
         }
@@ -528,10 +522,9 @@ impl Meeting for Keyspace {
                         "the run's record is gone (removed by torture clean?)".into(),
                     ))
                 }
-                Some("failed") => format!(
-                    "host {} failed before the start barrier ({}); every host of the run fails",
+                Some("failed") => super::meeting::gave_up(
                     w.get(1).map_or("?", |s| s),
-                    w.get(2).map_or("no reason given", |s| s)
+                    w.get(2).map(String::as_str),
                 ),
                 _ => {
                     let late = Instant::now() > deadline;
@@ -544,7 +537,7 @@ impl Meeting for Keyspace {
                             .collect();
                         super::meeting::missing(join, &hosts)
                     } else if crate::pool::interrupted() {
-                        "interrupted at the start barrier".into()
+                        super::meeting::INTERRUPTED.into()
                     } else {
                         let wait = WAKE.min(deadline.saturating_duration_since(Instant::now()));
                         // Woken by `go` or `failed`, or not: the script tells which, next.
